@@ -1,0 +1,235 @@
+"""gRPC servicer of the client port: translates messages, nothing more.
+
+Every rule lives in ``users``, ``keys``, ``cluster`` and ``node``; here a
+request becomes a call and an ``HsmError`` becomes a status with its message.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from protos.hsm.v1 import hsm_pb2 as pb
+from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
+
+from .. import __version__
+from ..errors import HsmError, InvalidArgument
+from ..keys import Keys
+from ..node import HsmNode, WriteOutcome
+from ..users import Users
+
+log = logging.getLogger("hsm_node.api")
+
+USER_TYPES = {pb.PRECO: "PRECO", pb.CO: "CO", pb.CU: "CU", pb.AU: "AU"}
+USER_TYPE_PB = {"PRECO": pb.PRECO, "CO": pb.CO, "PCO": pb.CO, "CU": pb.CU, "AU": pb.AU}
+NODE_STATES = {"UNINITIALIZED": pb.UNINITIALIZED, "INITIALIZED": pb.INITIALIZED, "ACTIVE": pb.ACTIVE, "DELETED": pb.DELETED}
+
+
+def user_type(value: int, *, required: bool = True) -> str:
+    if value == pb.USER_TYPE_UNSPECIFIED and not required:
+        return ""
+    if value not in USER_TYPES:
+        raise InvalidArgument(f"user_type must be one of PRECO, CO, CU (got {value})")
+    return USER_TYPES[value]
+
+
+def write_pb(outcome: WriteOutcome) -> pb.WriteResult:
+    return pb.WriteResult(replicas=outcome.replicas, node_ids=outcome.node_ids, members=outcome.members)
+
+
+def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Map rule errors to statuses; never let a traceback reach a caller."""
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await fn(self, request, context)
+        except HsmError as exc:
+            await context.abort(exc.code, exc.message)
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            incident = uuid.uuid4().hex[:12]
+            log.exception("internal error", extra={"event": "internal_error", "rpc": fn.__name__, "incident": incident})
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error in the HSM (incident {incident}; see the node log)")
+    return wrapper
+
+
+class HsmServicer(pb_grpc.HsmServicer):
+    def __init__(self, node: HsmNode, users: Users, keys: Keys, cluster: Any = None) -> None:
+        self.node, self.users, self.keys, self.cluster = node, users, keys, cluster
+
+    # ------------------------------------------------------------ lifecycle
+
+    def status(self) -> pb.NodeStatus:
+        n = self.node
+        return pb.NodeStatus(
+            node_id=n.node_id, hsm_id=n.hsm_id, cluster_id=n.cluster_id, state=NODE_STATES[n.state],
+            user_count=len(n.records.users), key_count=len(n.records.keys), cluster_csr_pem=n.cluster_csr(),
+            cluster_certificate_pem=n.cluster_cert_pem, trust_anchor_pem=n.trust_anchor_pem,
+            cluster_certificate_sha256=n.cluster_fingerprint(), ordinal=n.ordinal, endpoint=n.config.endpoint,
+            peer_endpoint=n.config.peer_endpoint, consistency_hash=n.records.consistency_hash(),
+            positions=n.positions, version=__version__,
+        )
+
+    @rpc
+    async def GetStatus(self, request: pb.Empty, context: Any) -> pb.NodeStatus:
+        return self.status()
+
+    @rpc
+    async def Initialize(self, request: pb.InitializeRequest, context: Any) -> pb.InitializeResponse:
+        await self.node.initialize(request.signed_cluster_certificate_pem, request.trust_anchor_pem)
+        return pb.InitializeResponse(cluster_id=self.node.cluster_id, state=NODE_STATES[self.node.state],
+                                     preco_username="admin")
+
+    # ------------------------------------------------------------ sessions & users
+
+    @rpc
+    async def Login(self, request: pb.LoginRequest, context: Any) -> pb.LoginResponse:
+        s = await self.users.login(user_type(request.user_type), request.username, request.password, request.client_id)
+        return pb.LoginResponse(session_token=s.token, user_id=s.user_id, user_type=USER_TYPE_PB[s.user_type],
+                                node_id=self.node.node_id)
+
+    @rpc
+    async def Logout(self, request: pb.SessionRequest, context: Any) -> pb.Empty:
+        self.users.logout(request.session_token)
+        return pb.Empty()
+
+    @rpc
+    async def KeepAlive(self, request: pb.SessionRequest, context: Any) -> pb.Empty:
+        self.node.sessions.get(request.session_token)
+        return pb.Empty()
+
+    @rpc
+    async def CreateUser(self, request: pb.CreateUserRequest, context: Any) -> pb.CreateUserResponse:
+        user, outcome = await self.users.create(request.session_token, user_type(request.user_type),
+                                                request.username, request.password, request.this_node_only)
+        return pb.CreateUserResponse(user=self._user(user, 0), write=write_pb(outcome))
+
+    @rpc
+    async def DeleteUser(self, request: pb.DeleteUserRequest, context: Any) -> pb.WriteResult:
+        return write_pb(await self.users.delete(request.session_token, request.username, request.this_node_only))
+
+    @rpc
+    async def ChangePassword(self, request: pb.ChangePasswordRequest, context: Any) -> pb.WriteResult:
+        return write_pb(await self.users.change_password(
+            request.session_token, user_type(request.user_type, required=False), request.username,
+            request.new_password, request.this_node_only))
+
+    @rpc
+    async def ListUsers(self, request: pb.Empty, context: Any) -> pb.ListUsersResponse:
+        return pb.ListUsersResponse(users=[self._user(u, f) for u, f in self.users.list()])
+
+    @rpc
+    async def SyncUser(self, request: pb.SyncUserRequest, context: Any) -> pb.WriteResult:
+        return write_pb(await self.users.sync(request.session_token, request.username))
+
+    @staticmethod
+    def _user(u: Any, failures: int) -> pb.User:
+        return pb.User(user_id=u.user_id, user_type=USER_TYPE_PB[u.user_type], username=u.name,
+                       login_failure_count=failures, locked=u.locked)
+
+    # ------------------------------------------------------------ keys
+
+    @rpc
+    async def GenerateKey(self, request: pb.GenerateKeyRequest, context: Any) -> pb.GenerateKeyResponse:
+        key, outcome = await self.keys.generate(
+            request.session_token, request.key_size_bytes, request.label, list(request.share_with_user_ids),
+            request.min_replicas, request.timeout_ms, request.session_key)
+        return pb.GenerateKeyResponse(key_handle=key.handle, write=write_pb(outcome))
+
+    @rpc
+    async def FindKeys(self, request: pb.FindKeysRequest, context: Any) -> pb.FindKeysResponse:
+        return pb.FindKeysResponse(key_handles=self.keys.find(request.session_token, request.label, request.owner_user_id))
+
+    @rpc
+    async def FindAllKeys(self, request: pb.FindAllKeysRequest, context: Any) -> pb.FindAllKeysResponse:
+        keys, digest = self.keys.find_all(request.session_token, request.user_id)
+        return pb.FindAllKeysResponse(keys=[pb.KeyOwnership(key_handle=h, owned=o) for h, o in keys],
+                                      key_hash=digest if request.include_hash else "", node_id=self.node.node_id)
+
+    @rpc
+    async def GetKeyInfo(self, request: pb.KeyRequest, context: Any) -> pb.KeyInfo:
+        k = self.keys.info(request.session_token, request.key_handle)
+        owner = self.node.records.user_by_id(k.owner_id)
+        return pb.KeyInfo(
+            key_handle=k.handle, label=k.label, owner_user_id=k.owner_id, owner_username=owner.name if owner else "",
+            shared_user_ids=k.shared, key_size_bytes=k.size, key_type="AES",
+            token=k.handle not in self.keys.session_keys, extractable=False, never_extractable=True,
+            created_ms=k.created_ms, kcv=k.kcv)
+
+    @rpc
+    async def ShareKey(self, request: pb.ShareKeyRequest, context: Any) -> pb.WriteResult:
+        return write_pb(await self.keys.share(request.session_token, request.key_handle, list(request.user_ids),
+                                              request.unshare))
+
+    @rpc
+    async def DeleteKey(self, request: pb.KeyRequest, context: Any) -> pb.WriteResult:
+        return write_pb(await self.keys.delete(request.session_token, request.key_handle))
+
+    @rpc
+    async def SyncKey(self, request: pb.SyncKeyRequest, context: Any) -> pb.WriteResult:
+        return write_pb(await self.keys.sync(request.session_token, request.key_handle))
+
+    # ------------------------------------------------------------ crypto
+
+    @rpc
+    async def Encrypt(self, request: pb.EncryptRequest, context: Any) -> pb.EncryptResponse:
+        return self._encrypt(request)
+
+    @rpc
+    async def Decrypt(self, request: pb.DecryptRequest, context: Any) -> pb.DecryptResponse:
+        return self._decrypt(request)
+
+    @rpc
+    async def GenerateRandom(self, request: pb.GenerateRandomRequest, context: Any) -> pb.GenerateRandomResponse:
+        return self._random(request)
+
+    @rpc
+    async def GenerateDataKey(self, request: pb.GenerateDataKeyRequest, context: Any) -> pb.GenerateDataKeyResponse:
+        return self._data_key(request)
+
+    def _encrypt(self, r: pb.EncryptRequest) -> pb.EncryptResponse:
+        iv, ct = self.keys.encrypt(r.session_token, r.key_handle, r.plaintext, r.aad)
+        return pb.EncryptResponse(iv=iv, ciphertext=ct)
+
+    def _decrypt(self, r: pb.DecryptRequest) -> pb.DecryptResponse:
+        return pb.DecryptResponse(plaintext=self.keys.decrypt(r.session_token, r.key_handle, r.iv, r.ciphertext, r.aad))
+
+    def _random(self, r: pb.GenerateRandomRequest) -> pb.GenerateRandomResponse:
+        return pb.GenerateRandomResponse(random=self.keys.random(r.session_token, r.length))
+
+    def _data_key(self, r: pb.GenerateDataKeyRequest) -> pb.GenerateDataKeyResponse:
+        pt, iv, ct = self.keys.data_key(r.session_token, r.key_handle, r.length, r.aad)
+        return pb.GenerateDataKeyResponse(plaintext=b"" if r.without_plaintext else pt, iv=iv, ciphertext=ct)
+
+    async def CryptoStream(self, request_iterator: AsyncIterator[pb.CryptoBatch],
+                           context: grpc.aio.ServicerContext) -> AsyncIterator[pb.CryptoBatchResult]:
+        handlers = {"encrypt": self._encrypt, "decrypt": self._decrypt, "random": self._random,
+                    "data_key": self._data_key}
+        async for batch in request_iterator:
+            results = []
+            for op in batch.ops:
+                kind = op.WhichOneof("op")
+                try:
+                    if kind is None:
+                        raise InvalidArgument("crypto op has no operation set")
+                    out = handlers[kind](getattr(op, kind))
+                    results.append(pb.CryptoResult(id=op.id, **{kind: out}))
+                except HsmError as exc:
+                    results.append(pb.CryptoResult(id=op.id, error=pb.CryptoError(code=exc.code.value[0], message=exc.message)))
+                except Exception:
+                    log.exception("internal error in crypto stream", extra={"event": "internal_error"})
+                    results.append(pb.CryptoResult(id=op.id, error=pb.CryptoError(
+                        code=grpc.StatusCode.INTERNAL.value[0], message="internal error in the HSM (see the node log)")))
+            yield pb.CryptoBatchResult(results=results)
+
+    # ------------------------------------------------------------ cluster & backups (see cluster.py)
+
+    def _cluster(self) -> Any:
+        if self.cluster is None:
+            raise HsmError("cluster operations are not available on this node", grpc.StatusCode.UNIMPLEMENTED)
+        return self.cluster

@@ -1,0 +1,59 @@
+"""Errors raised by the HSM's rules, each with the gRPC status the API reports.
+
+Messages follow CloudHSM's return-code style where one exists
+("0xc6 : HSM Error: Key Access is denied.") so operators recognise them, and
+never contain a password or key material.
+"""
+from __future__ import annotations
+
+import grpc
+
+
+class HsmError(Exception):
+    code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidArgument(HsmError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class Unauthenticated(HsmError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(HsmError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class NotFound(HsmError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(HsmError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class WrongState(HsmError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(HsmError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class InsufficientReplicas(HsmError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+# The CloudHSM return codes our messages reuse.
+KEY_ACCESS_DENIED = "0xc6 : HSM Error: Key Access is denied."
+INVALID_HANDLE = "0xa8 : HSM Error: Invalid object handle is passed to this operation"
+LOGIN_FAILED = "0xa3 : HSM Error: Login failed (invalid user name or password)"
+USER_LOCKED = "0xa4 : HSM Error: User account is locked; a CO must reset its password"
+NOT_LOGGED_IN = "0xb9 : HSM Error: Session is not logged in or has expired"

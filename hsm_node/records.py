@@ -1,0 +1,97 @@
+"""The replicated records of a node: users, keys, members and cluster config.
+
+Every record is a whole-state value with a version ``(hlc, origin)``; a write
+replaces the record only if its version is newer (last writer wins), and a
+deletion is a tombstone with a version. The state of a node is therefore a
+pure function of the set of writes it has seen, whatever their order or how
+often they were delivered, which is what makes replication idempotent and
+concurrent conflicting writes resolve the same way everywhere.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+Version = tuple[int, str]  # (hybrid logical clock, origin node id)
+ZERO_VERSION: Version = (0, "")
+
+
+@dataclass
+class UserRecord:
+    KIND: ClassVar[str] = "user"
+    name: str
+    user_id: int
+    user_type: str  # "PRECO" | "CO" | "CU"
+    password_hash: str
+    locked: bool = False
+
+    @property
+    def entity(self) -> str:
+        return self.name
+
+
+@dataclass
+class KeyRecord:
+    KIND: ClassVar[str] = "key"
+    handle: int
+    label: str
+    owner_id: int
+    size: int
+    material: bytes
+    created_ms: int
+    shared: list[int] = field(default_factory=list)
+    kcv: str = ""
+
+    @property
+    def entity(self) -> str:
+        return str(self.handle)
+
+
+@dataclass
+class MemberRecord:
+    KIND: ClassVar[str] = "member"
+    node_id: str
+    hsm_id: str
+    ordinal: int
+    endpoint: str
+    peer_endpoint: str
+
+    @property
+    def entity(self) -> str:
+        return self.node_id
+
+
+@dataclass
+class ConfigRecord:
+    KIND: ClassVar[str] = "config"
+    backup_retention_days: int = 90
+
+    @property
+    def entity(self) -> str:
+        return "cluster"
+
+
+RECORD_TYPES: dict[str, type] = {cls.KIND: cls for cls in (UserRecord, KeyRecord, MemberRecord, ConfigRecord)}
+Record = UserRecord | KeyRecord | MemberRecord | ConfigRecord
+
+
+def encode(record: Record) -> bytes:
+    data: dict[str, Any] = asdict(record)
+    for k, v in data.items():
+        if isinstance(v, bytes):
+            data[k] = {"b64": base64.b64encode(v).decode()}
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode(kind: str, raw: bytes) -> Record:
+    data = json.loads(raw)
+    for k, v in data.items():
+        if isinstance(v, dict) and set(v) == {"b64"}:
+            data[k] = base64.b64decode(v["b64"])
+    return RECORD_TYPES[kind](**data)
+
+
+def record_aad(kind: str, entity: str, version: Version) -> bytes:
+    return f"{kind}\x00{entity}\x00{version[0]}\x00{version[1]}".encode()

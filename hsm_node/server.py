@@ -1,0 +1,158 @@
+"""The ``hsm-node`` process: wiring of storage, rules, TLS and gRPC servers.
+
+The client port serves server-authenticated TLS: a bootstrap self-signed
+certificate while UNINITIALIZED, then the node certificate chained to the
+cluster certificate and trust anchor (switched live, no restart). The peer
+port (mutual TLS, cluster certificates only) opens once the node has a
+cluster identity.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
+
+from . import logs
+from .api.servicer import HsmServicer
+from .keys import Keys
+from .node import ACTIVE, HsmNode, NodeConfig
+from .sealing import load_master_key
+from .storage import StorageError
+from .users import Users
+
+log = logging.getLogger("hsm_node.server")
+MAX_MESSAGE = 64 * 1024 * 1024
+GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
+
+
+class NodeServer:
+    def __init__(self, config: NodeConfig, listen: str, peer_listen: str) -> None:
+        self.config, self.listen, self.peer_listen = config, listen, peer_listen
+        self.node = HsmNode(config)
+        self.users, self.keys = Users(self.node), Keys(self.node)
+        self.cluster: Any = None
+        self.health = health.aio.HealthServicer()
+        self._tls_version = 0
+        self._served_version = -1
+        self.node.on_identity_change.append(self._identity_changed)
+        self.server = grpc.aio.server(options=GRPC_OPTIONS)
+        self.peer_server: grpc.aio.Server | None = None
+        self.stopped = asyncio.Event()
+
+    def _cert_config(self) -> grpc.ServerCertificateConfiguration:
+        key, chain = self.node.tls_identity()
+        return grpc.ssl_server_certificate_configuration([(key, chain)])
+
+    def _fetch_cert_config(self) -> grpc.ServerCertificateConfiguration | None:
+        # Called by gRPC on each handshake: hand over a new certificate only when it changed.
+        if self._served_version == self._tls_version:
+            return None
+        self._served_version = self._tls_version
+        return self._cert_config()
+
+    def _identity_changed(self) -> None:
+        self._tls_version += 1
+        asyncio.get_running_loop().create_task(self._sync_serving())
+
+    async def _sync_serving(self) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if self.node.state == ACTIVE else \
+            health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set("hsm.v1.Hsm", status)
+        if self.node.cluster_cert_pem and self.peer_server is None and self.cluster is not None:
+            await self.cluster.start_peer_server()
+
+    async def start(self) -> None:
+        pb_grpc.add_HsmServicer_to_server(HsmServicer(self.node, self.users, self.keys, self.cluster), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self._served_version = self._tls_version
+        creds = grpc.dynamic_ssl_server_credentials(self._cert_config(), self._fetch_cert_config)
+        if self.server.add_secure_port(self.listen, creds) == 0:
+            raise OSError(f"cannot listen on {self.listen}")
+        await self.server.start()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self._sync_serving()
+        log.info("listening", extra={"event": "listening", "listen": self.listen, "node_id": self.node.node_id,
+                                     "state": self.node.state, "cluster_id": self.node.cluster_id})
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        if self.cluster is not None:
+            await self.cluster.stop()
+        await self.server.stop(grace)
+        if self.peer_server is not None:
+            await self.peer_server.stop(grace)
+        self.node.close()
+        log.info("stopped", extra={"event": "stopped", "node_id": self.node.node_id})
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="hsm-node", description="Run one HSM node (a CloudHSM-like HSM over gRPC/TLS).")
+    p.add_argument("--data-dir", default=env("HSM_DATA_DIR", "./hsm-data"), help="node state directory [HSM_DATA_DIR]")
+    p.add_argument("--listen", default=env("HSM_LISTEN", "127.0.0.1:2225"), help="client port [HSM_LISTEN]")
+    p.add_argument("--peer-listen", default=env("HSM_PEER_LISTEN", "127.0.0.1:2226"), help="peer port [HSM_PEER_LISTEN]")
+    p.add_argument("--advertise", default=env("HSM_ADVERTISE"), help="client endpoint others use [HSM_ADVERTISE]")
+    p.add_argument("--peer-advertise", default=env("HSM_PEER_ADVERTISE"), help="peer endpoint others use [HSM_PEER_ADVERTISE]")
+    p.add_argument("--host", action="append", default=[h for h in (env("HSM_HOSTS") or "").split(",") if h],
+                   help="extra host name for the node certificate (repeatable) [HSM_HOSTS]")
+    p.add_argument("--master-key-file", default=env("HSM_MASTER_KEY_FILE", "~/.config/hsm-node/master.key"),
+                   help="deployment secret (created if missing); or HSM_MASTER_KEY=base64 [HSM_MASTER_KEY_FILE]")
+    p.add_argument("--backup-dir", default=env("HSM_BACKUP_DIR", "./hsm-backups"), help="backup store [HSM_BACKUP_DIR]")
+    p.add_argument("--backup-interval", type=float, default=float(env("HSM_BACKUP_INTERVAL", "86400")),
+                   help="seconds between periodic backups [HSM_BACKUP_INTERVAL]")
+    p.add_argument("--session-idle-timeout", type=float, default=float(env("HSM_SESSION_IDLE_TIMEOUT", "900")),
+                   help="seconds before an idle login session expires [HSM_SESSION_IDLE_TIMEOUT]")
+    p.add_argument("--log-level", default=env("HSM_LOG_LEVEL", "info"))
+    return p.parse_args(argv)
+
+
+def _host(endpoint: str) -> str:
+    return endpoint.rsplit(":", 1)[0].strip("[]")
+
+
+def build_config(args: argparse.Namespace) -> NodeConfig:
+    master = load_master_key(args.master_key_file, os.environ.get("HSM_MASTER_KEY"), create=True)
+    endpoint = args.advertise or args.listen
+    peer_endpoint = args.peer_advertise or args.peer_listen
+    hosts = list(dict.fromkeys(["localhost", "127.0.0.1", _host(endpoint), _host(peer_endpoint), *args.host]))
+    hosts = [h for h in hosts if h not in ("0.0.0.0", "::", "")]
+    return NodeConfig(
+        data_dir=args.data_dir, master_key=master, endpoint=endpoint, peer_endpoint=peer_endpoint, hosts=hosts,
+        backup_dir=args.backup_dir, backup_interval_s=args.backup_interval,
+        session_idle_timeout_s=args.session_idle_timeout,
+    )
+
+
+async def run(args: argparse.Namespace) -> None:
+    server = NodeServer(build_config(args), args.listen, args.peer_listen)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.stopped.set)
+    await server.stopped.wait()
+    log.info("shutting down", extra={"event": "shutdown"})
+    await server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logs.setup("hsm-node", args.log_level)
+    try:
+        asyncio.run(run(args))
+    except (StorageError, ValueError, OSError) as exc:
+        log.error(str(exc), extra={"event": "startup_failed"})
+        print(f"hsm-node: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The node's in-memory view of its records, rebuilt from storage at start.
+
+Lookups on the crypto path (sessions, keys, cipher objects) are dictionary
+hits here; nothing on that path touches the disk.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from . import records as rec
+from .rules import MAX_ORDINAL
+
+
+@dataclass
+class RecordState:
+    users: dict[str, rec.UserRecord] = field(default_factory=dict)
+    keys: dict[int, rec.KeyRecord] = field(default_factory=dict)
+    members: dict[str, rec.MemberRecord] = field(default_factory=dict)
+    config: rec.ConfigRecord = field(default_factory=rec.ConfigRecord)
+    versions: dict[tuple[str, str], rec.Version] = field(default_factory=dict)
+    _ciphers: dict[int, AESGCM] = field(default_factory=dict)
+    _users_by_id: dict[int, rec.UserRecord] = field(default_factory=dict)
+
+    def version(self, kind: str, entity: str) -> rec.Version:
+        return self.versions.get((kind, entity), rec.ZERO_VERSION)
+
+    def is_newer(self, kind: str, entity: str, version: rec.Version) -> bool:
+        return version > self.version(kind, entity)
+
+    def apply(self, kind: str, entity: str, version: rec.Version, record: rec.Record | None) -> bool:
+        """Last writer wins: take the record only if its version is newer."""
+        if not self.is_newer(kind, entity, version):
+            return False
+        self.versions[(kind, entity)] = version
+        self._set(kind, entity, record)
+        return True
+
+    def _set(self, kind: str, entity: str, record: rec.Record | None) -> None:
+        if kind == "user":
+            old = self.users.pop(entity, None)
+            if old is not None:
+                self._users_by_id.pop(old.user_id, None)
+            if isinstance(record, rec.UserRecord):
+                self.users[entity] = record
+                self._users_by_id[record.user_id] = record
+        elif kind == "key":
+            handle = int(entity)
+            self.keys.pop(handle, None)
+            self._ciphers.pop(handle, None)
+            if isinstance(record, rec.KeyRecord):
+                self.keys[handle] = record
+        elif kind == "member":
+            self.members.pop(entity, None)
+            if isinstance(record, rec.MemberRecord):
+                self.members[entity] = record
+        elif kind == "config":
+            self.config = record if isinstance(record, rec.ConfigRecord) else rec.ConfigRecord()
+
+    def clear(self) -> None:
+        self.users.clear()
+        self.keys.clear()
+        self.members.clear()
+        self.config = rec.ConfigRecord()
+        self.versions.clear()
+        self._ciphers.clear()
+        self._users_by_id.clear()
+
+    # ------------------------------------------------------------ lookups
+
+    def user_by_id(self, user_id: int) -> rec.UserRecord | None:
+        return self._users_by_id.get(user_id)
+
+    def cipher(self, key: rec.KeyRecord) -> AESGCM:
+        c = self._ciphers.get(key.handle)
+        if c is None:
+            c = self._ciphers[key.handle] = AESGCM(key.material)
+        return c
+
+    def next_id(self, existing: set[int] | dict, ordinal: int) -> int:
+        """Ids (key handles, user ids) unique across the cluster without coordination:
+        each node takes the numbers congruent to its ordinal modulo 32."""
+        stride = MAX_ORDINAL + 1
+        top = max(existing, default=0)
+        candidate = top - (top % stride) + ordinal
+        while candidate <= top:
+            candidate += stride
+        return candidate
+
+    def consistency_hash(self) -> str:
+        """Hash of users and key ownership/sharing (CloudHSM's findAllKeys hash);
+        equal on nodes that agree."""
+        h = hashlib.sha256()
+        for name in sorted(self.users):
+            u = self.users[name]
+            h.update(f"u|{u.name}|{u.user_id}|{u.user_type}|{int(u.locked)}|{self.version('user', name)}\n".encode())
+        for handle in sorted(self.keys):
+            k = self.keys[handle]
+            h.update(f"k|{handle}|{k.owner_id}|{sorted(k.shared)}|{self.version('key', str(handle))}\n".encode())
+        return h.hexdigest()

@@ -1,0 +1,181 @@
+"""User rules: login and lockout, create/delete, password changes, activation.
+
+CloudHSM semantics: names are case-insensitive (stored lower case); a CO
+manages users but cannot use keys; any user may change its own password; a CO
+may reset anyone's without the old one, which also unlocks; nobody can change
+the password of a user who is logged in elsewhere; five consecutive failed
+logins lock a user.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from . import records as rec
+from . import rules
+from .errors import (
+    LOGIN_FAILED,
+    USER_LOCKED,
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    WrongState,
+)
+from .node import ACTIVE, INITIALIZED, HsmNode, WriteOutcome
+from .sealing import hash_password, verify_password
+from .sessions import Session
+
+log = logging.getLogger("hsm_node.users")
+MAX_USERS = 1024
+_DUMMY_HASH = hash_password("not-a-real-password")  # equalises timing for unknown users
+MANAGEABLE_TYPES = ("CO", "CU")
+
+
+class Users:
+    def __init__(self, node: HsmNode) -> None:
+        self.node = node
+
+    # ------------------------------------------------------------ sessions
+
+    async def login(self, user_type: str, username: str, password: str, client_id: str = "") -> Session:
+        node = self.node
+        node.require_state(INITIALIZED, ACTIVE)
+        name = rules.username(username)
+        user = node.records.users.get(name)
+        if user is None or not _type_matches(user.user_type, user_type):
+            await asyncio.to_thread(verify_password, password, _DUMMY_HASH)
+            raise Unauthenticated(LOGIN_FAILED)
+        if user.locked:
+            raise PermissionDenied(USER_LOCKED)
+        if not await asyncio.to_thread(verify_password, password, user.password_hash):
+            await self._login_failed(user)
+            raise Unauthenticated(LOGIN_FAILED)
+        if node.login_failures.get(name):
+            node.login_failures.pop(name, None)
+            await node.db(node.storage.set_login_failures, name, 0)
+        return node.sessions.open(user.name, user.user_id, user.user_type, client_id)
+
+    async def _login_failed(self, user: rec.UserRecord) -> None:
+        node = self.node
+        count = node.login_failures.get(user.name, 0) + 1
+        node.login_failures[user.name] = count
+        await node.db(node.storage.set_login_failures, user.name, count)
+        if count >= rules.MAX_LOGIN_FAILURES:
+            locked = rec.UserRecord(user.name, user.user_id, user.user_type, user.password_hash, locked=True)
+            await node.confirm(await node.write([("user", user.name, locked)]))
+            node.sessions.drop_user(user.name)
+            log.warning("user locked", extra={"event": "user_locked", "user": user.name})
+
+    def logout(self, token: str) -> None:
+        self.node.sessions.get(token)
+        self.node.sessions.close(token)
+
+    # ------------------------------------------------------------ management
+
+    def list(self) -> list[tuple[rec.UserRecord, int]]:
+        node = self.node
+        users = sorted(node.records.users.values(), key=lambda u: u.user_id)
+        return [(u, node.login_failures.get(u.name, 0)) for u in users]
+
+    async def create(self, token: str, user_type: str, username: str, password: str,
+                     this_node_only: bool = False) -> tuple[rec.UserRecord, WriteOutcome]:
+        node = self.node
+        node.require_state(ACTIVE)
+        node.sessions.require(token, "CO")
+        if user_type not in MANAGEABLE_TYPES:
+            raise InvalidArgument(f"cannot create a user of type {user_type}: choose CO or CU")
+        name = rules.username(username)
+        rules.password(password)
+        if name in node.records.users:
+            raise AlreadyExists(f"0xa1 : HSM Error: user {name} already exists")
+        if len(node.records.users) >= MAX_USERS:
+            raise WrongState(f"the cluster already has {MAX_USERS} users, the CloudHSM maximum")
+        user_id = node.records.next_id({u.user_id for u in node.records.users.values()}, node.ordinal)
+        user = rec.UserRecord(name, user_id, user_type, await asyncio.to_thread(hash_password, password))
+        seq = await node.write([("user", name, user)], replicate=not this_node_only)
+        return user, await node.confirm(seq)
+
+    async def delete(self, token: str, username: str, this_node_only: bool = False) -> WriteOutcome:
+        node = self.node
+        node.require_state(ACTIVE)
+        caller = node.sessions.require(token, "CO")
+        name = rules.username(username)
+        user = self._get(name)
+        if name == caller.username:
+            raise PermissionDenied("0xc6 : HSM Error: a crypto officer cannot delete itself")
+        owned = [h for h, k in node.records.keys.items() if k.owner_id == user.user_id]
+        if owned:
+            raise WrongState(f"user {name} owns {len(owned)} key(s) (e.g. handle {owned[0]}); delete them first")
+        await self._refuse_if_logged_in(name, caller)
+        seq = await node.write([("user", name, None)], replicate=not this_node_only)
+        node.sessions.drop_user(name)
+        return await node.confirm(seq)
+
+    async def change_password(self, token: str, user_type: str, username: str, new_password: str,
+                              this_node_only: bool = False) -> WriteOutcome:
+        node = self.node
+        node.require_state(INITIALIZED, ACTIVE)
+        caller = node.sessions.get(token)
+        name = rules.username(username)
+        rules.password(new_password)
+        user = self._get(name)
+        if user_type and not _type_matches(user.user_type, user_type):
+            raise InvalidArgument(f"user {name} is a {user.user_type}, not a {user_type}")
+        self_change = caller.username == name
+        if not self_change and caller.user_type != "CO":
+            raise PermissionDenied("0xc6 : HSM Error: only a crypto officer may change another user's password")
+        if node.state == INITIALIZED and not (self_change and user.user_type == "PRECO"):
+            node.require_state(ACTIVE)
+        await self._refuse_if_logged_in(name, caller)
+        activating = user.user_type == "PRECO"
+        updated = rec.UserRecord(name, user.user_id, "CO" if activating else user.user_type,
+                                 await asyncio.to_thread(hash_password, new_password), locked=False)
+        seq = await node.write([("user", name, updated)], replicate=not this_node_only)
+        if node.login_failures.get(name):
+            node.login_failures.pop(name, None)
+            await node.db(node.storage.set_login_failures, name, 0)
+        if activating:
+            await node.set_state(ACTIVE)
+            node.sessions.drop_user(name)
+            log.info("activated", extra={"event": "activated", "cluster_id": node.cluster_id})
+            if node.replication is not None:
+                node.replication.cluster_event("ACTIVATION")
+        return await node.confirm(seq)
+
+    async def sync(self, token: str, username: str) -> WriteOutcome:
+        """Push this node's record of a user (or its deletion) to every member."""
+        node = self.node
+        node.require_state(ACTIVE)
+        node.sessions.require(token, "CO")
+        name = rules.username(username)
+        seq = await node.write([("user", name, node.records.users.get(name))])
+        return await node.confirm(seq)
+
+    # ------------------------------------------------------------ helpers
+
+    def _get(self, name: str) -> rec.UserRecord:
+        user = self.node.records.users.get(name)
+        if user is None:
+            raise NotFound(f"0xa6 : HSM Error: user {name} does not exist")
+        return user
+
+    async def _refuse_if_logged_in(self, name: str, caller: Session) -> None:
+        """Nobody may change a user who is logged in, except the user itself
+        from the same client (its own sessions)."""
+        node = self.node
+        local = [s for s in node.sessions.of_user(name)
+                 if s.token != caller.token and not (caller.client_id and s.client_id == caller.client_id)]
+        remote = 0
+        if node.replication is not None:
+            remote = await node.replication.sessions_elsewhere(name, caller.client_id)
+        if local or remote:
+            raise WrongState(
+                f"0xb5 : HSM Error: user {name} is logged in ({len(local) + remote} session(s));"
+                " it must log out before its password can change or it can be deleted")
+
+
+def _type_matches(actual: str, requested: str) -> bool:
+    # CloudHSM lists an activated PRECO as PCO; CO logins accept both.
+    return requested == actual or (requested in ("CO", "PCO") and actual in ("CO", "PCO"))
