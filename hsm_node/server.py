@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import sys
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,6 +22,7 @@ from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
 from . import logs
 from .api.servicer import HsmServicer
+from .cluster import ClusterService
 from .keys import Keys
 from .node import ACTIVE, HsmNode, NodeConfig
 from .sealing import load_master_key
@@ -39,13 +39,12 @@ class NodeServer:
         self.config, self.listen, self.peer_listen = config, listen, peer_listen
         self.node = HsmNode(config)
         self.users, self.keys = Users(self.node), Keys(self.node)
-        self.cluster: Any = None
+        self.cluster = ClusterService(self.node, peer_listen)
         self.health = health.aio.HealthServicer()
         self._tls_version = 0
         self._served_version = -1
         self.node.on_identity_change.append(self._identity_changed)
         self.server = grpc.aio.server(options=GRPC_OPTIONS)
-        self.peer_server: grpc.aio.Server | None = None
         self.stopped = asyncio.Event()
 
     def _cert_config(self) -> grpc.ServerCertificateConfiguration:
@@ -67,7 +66,7 @@ class NodeServer:
         status = health_pb2.HealthCheckResponse.SERVING if self.node.state == ACTIVE else \
             health_pb2.HealthCheckResponse.NOT_SERVING
         await self.health.set("hsm.v1.Hsm", status)
-        if self.node.cluster_cert_pem and self.peer_server is None and self.cluster is not None:
+        if self.node.cluster_cert_pem:
             await self.cluster.start_peer_server()
 
     async def start(self) -> None:
@@ -78,6 +77,7 @@ class NodeServer:
         if self.server.add_secure_port(self.listen, creds) == 0:
             raise OSError(f"cannot listen on {self.listen}")
         await self.server.start()
+        await self.cluster.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._sync_serving()
         log.info("listening", extra={"event": "listening", "listen": self.listen, "node_id": self.node.node_id,
@@ -85,11 +85,8 @@ class NodeServer:
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
-        if self.cluster is not None:
-            await self.cluster.stop()
         await self.server.stop(grace)
-        if self.peer_server is not None:
-            await self.peer_server.stop(grace)
+        await self.cluster.stop()
         self.node.close()
         log.info("stopped", extra={"event": "stopped", "node_id": self.node.node_id})
 

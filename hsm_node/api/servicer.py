@@ -233,3 +233,64 @@ class HsmServicer(pb_grpc.HsmServicer):
         if self.cluster is None:
             raise HsmError("cluster operations are not available on this node", grpc.StatusCode.UNIMPLEMENTED)
         return self.cluster
+
+    @rpc
+    async def DescribeCluster(self, request: pb.Empty, context: Any) -> pb.Cluster:
+        return self._cluster().describe()
+
+    @rpc
+    async def AddNode(self, request: pb.AddNodeRequest, context: Any) -> pb.AddNodeResponse:
+        member, backup_id = await self._cluster().add_node(request.session_token, request.endpoint,
+                                                           request.peer_endpoint)
+        return pb.AddNodeResponse(member=pb.Member(
+            node_id=member.node_id, hsm_id=member.hsm_id, ordinal=member.ordinal, endpoint=member.endpoint,
+            peer_endpoint=member.peer_endpoint), backup_id=backup_id)
+
+    @rpc
+    async def RemoveNode(self, request: pb.RemoveNodeRequest, context: Any) -> pb.RemoveNodeResponse:
+        return pb.RemoveNodeResponse(backup_id=await self._cluster().remove_node(request.session_token, request.node_id))
+
+    @rpc
+    async def JoinCluster(self, request: pb.JoinClusterRequest, context: Any) -> pb.NodeStatus:
+        await self._cluster().join(request.backup_id, request.node_id_expected, request.ordinal, request.cluster_id)
+        return self.status()
+
+    @rpc
+    async def RestoreCluster(self, request: pb.RestoreClusterRequest, context: Any) -> pb.RestoreClusterResponse:
+        cluster_id = await self._cluster().restore_cluster(request.backup_id)
+        return pb.RestoreClusterResponse(cluster_id=cluster_id, source_backup_id=request.backup_id)
+
+    @rpc
+    async def CreateBackup(self, request: pb.CreateBackupRequest, context: Any) -> pb.Backup:
+        return backup_pb(await self._cluster().create_backup(request.session_token))
+
+    @rpc
+    async def ListBackups(self, request: pb.ListBackupsRequest, context: Any) -> pb.ListBackupsResponse:
+        metas = self._cluster().list_backups(request.cluster_id, request.include_deleted)
+        return pb.ListBackupsResponse(backups=[backup_pb(m) for m in metas])
+
+    @rpc
+    async def DescribeBackup(self, request: pb.BackupRequest, context: Any) -> pb.Backup:
+        return backup_pb(self._cluster().describe_backup(request.backup_id))
+
+    @rpc
+    async def DeleteBackup(self, request: pb.BackupRequest, context: Any) -> pb.Backup:
+        return backup_pb(await self._cluster().delete_backup(request.session_token, request.backup_id))
+
+    @rpc
+    async def RestoreBackup(self, request: pb.BackupRequest, context: Any) -> pb.Backup:
+        return backup_pb(await self._cluster().restore_backup(request.session_token, request.backup_id))
+
+    @rpc
+    async def SetBackupRetention(self, request: pb.SetBackupRetentionRequest, context: Any) -> pb.Cluster:
+        await self._cluster().set_retention(request.session_token, request.days)
+        return self._cluster().describe()
+
+
+def backup_pb(m: Any) -> pb.Backup:
+    return pb.Backup(
+        backup_id=m.backup_id, cluster_id=m.cluster_id, state=pb.BackupState.Value(f"BACKUP_{m.state}"),
+        create_timestamp_ms=m.create_timestamp_ms, delete_timestamp_ms=m.delete_timestamp_ms,
+        source_backup_id=m.source_backup_id, source_cluster_id=m.source_cluster_id, user_count=m.user_count,
+        key_count=m.key_count, trigger=str(m.trigger), never_expires=m.never_expires,
+        cluster_certificate_sha256=m.cluster_certificate_sha256, size_bytes=m.size_bytes)

@@ -763,10 +763,12 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., positions: _Optional[_Mapping[str, int]] = ..., consistency_hash: _Optional[str] = ..., cluster_id: _Optional[str] = ...) -> None: ...
 
 class SessionsForRequest(_message.Message):
-    __slots__ = ("username",)
+    __slots__ = ("username", "exclude_client_id")
     USERNAME_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     username: str
-    def __init__(self, username: _Optional[str] = ...) -> None: ...
+    exclude_client_id: str
+    def __init__(self, username: _Optional[str] = ..., exclude_client_id: _Optional[str] = ...) -> None: ...
 
 class SessionsForResponse(_message.Message):
     __slots__ = ("sessions",)

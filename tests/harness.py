@@ -1,0 +1,159 @@
+"""Real hsm-node processes on loopback ports for the integration tests."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from hsm_node import client, provision
+from protos.hsm.v1 import hsm_pb2 as pb
+from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
+
+CO_PASSWORD = "co-Password1"
+CU_PASSWORD = "kmsPassword1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    """Poll an (async or sync) predicate until it returns a truthy value, with a deadline."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return result
+        except (grpc.RpcError, OSError, AssertionError) as exc:
+            last_exc = exc
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+
+
+@dataclass
+class NodeProcess:
+    root: Path
+    name: str
+    master_key: str
+    backup_dir: Path
+    port: int = field(default_factory=free_port)
+    peer_port: int = field(default_factory=free_port)
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen | None = None
+    anchor_pem: str | None = None
+    _channel: grpc.aio.Channel | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / self.name
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def peer_endpoint(self) -> str:
+        return f"127.0.0.1:{self.peer_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / f"{self.name}.log"
+
+    def start(self) -> None:
+        env = {**os.environ, "HSM_MASTER_KEY": self.master_key}
+        cmd = [sys.executable, "-m", "hsm_node.server", "--data-dir", str(self.data_dir), "--listen", self.endpoint,
+               "--peer-listen", self.peer_endpoint, "--backup-dir", str(self.backup_dir), *self.extra_args]
+        self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log_file, stderr=subprocess.STDOUT)
+
+    async def wait_ready(self, timeout: float = 20.0) -> pb.NodeStatus:
+        async def ready():
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+            await self.reset_channel()
+            return await self.stub().GetStatus(pb.Empty(), timeout=2)
+        return await wait_until(ready, timeout=timeout, what=f"{self.name} to serve")
+
+    async def reset_channel(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        self._channel = None
+
+    def stub(self) -> pb_grpc.HsmStub:
+        if self._channel is None:
+            self._channel = client.channel(self.endpoint, self.anchor_pem)
+        return client.stub(self._channel)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=20)
+
+    async def stop(self) -> None:
+        await self.reset_channel()
+        self.kill(signal.SIGTERM)
+        if getattr(self, "log_file", None):
+            self.log_file.close()
+
+    async def restart(self) -> pb.NodeStatus:
+        await self.stop()
+        self.start()
+        return await self.wait_ready()
+
+
+class Lab:
+    """A directory of node processes sharing one deployment secret and backup store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.master_key = base64.b64encode(os.urandom(32)).decode()
+        self.backup_dir = root / "backups"
+        self.nodes: list[NodeProcess] = []
+        self.anchor = provision.make_trust_anchor(root / "ca")
+
+    def node(self, name: str | None = None, extra_args: list[str] | None = None) -> NodeProcess:
+        n = NodeProcess(self.root, name or f"node{len(self.nodes) + 1}", self.master_key, self.backup_dir,
+                        extra_args=extra_args or [])
+        self.nodes.append(n)
+        return n
+
+    async def start_node(self, name: str | None = None, extra_args: list[str] | None = None) -> NodeProcess:
+        n = self.node(name, extra_args)
+        n.start()
+        await n.wait_ready()
+        return n
+
+    async def init_active(self, n: NodeProcess) -> None:
+        """Initialise and activate a node; switch its channel to verify the trust anchor."""
+        await provision.initialize(n.stub(), self.anchor)
+        n.anchor_pem = self.anchor.cert_pem
+        await n.reset_channel()
+        await provision.activate(n.stub(), CO_PASSWORD)
+
+    async def close(self) -> None:
+        for n in self.nodes:
+            await n.stop()
+
+
+async def login(stub: pb_grpc.HsmStub, user_type: int, name: str, password: str, client_id: str = "") -> str:
+    r = await stub.Login(pb.LoginRequest(user_type=user_type, username=name, password=password, client_id=client_id))
+    return r.session_token
+
+
+async def co(stub: pb_grpc.HsmStub) -> str:
+    return await login(stub, pb.CO, "admin", CO_PASSWORD)
