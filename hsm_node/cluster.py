@@ -192,7 +192,7 @@ class ClusterService:
         meta = await self.take_backup(BackupTrigger.REMOVE_NODE.value)
         seq = await n.write([("member", node_id, None)])
         # Let the leaving node learn it was removed before we stop talking to it.
-        await self.replicator.wait_for(n.node_id, seq, need=0, timeout_s=2.0)
+        await self.replicator.wait_for_peer(node_id, n.node_id, seq, timeout_s=5.0)
         self.replicator.reconcile()
         log.info("node removed", extra={"event": "node_removed", "node": node_id, "backup_id": meta.backup_id})
         return meta.backup_id

@@ -131,6 +131,17 @@ class Replicator:
                 await self._progress.wait_for(done)
         return self.holders(origin, seq)
 
+    async def wait_for_peer(self, node_id: str, origin: str, seq: int, *, timeout_s: float) -> bool:
+        """Wait until one given peer holds a write (e.g. a member learning it was removed)."""
+        def done() -> bool:
+            link = self.peers.get(node_id)
+            return link is None or (link.positions is not None and link.positions.get(origin, 0) >= seq)
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s), self._progress:
+                await self._progress.wait_for(done)
+        return done()
+
     async def sessions_elsewhere(self, username: str, client_id: str) -> int:
         async def ask(link: PeerLink) -> int:
             if not link.healthy:
