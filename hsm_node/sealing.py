@@ -132,7 +132,10 @@ def verify_password(password: str, encoded: str) -> bool:
         return False
     if alg != "argon2id":
         return False
-    return hmac.compare_digest(_argon(password, salt, params), digest)
+    try:
+        return hmac.compare_digest(_argon(password, salt, params), digest)
+    except ValueError:  # parameters Argon2id refuses (short salt, t=0, too little memory): not ours
+        return False
 
 
 def _argon(password: str, salt: bytes, params: HashParams) -> bytes:

@@ -92,7 +92,13 @@ class Users:
             raise AlreadyExists(f"0xa1 : HSM Error: user {name} already exists")
         if len(node.records.users) >= MAX_USERS:
             raise WrongState(f"the cluster already has {MAX_USERS} users, the CloudHSM maximum")
-        user_id = node.records.next_id({u.user_id for u in node.records.users.values()}, node.ordinal)
+        # Ids that keys still name (owners, shares of deleted users) are taken too: a new
+        # user must never inherit a deleted user's access to keys shared with it.
+        taken = {u.user_id for u in node.records.users.values()}
+        for k in node.records.keys.values():
+            taken.add(k.owner_id)
+            taken.update(k.shared)
+        user_id = node.records.next_id(taken, node.ordinal)
         user = rec.UserRecord(name, user_id, user_type, await asyncio.to_thread(hash_password, password))
         seq = await node.write([("user", name, user)], replicate=not this_node_only)
         return user, await node.confirm(seq)

@@ -121,16 +121,17 @@ class HsmServicer(pb_grpc.HsmServicer):
 
     @rpc
     async def ListUsers(self, request: pb.Empty, context: Any) -> pb.ListUsersResponse:
-        return pb.ListUsersResponse(users=[self._user(u, f) for u, f in self.users.list()])
+        return pb.ListUsersResponse(users=[self._user(u, f, self.node.records.version("user", u.name)[0])
+                                           for u, f in self.users.list()])
 
     @rpc
     async def SyncUser(self, request: pb.SyncUserRequest, context: Any) -> pb.WriteResult:
         return write_pb(await self.users.sync(request.session_token, request.username))
 
     @staticmethod
-    def _user(u: Any, failures: int) -> pb.User:
+    def _user(u: Any, failures: int, version: int = 0) -> pb.User:
         return pb.User(user_id=u.user_id, user_type=USER_TYPE_PB[u.user_type], username=u.name,
-                       login_failure_count=failures, locked=u.locked)
+                       login_failure_count=failures, locked=u.locked, version=version)
 
     # ------------------------------------------------------------ keys
 

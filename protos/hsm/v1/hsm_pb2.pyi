@@ -163,20 +163,22 @@ class LoginResponse(_message.Message):
     def __init__(self, session_token: _Optional[str] = ..., user_id: _Optional[int] = ..., user_type: _Optional[_Union[UserType, str]] = ..., node_id: _Optional[str] = ...) -> None: ...
 
 class User(_message.Message):
-    __slots__ = ("user_id", "user_type", "username", "login_failure_count", "locked", "two_factor")
+    __slots__ = ("user_id", "user_type", "username", "login_failure_count", "locked", "two_factor", "version")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     USER_TYPE_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     LOGIN_FAILURE_COUNT_FIELD_NUMBER: _ClassVar[int]
     LOCKED_FIELD_NUMBER: _ClassVar[int]
     TWO_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     user_id: int
     user_type: UserType
     username: str
     login_failure_count: int
     locked: bool
     two_factor: bool
-    def __init__(self, user_id: _Optional[int] = ..., user_type: _Optional[_Union[UserType, str]] = ..., username: _Optional[str] = ..., login_failure_count: _Optional[int] = ..., locked: _Optional[bool] = ..., two_factor: _Optional[bool] = ...) -> None: ...
+    version: int
+    def __init__(self, user_id: _Optional[int] = ..., user_type: _Optional[_Union[UserType, str]] = ..., username: _Optional[str] = ..., login_failure_count: _Optional[int] = ..., locked: _Optional[bool] = ..., two_factor: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
 
 class CreateUserRequest(_message.Message):
     __slots__ = ("session_token", "user_type", "username", "password", "this_node_only")

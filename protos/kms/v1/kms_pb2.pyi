@@ -1,0 +1,745 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CreateCustomKeyStoreRequest(_message.Message):
+    __slots__ = ("custom_key_store_name", "cloud_hsm_cluster_id", "trust_anchor_certificate", "key_store_password", "custom_key_store_type")
+    CUSTOM_KEY_STORE_NAME_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_HSM_CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    TRUST_ANCHOR_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    KEY_STORE_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_KEY_STORE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    custom_key_store_name: str
+    cloud_hsm_cluster_id: str
+    trust_anchor_certificate: str
+    key_store_password: str
+    custom_key_store_type: str
+    def __init__(self, custom_key_store_name: _Optional[str] = ..., cloud_hsm_cluster_id: _Optional[str] = ..., trust_anchor_certificate: _Optional[str] = ..., key_store_password: _Optional[str] = ..., custom_key_store_type: _Optional[str] = ...) -> None: ...
+
+class CreateCustomKeyStoreResponse(_message.Message):
+    __slots__ = ("custom_key_store_id",)
+    CUSTOM_KEY_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    custom_key_store_id: str
+    def __init__(self, custom_key_store_id: _Optional[str] = ...) -> None: ...
+
+class DescribeCustomKeyStoresRequest(_message.Message):
+    __slots__ = ("custom_key_store_id", "custom_key_store_name", "limit", "marker")
+    CUSTOM_KEY_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_KEY_STORE_NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MARKER_FIELD_NUMBER: _ClassVar[int]
+    custom_key_store_id: str
+    custom_key_store_name: str
+    limit: int
+    marker: str
+    def __init__(self, custom_key_store_id: _Optional[str] = ..., custom_key_store_name: _Optional[str] = ..., limit: _Optional[int] = ..., marker: _Optional[str] = ...) -> None: ...
+
+class CustomKeyStoresListEntry(_message.Message):
+    __slots__ = ("custom_key_store_id", "custom_key_store_name", "cloud_hsm_cluster_id", "trust_anchor_certificate", "connection_state", "connection_error_code", "creation_date", "custom_key_store_type")
+    CUSTOM_KEY_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_KEY_STORE_NAME_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_HSM_CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    TRUST_ANCHOR_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_STATE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    CREATION_DATE_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_KEY_STORE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    custom_key_store_id: str
+    custom_key_store_name: str
+    cloud_hsm_cluster_id: str
+    trust_anchor_certificate: str
+    connection_state: str
+    connection_error_code: str
+    creation_date: int
+    custom_key_store_type: str
+    def __init__(self, custom_key_store_id: _Optional[str] = ..., custom_key_store_name: _Optional[str] = ..., cloud_hsm_cluster_id: _Optional[str] = ..., trust_anchor_certificate: _Optional[str] = ..., connection_state: _Optional[str] = ..., connection_error_code: _Optional[str] = ..., creation_date: _Optional[int] = ..., custom_key_store_type: _Optional[str] = ...) -> None: ...
+
+class DescribeCustomKeyStoresResponse(_message.Message):
+    __slots__ = ("custom_key_stores", "next_marker", "truncated")
+    CUSTOM_KEY_STORES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MARKER_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    custom_key_stores: _containers.RepeatedCompositeFieldContainer[CustomKeyStoresListEntry]
+    next_marker: str
+    truncated: bool
+    def __init__(self, custom_key_stores: _Optional[_Iterable[_Union[CustomKeyStoresListEntry, _Mapping]]] = ..., next_marker: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class UpdateCustomKeyStoreRequest(_message.Message):
+    __slots__ = ("custom_key_store_id", "new_custom_key_store_name", "key_store_password", "cloud_hsm_cluster_id")
+    CUSTOM_KEY_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_CUSTOM_KEY_STORE_NAME_FIELD_NUMBER: _ClassVar[int]
+    KEY_STORE_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_HSM_CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    custom_key_store_id: str
+    new_custom_key_store_name: str
+    key_store_password: str
+    cloud_hsm_cluster_id: str
+    def __init__(self, custom_key_store_id: _Optional[str] = ..., new_custom_key_store_name: _Optional[str] = ..., key_store_password: _Optional[str] = ..., cloud_hsm_cluster_id: _Optional[str] = ...) -> None: ...
+
+class UpdateCustomKeyStoreResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ConnectCustomKeyStoreRequest(_message.Message):
+    __slots__ = ("custom_key_store_id",)
+    CUSTOM_KEY_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    custom_key_store_id: str
+    def __init__(self, custom_key_store_id: _Optional[str] = ...) -> None: ...
+
+class ConnectCustomKeyStoreResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DisconnectCustomKeyStoreRequest(_message.Message):
+    __slots__ = ("custom_key_store_id",)
+    CUSTOM_KEY_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    custom_key_store_id: str
+    def __init__(self, custom_key_store_id: _Optional[str] = ...) -> None: ...
+
+class DisconnectCustomKeyStoreResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DeleteCustomKeyStoreRequest(_message.Message):
+    __slots__ = ("custom_key_store_id",)
+    CUSTOM_KEY_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    custom_key_store_id: str
+    def __init__(self, custom_key_store_id: _Optional[str] = ...) -> None: ...
+
+class DeleteCustomKeyStoreResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Tag(_message.Message):
+    __slots__ = ("tag_key", "tag_value")
+    TAG_KEY_FIELD_NUMBER: _ClassVar[int]
+    TAG_VALUE_FIELD_NUMBER: _ClassVar[int]
+    tag_key: str
+    tag_value: str
+    def __init__(self, tag_key: _Optional[str] = ..., tag_value: _Optional[str] = ...) -> None: ...
+
+class KeyMetadata(_message.Message):
+    __slots__ = ("aws_account_id", "key_id", "arn", "creation_date", "enabled", "description", "key_usage", "key_state", "deletion_date", "valid_to", "origin", "custom_key_store_id", "cloud_hsm_cluster_id", "expiration_model", "key_manager", "customer_master_key_spec", "key_spec", "encryption_algorithms", "signing_algorithms", "multi_region", "pending_deletion_window_in_days")
+    AWS_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ARN_FIELD_NUMBER: _ClassVar[int]
+    CREATION_DATE_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    KEY_USAGE_FIELD_NUMBER: _ClassVar[int]
+    KEY_STATE_FIELD_NUMBER: _ClassVar[int]
+    DELETION_DATE_FIELD_NUMBER: _ClassVar[int]
+    VALID_TO_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_KEY_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_HSM_CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRATION_MODEL_FIELD_NUMBER: _ClassVar[int]
+    KEY_MANAGER_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_MASTER_KEY_SPEC_FIELD_NUMBER: _ClassVar[int]
+    KEY_SPEC_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_ALGORITHMS_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_ALGORITHMS_FIELD_NUMBER: _ClassVar[int]
+    MULTI_REGION_FIELD_NUMBER: _ClassVar[int]
+    PENDING_DELETION_WINDOW_IN_DAYS_FIELD_NUMBER: _ClassVar[int]
+    aws_account_id: str
+    key_id: str
+    arn: str
+    creation_date: int
+    enabled: bool
+    description: str
+    key_usage: str
+    key_state: str
+    deletion_date: int
+    valid_to: int
+    origin: str
+    custom_key_store_id: str
+    cloud_hsm_cluster_id: str
+    expiration_model: str
+    key_manager: str
+    customer_master_key_spec: str
+    key_spec: str
+    encryption_algorithms: _containers.RepeatedScalarFieldContainer[str]
+    signing_algorithms: _containers.RepeatedScalarFieldContainer[str]
+    multi_region: bool
+    pending_deletion_window_in_days: int
+    def __init__(self, aws_account_id: _Optional[str] = ..., key_id: _Optional[str] = ..., arn: _Optional[str] = ..., creation_date: _Optional[int] = ..., enabled: _Optional[bool] = ..., description: _Optional[str] = ..., key_usage: _Optional[str] = ..., key_state: _Optional[str] = ..., deletion_date: _Optional[int] = ..., valid_to: _Optional[int] = ..., origin: _Optional[str] = ..., custom_key_store_id: _Optional[str] = ..., cloud_hsm_cluster_id: _Optional[str] = ..., expiration_model: _Optional[str] = ..., key_manager: _Optional[str] = ..., customer_master_key_spec: _Optional[str] = ..., key_spec: _Optional[str] = ..., encryption_algorithms: _Optional[_Iterable[str]] = ..., signing_algorithms: _Optional[_Iterable[str]] = ..., multi_region: _Optional[bool] = ..., pending_deletion_window_in_days: _Optional[int] = ...) -> None: ...
+
+class CreateKeyRequest(_message.Message):
+    __slots__ = ("policy", "description", "key_usage", "customer_master_key_spec", "key_spec", "origin", "custom_key_store_id", "bypass_policy_lockout_safety_check", "tags", "multi_region")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    KEY_USAGE_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_MASTER_KEY_SPEC_FIELD_NUMBER: _ClassVar[int]
+    KEY_SPEC_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_KEY_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    BYPASS_POLICY_LOCKOUT_SAFETY_CHECK_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    MULTI_REGION_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    description: str
+    key_usage: str
+    customer_master_key_spec: str
+    key_spec: str
+    origin: str
+    custom_key_store_id: str
+    bypass_policy_lockout_safety_check: bool
+    tags: _containers.RepeatedCompositeFieldContainer[Tag]
+    multi_region: bool
+    def __init__(self, policy: _Optional[str] = ..., description: _Optional[str] = ..., key_usage: _Optional[str] = ..., customer_master_key_spec: _Optional[str] = ..., key_spec: _Optional[str] = ..., origin: _Optional[str] = ..., custom_key_store_id: _Optional[str] = ..., bypass_policy_lockout_safety_check: _Optional[bool] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., multi_region: _Optional[bool] = ...) -> None: ...
+
+class CreateKeyResponse(_message.Message):
+    __slots__ = ("key_metadata",)
+    KEY_METADATA_FIELD_NUMBER: _ClassVar[int]
+    key_metadata: KeyMetadata
+    def __init__(self, key_metadata: _Optional[_Union[KeyMetadata, _Mapping]] = ...) -> None: ...
+
+class DescribeKeyRequest(_message.Message):
+    __slots__ = ("key_id", "grant_tokens")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key_id: _Optional[str] = ..., grant_tokens: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DescribeKeyResponse(_message.Message):
+    __slots__ = ("key_metadata",)
+    KEY_METADATA_FIELD_NUMBER: _ClassVar[int]
+    key_metadata: KeyMetadata
+    def __init__(self, key_metadata: _Optional[_Union[KeyMetadata, _Mapping]] = ...) -> None: ...
+
+class ListKeysRequest(_message.Message):
+    __slots__ = ("limit", "marker")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MARKER_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    marker: str
+    def __init__(self, limit: _Optional[int] = ..., marker: _Optional[str] = ...) -> None: ...
+
+class KeyListEntry(_message.Message):
+    __slots__ = ("key_id", "key_arn")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ARN_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    key_arn: str
+    def __init__(self, key_id: _Optional[str] = ..., key_arn: _Optional[str] = ...) -> None: ...
+
+class ListKeysResponse(_message.Message):
+    __slots__ = ("keys", "next_marker", "truncated")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MARKER_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[KeyListEntry]
+    next_marker: str
+    truncated: bool
+    def __init__(self, keys: _Optional[_Iterable[_Union[KeyListEntry, _Mapping]]] = ..., next_marker: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class EnableKeyRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+
+class EnableKeyResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DisableKeyRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+
+class DisableKeyResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UpdateKeyDescriptionRequest(_message.Message):
+    __slots__ = ("key_id", "description")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    description: str
+    def __init__(self, key_id: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class UpdateKeyDescriptionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ScheduleKeyDeletionRequest(_message.Message):
+    __slots__ = ("key_id", "pending_window_in_days")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PENDING_WINDOW_IN_DAYS_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    pending_window_in_days: int
+    def __init__(self, key_id: _Optional[str] = ..., pending_window_in_days: _Optional[int] = ...) -> None: ...
+
+class ScheduleKeyDeletionResponse(_message.Message):
+    __slots__ = ("key_id", "deletion_date", "key_state", "pending_window_in_days")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    DELETION_DATE_FIELD_NUMBER: _ClassVar[int]
+    KEY_STATE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_WINDOW_IN_DAYS_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    deletion_date: int
+    key_state: str
+    pending_window_in_days: int
+    def __init__(self, key_id: _Optional[str] = ..., deletion_date: _Optional[int] = ..., key_state: _Optional[str] = ..., pending_window_in_days: _Optional[int] = ...) -> None: ...
+
+class CancelKeyDeletionRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+
+class CancelKeyDeletionResponse(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+
+class CreateAliasRequest(_message.Message):
+    __slots__ = ("alias_name", "target_key_id")
+    ALIAS_NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    alias_name: str
+    target_key_id: str
+    def __init__(self, alias_name: _Optional[str] = ..., target_key_id: _Optional[str] = ...) -> None: ...
+
+class CreateAliasResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UpdateAliasRequest(_message.Message):
+    __slots__ = ("alias_name", "target_key_id")
+    ALIAS_NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    alias_name: str
+    target_key_id: str
+    def __init__(self, alias_name: _Optional[str] = ..., target_key_id: _Optional[str] = ...) -> None: ...
+
+class UpdateAliasResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DeleteAliasRequest(_message.Message):
+    __slots__ = ("alias_name",)
+    ALIAS_NAME_FIELD_NUMBER: _ClassVar[int]
+    alias_name: str
+    def __init__(self, alias_name: _Optional[str] = ...) -> None: ...
+
+class DeleteAliasResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAliasesRequest(_message.Message):
+    __slots__ = ("key_id", "limit", "marker")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MARKER_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    limit: int
+    marker: str
+    def __init__(self, key_id: _Optional[str] = ..., limit: _Optional[int] = ..., marker: _Optional[str] = ...) -> None: ...
+
+class AliasListEntry(_message.Message):
+    __slots__ = ("alias_name", "alias_arn", "target_key_id", "creation_date", "last_updated_date")
+    ALIAS_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_ARN_FIELD_NUMBER: _ClassVar[int]
+    TARGET_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATION_DATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_UPDATED_DATE_FIELD_NUMBER: _ClassVar[int]
+    alias_name: str
+    alias_arn: str
+    target_key_id: str
+    creation_date: int
+    last_updated_date: int
+    def __init__(self, alias_name: _Optional[str] = ..., alias_arn: _Optional[str] = ..., target_key_id: _Optional[str] = ..., creation_date: _Optional[int] = ..., last_updated_date: _Optional[int] = ...) -> None: ...
+
+class ListAliasesResponse(_message.Message):
+    __slots__ = ("aliases", "next_marker", "truncated")
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MARKER_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    aliases: _containers.RepeatedCompositeFieldContainer[AliasListEntry]
+    next_marker: str
+    truncated: bool
+    def __init__(self, aliases: _Optional[_Iterable[_Union[AliasListEntry, _Mapping]]] = ..., next_marker: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class TagResourceRequest(_message.Message):
+    __slots__ = ("key_id", "tags")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    tags: _containers.RepeatedCompositeFieldContainer[Tag]
+    def __init__(self, key_id: _Optional[str] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ...) -> None: ...
+
+class TagResourceResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UntagResourceRequest(_message.Message):
+    __slots__ = ("key_id", "tag_keys")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    TAG_KEYS_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    tag_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key_id: _Optional[str] = ..., tag_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UntagResourceResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListResourceTagsRequest(_message.Message):
+    __slots__ = ("key_id", "limit", "marker")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MARKER_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    limit: int
+    marker: str
+    def __init__(self, key_id: _Optional[str] = ..., limit: _Optional[int] = ..., marker: _Optional[str] = ...) -> None: ...
+
+class ListResourceTagsResponse(_message.Message):
+    __slots__ = ("tags", "next_marker", "truncated")
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MARKER_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedCompositeFieldContainer[Tag]
+    next_marker: str
+    truncated: bool
+    def __init__(self, tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., next_marker: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class GetKeyPolicyRequest(_message.Message):
+    __slots__ = ("key_id", "policy_name")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    POLICY_NAME_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    policy_name: str
+    def __init__(self, key_id: _Optional[str] = ..., policy_name: _Optional[str] = ...) -> None: ...
+
+class GetKeyPolicyResponse(_message.Message):
+    __slots__ = ("policy", "policy_name")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    POLICY_NAME_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    policy_name: str
+    def __init__(self, policy: _Optional[str] = ..., policy_name: _Optional[str] = ...) -> None: ...
+
+class PutKeyPolicyRequest(_message.Message):
+    __slots__ = ("key_id", "policy_name", "policy", "bypass_policy_lockout_safety_check")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    POLICY_NAME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    BYPASS_POLICY_LOCKOUT_SAFETY_CHECK_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    policy_name: str
+    policy: str
+    bypass_policy_lockout_safety_check: bool
+    def __init__(self, key_id: _Optional[str] = ..., policy_name: _Optional[str] = ..., policy: _Optional[str] = ..., bypass_policy_lockout_safety_check: _Optional[bool] = ...) -> None: ...
+
+class PutKeyPolicyResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListKeyPoliciesRequest(_message.Message):
+    __slots__ = ("key_id", "limit", "marker")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MARKER_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    limit: int
+    marker: str
+    def __init__(self, key_id: _Optional[str] = ..., limit: _Optional[int] = ..., marker: _Optional[str] = ...) -> None: ...
+
+class ListKeyPoliciesResponse(_message.Message):
+    __slots__ = ("policy_names", "next_marker", "truncated")
+    POLICY_NAMES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MARKER_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    policy_names: _containers.RepeatedScalarFieldContainer[str]
+    next_marker: str
+    truncated: bool
+    def __init__(self, policy_names: _Optional[_Iterable[str]] = ..., next_marker: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class EncryptRequest(_message.Message):
+    __slots__ = ("key_id", "plaintext", "encryption_context", "grant_tokens", "encryption_algorithm", "dry_run")
+    class EncryptionContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAINTEXT_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    plaintext: bytes
+    encryption_context: _containers.ScalarMap[str, str]
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    encryption_algorithm: str
+    dry_run: bool
+    def __init__(self, key_id: _Optional[str] = ..., plaintext: _Optional[bytes] = ..., encryption_context: _Optional[_Mapping[str, str]] = ..., grant_tokens: _Optional[_Iterable[str]] = ..., encryption_algorithm: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class EncryptResponse(_message.Message):
+    __slots__ = ("ciphertext_blob", "key_id", "encryption_algorithm")
+    CIPHERTEXT_BLOB_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    ciphertext_blob: bytes
+    key_id: str
+    encryption_algorithm: str
+    def __init__(self, ciphertext_blob: _Optional[bytes] = ..., key_id: _Optional[str] = ..., encryption_algorithm: _Optional[str] = ...) -> None: ...
+
+class DecryptRequest(_message.Message):
+    __slots__ = ("ciphertext_blob", "encryption_context", "grant_tokens", "key_id", "encryption_algorithm", "dry_run")
+    class EncryptionContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CIPHERTEXT_BLOB_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    ciphertext_blob: bytes
+    encryption_context: _containers.ScalarMap[str, str]
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    key_id: str
+    encryption_algorithm: str
+    dry_run: bool
+    def __init__(self, ciphertext_blob: _Optional[bytes] = ..., encryption_context: _Optional[_Mapping[str, str]] = ..., grant_tokens: _Optional[_Iterable[str]] = ..., key_id: _Optional[str] = ..., encryption_algorithm: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class DecryptResponse(_message.Message):
+    __slots__ = ("key_id", "plaintext", "encryption_algorithm")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAINTEXT_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    plaintext: bytes
+    encryption_algorithm: str
+    def __init__(self, key_id: _Optional[str] = ..., plaintext: _Optional[bytes] = ..., encryption_algorithm: _Optional[str] = ...) -> None: ...
+
+class ReEncryptRequest(_message.Message):
+    __slots__ = ("ciphertext_blob", "source_encryption_context", "source_key_id", "destination_key_id", "destination_encryption_context", "source_encryption_algorithm", "destination_encryption_algorithm", "grant_tokens", "dry_run")
+    class SourceEncryptionContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class DestinationEncryptionContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CIPHERTEXT_BLOB_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ENCRYPTION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_ENCRYPTION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ENCRYPTION_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_ENCRYPTION_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    ciphertext_blob: bytes
+    source_encryption_context: _containers.ScalarMap[str, str]
+    source_key_id: str
+    destination_key_id: str
+    destination_encryption_context: _containers.ScalarMap[str, str]
+    source_encryption_algorithm: str
+    destination_encryption_algorithm: str
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    def __init__(self, ciphertext_blob: _Optional[bytes] = ..., source_encryption_context: _Optional[_Mapping[str, str]] = ..., source_key_id: _Optional[str] = ..., destination_key_id: _Optional[str] = ..., destination_encryption_context: _Optional[_Mapping[str, str]] = ..., source_encryption_algorithm: _Optional[str] = ..., destination_encryption_algorithm: _Optional[str] = ..., grant_tokens: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class ReEncryptResponse(_message.Message):
+    __slots__ = ("ciphertext_blob", "source_key_id", "key_id", "source_encryption_algorithm", "destination_encryption_algorithm")
+    CIPHERTEXT_BLOB_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ENCRYPTION_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_ENCRYPTION_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    ciphertext_blob: bytes
+    source_key_id: str
+    key_id: str
+    source_encryption_algorithm: str
+    destination_encryption_algorithm: str
+    def __init__(self, ciphertext_blob: _Optional[bytes] = ..., source_key_id: _Optional[str] = ..., key_id: _Optional[str] = ..., source_encryption_algorithm: _Optional[str] = ..., destination_encryption_algorithm: _Optional[str] = ...) -> None: ...
+
+class GenerateDataKeyRequest(_message.Message):
+    __slots__ = ("key_id", "encryption_context", "number_of_bytes", "key_spec", "grant_tokens", "dry_run")
+    class EncryptionContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_OF_BYTES_FIELD_NUMBER: _ClassVar[int]
+    KEY_SPEC_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    encryption_context: _containers.ScalarMap[str, str]
+    number_of_bytes: int
+    key_spec: str
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    def __init__(self, key_id: _Optional[str] = ..., encryption_context: _Optional[_Mapping[str, str]] = ..., number_of_bytes: _Optional[int] = ..., key_spec: _Optional[str] = ..., grant_tokens: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class GenerateDataKeyResponse(_message.Message):
+    __slots__ = ("ciphertext_blob", "plaintext", "key_id")
+    CIPHERTEXT_BLOB_FIELD_NUMBER: _ClassVar[int]
+    PLAINTEXT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ciphertext_blob: bytes
+    plaintext: bytes
+    key_id: str
+    def __init__(self, ciphertext_blob: _Optional[bytes] = ..., plaintext: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
+
+class GenerateDataKeyWithoutPlaintextRequest(_message.Message):
+    __slots__ = ("key_id", "encryption_context", "number_of_bytes", "key_spec", "grant_tokens", "dry_run")
+    class EncryptionContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_OF_BYTES_FIELD_NUMBER: _ClassVar[int]
+    KEY_SPEC_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    encryption_context: _containers.ScalarMap[str, str]
+    number_of_bytes: int
+    key_spec: str
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    def __init__(self, key_id: _Optional[str] = ..., encryption_context: _Optional[_Mapping[str, str]] = ..., number_of_bytes: _Optional[int] = ..., key_spec: _Optional[str] = ..., grant_tokens: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class GenerateDataKeyWithoutPlaintextResponse(_message.Message):
+    __slots__ = ("ciphertext_blob", "key_id")
+    CIPHERTEXT_BLOB_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ciphertext_blob: bytes
+    key_id: str
+    def __init__(self, ciphertext_blob: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
+
+class GenerateRandomRequest(_message.Message):
+    __slots__ = ("number_of_bytes", "custom_key_store_id")
+    NUMBER_OF_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_KEY_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    number_of_bytes: int
+    custom_key_store_id: str
+    def __init__(self, number_of_bytes: _Optional[int] = ..., custom_key_store_id: _Optional[str] = ...) -> None: ...
+
+class GenerateRandomResponse(_message.Message):
+    __slots__ = ("plaintext",)
+    PLAINTEXT_FIELD_NUMBER: _ClassVar[int]
+    plaintext: bytes
+    def __init__(self, plaintext: _Optional[bytes] = ...) -> None: ...
+
+class EnableKeyRotationRequest(_message.Message):
+    __slots__ = ("key_id", "rotation_period_in_days")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_PERIOD_IN_DAYS_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    rotation_period_in_days: int
+    def __init__(self, key_id: _Optional[str] = ..., rotation_period_in_days: _Optional[int] = ...) -> None: ...
+
+class EnableKeyRotationResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DisableKeyRotationRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+
+class DisableKeyRotationResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetKeyRotationStatusRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+
+class GetKeyRotationStatusResponse(_message.Message):
+    __slots__ = ("key_rotation_enabled", "key_id", "rotation_period_in_days", "next_rotation_date", "on_demand_rotation_start_date")
+    KEY_ROTATION_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_PERIOD_IN_DAYS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ROTATION_DATE_FIELD_NUMBER: _ClassVar[int]
+    ON_DEMAND_ROTATION_START_DATE_FIELD_NUMBER: _ClassVar[int]
+    key_rotation_enabled: bool
+    key_id: str
+    rotation_period_in_days: int
+    next_rotation_date: int
+    on_demand_rotation_start_date: int
+    def __init__(self, key_rotation_enabled: _Optional[bool] = ..., key_id: _Optional[str] = ..., rotation_period_in_days: _Optional[int] = ..., next_rotation_date: _Optional[int] = ..., on_demand_rotation_start_date: _Optional[int] = ...) -> None: ...
+
+class GetParametersForImportRequest(_message.Message):
+    __slots__ = ("key_id", "wrapping_algorithm", "wrapping_key_spec")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    WRAPPING_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    WRAPPING_KEY_SPEC_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    wrapping_algorithm: str
+    wrapping_key_spec: str
+    def __init__(self, key_id: _Optional[str] = ..., wrapping_algorithm: _Optional[str] = ..., wrapping_key_spec: _Optional[str] = ...) -> None: ...
+
+class GetParametersForImportResponse(_message.Message):
+    __slots__ = ("key_id", "import_token", "public_key", "parameters_valid_to")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    IMPORT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_VALID_TO_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    import_token: bytes
+    public_key: bytes
+    parameters_valid_to: int
+    def __init__(self, key_id: _Optional[str] = ..., import_token: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., parameters_valid_to: _Optional[int] = ...) -> None: ...
+
+class ImportKeyMaterialRequest(_message.Message):
+    __slots__ = ("key_id", "import_token", "encrypted_key_material", "valid_to", "expiration_model")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    IMPORT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTED_KEY_MATERIAL_FIELD_NUMBER: _ClassVar[int]
+    VALID_TO_FIELD_NUMBER: _ClassVar[int]
+    EXPIRATION_MODEL_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    import_token: bytes
+    encrypted_key_material: bytes
+    valid_to: int
+    expiration_model: str
+    def __init__(self, key_id: _Optional[str] = ..., import_token: _Optional[bytes] = ..., encrypted_key_material: _Optional[bytes] = ..., valid_to: _Optional[int] = ..., expiration_model: _Optional[str] = ...) -> None: ...
+
+class ImportKeyMaterialResponse(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
