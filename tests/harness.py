@@ -157,3 +157,85 @@ async def login(stub: pb_grpc.HsmStub, user_type: int, name: str, password: str,
 
 async def co(stub: pb_grpc.HsmStub) -> str:
     return await login(stub, pb.CO, "admin", CO_PASSWORD)
+
+
+@dataclass
+class FrontendProcess:
+    root: Path
+    hsm_endpoints: list[str]
+    name: str = "frontend"
+    port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+    _channel: grpc.aio.Channel | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / self.name
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / f"{self.name}.log"
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env}
+        cmd = [sys.executable, "-m", "kms_frontend.server", "--listen", self.endpoint, "--data-dir", str(self.data_dir),
+               "--master-key-file", str(self.root / f"{self.name}-master.key")]
+        for e in self.hsm_endpoints:
+            cmd += ["--hsm-endpoint", e]
+        self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log_file, stderr=subprocess.STDOUT)
+
+    def stub(self):
+        from protos.kms.v1 import kms_pb2_grpc
+
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.endpoint)
+        return kms_pb2_grpc.KmsStub(self._channel)
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        from protos.kms.v1 import kms_pb2
+
+        async def ready():
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"frontend exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+            await self.stub().DescribeCustomKeyStores(kms_pb2.DescribeCustomKeyStoresRequest(), timeout=2)
+            return True
+        await wait_until(ready, timeout=timeout, what="frontend to serve")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=20)
+
+    async def stop(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+        self.kill(signal.SIGTERM)
+        if getattr(self, "log_file", None):
+            self.log_file.close()
+
+    async def restart(self) -> None:
+        await self.stop()
+        self.start()
+        await self.wait_ready()
+
+
+async def three_node_cluster(lab: Lab, n: int = 3, kmsuser_password: str = CU_PASSWORD) -> list[NodeProcess]:
+    """n nodes, initialised, activated, joined, with kmsuser created."""
+    nodes = [await lab.start_node() for _ in range(n)]
+    await lab.init_active(nodes[0])
+    token = await co(nodes[0].stub())
+    for node in nodes[1:]:
+        await nodes[0].stub().AddNode(pb.AddNodeRequest(session_token=token, endpoint=node.endpoint,
+                                                        peer_endpoint=node.peer_endpoint))
+        node.anchor_pem = lab.anchor.cert_pem
+        await node.reset_channel()
+    await nodes[0].stub().CreateUser(pb.CreateUserRequest(session_token=token, user_type=pb.CU, username="kmsuser",
+                                                          password=kmsuser_password))
+    return nodes

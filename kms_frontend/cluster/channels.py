@@ -1,0 +1,43 @@
+"""TLS channels from the frontend to HSM nodes.
+
+Discovery reads only public facts (cluster id, state, certificates), so it may
+pin whatever certificate a node shows. Anything that carries a secret (the
+kmsuser password, crypto) goes over a channel verified against the custom key
+store's trust anchor.
+"""
+from __future__ import annotations
+
+import socket
+import ssl
+
+import grpc
+
+OPTIONS = [
+    ("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20),
+    ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
+]
+
+
+def split(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"HSM endpoint {endpoint!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def presented_certificate(endpoint: str, timeout: float = 3.0) -> bytes:
+    """The certificate a node presents (unverified), PEM."""
+    host, port = split(endpoint)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    with socket.create_connection((host, port), timeout=timeout) as sock, ctx.wrap_socket(sock) as tls:
+        der = tls.getpeercert(binary_form=True)
+    return ssl.DER_cert_to_PEM_cert(der or b"").encode()
+
+
+def secure(endpoint: str, root_pem: bytes | str) -> grpc.aio.Channel:
+    root = root_pem.encode() if isinstance(root_pem, str) else root_pem
+    return grpc.aio.secure_channel(endpoint, grpc.ssl_channel_credentials(root_certificates=root), options=OPTIONS)

@@ -1,0 +1,165 @@
+"""Cluster discovery: the frontend is given HSM endpoints and learns clusters
+from the nodes themselves (id, state, members, cluster certificate).
+
+Every known endpoint (configured seeds plus members that nodes report) is
+probed; a cluster's "active HSMs" are the members the frontend itself reached
+in state ACTIVE. Probing runs in the background and on demand.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import grpc
+from cryptography import x509
+
+from protos.hsm.v1 import hsm_pb2 as hsm
+from protos.hsm.v1 import hsm_pb2_grpc as hsm_grpc
+
+from . import channels
+
+log = logging.getLogger("kms_frontend.directory")
+PROBE_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Probe:
+    endpoint: str
+    reachable: bool
+    node_id: str = ""
+    cluster_id: str = ""
+    state: str = ""
+    error: str = ""
+    at: float = 0.0
+
+
+@dataclass
+class ClusterInfo:
+    cluster_id: str
+    state: str
+    certificate_pem: str
+    certificate_sha256: str
+    trust_anchor_pem: str
+    member_endpoints: list[str] = field(default_factory=list)
+    active_endpoints: list[str] = field(default_factory=list)
+
+    @property
+    def active_hsms(self) -> int:
+        return len(self.active_endpoints)
+
+
+def trust_anchor_verifies(cluster: ClusterInfo, trust_anchor_pem: str) -> bool:
+    """Does this trust anchor (customerCA.crt) issue the cluster's certificate?"""
+    try:
+        anchor = x509.load_pem_x509_certificate(trust_anchor_pem.encode())
+        cert = x509.load_pem_x509_certificate(cluster.certificate_pem.encode())
+        cert.verify_directly_issued_by(anchor)
+        return True
+    except Exception:
+        return False
+
+
+class ClusterDirectory:
+    def __init__(self, seed_endpoints: list[str], probe_timeout_s: float = PROBE_TIMEOUT_S) -> None:
+        self.seeds = list(dict.fromkeys(seed_endpoints))
+        self.probe_timeout_s = probe_timeout_s
+        self.endpoints: list[str] = list(self.seeds)
+        self.probes: dict[str, Probe] = {}
+        self.clusters: dict[str, ClusterInfo] = {}
+        self._channels: dict[str, tuple[bytes, grpc.aio.Channel]] = {}
+        self._refresh_lock = asyncio.Lock()
+        self._last_refresh = 0.0
+
+    async def close(self) -> None:
+        for _, ch in self._channels.values():
+            await ch.close()
+        self._channels.clear()
+
+    async def lookup(self, cluster_id: str, *, max_age_s: float = 0.5) -> ClusterInfo | None:
+        if time.monotonic() - self._last_refresh > max_age_s:
+            await self.refresh()
+        return self.clusters.get(cluster_id)
+
+    def clusters_with_certificate(self, sha256: str) -> list[ClusterInfo]:
+        return [c for c in self.clusters.values() if c.certificate_sha256 == sha256]
+
+    async def refresh(self) -> None:
+        async with self._refresh_lock:
+            seen: set[str] = set()
+            results: dict[str, tuple[Probe, hsm.Cluster | None]] = {}
+            pending = list(self.endpoints)
+            while pending:  # members reported by nodes are probed in the same refresh
+                batch = [e for e in pending if e not in seen]
+                seen.update(batch)
+                for endpoint, result in zip(batch, await asyncio.gather(*(self._probe(e) for e in batch)), strict=True):
+                    results[endpoint] = result
+                pending = [m.endpoint for _, desc in results.values() if desc is not None
+                           for m in desc.members if m.endpoint and m.endpoint not in seen]
+            self.endpoints = list(dict.fromkeys(self.seeds + list(results)))
+            self.probes = {e: p for e, (p, _) in results.items()}
+            clusters: dict[str, ClusterInfo] = {}
+            for probe, desc in results.values():
+                if desc is None or not desc.cluster_id:
+                    continue
+                info = clusters.get(desc.cluster_id)
+                if info is None:
+                    info = clusters[desc.cluster_id] = ClusterInfo(
+                        desc.cluster_id, hsm.NodeState.Name(desc.state), desc.cluster_certificate_pem,
+                        desc.cluster_certificate_sha256, desc.trust_anchor_pem)
+                if probe.state == "ACTIVE":
+                    info.state = "ACTIVE"
+                info.member_endpoints = sorted(set(info.member_endpoints) | {m.endpoint for m in desc.members})
+            for info in clusters.values():
+                info.active_endpoints = sorted(
+                    e for e in info.member_endpoints
+                    if (p := self.probes.get(e)) and p.reachable and p.cluster_id == info.cluster_id and p.state == "ACTIVE")
+            self.clusters = clusters
+            self._last_refresh = time.monotonic()
+
+    async def _probe(self, endpoint: str) -> tuple[Probe, hsm.Cluster | None]:
+        now = time.monotonic()
+        try:
+            stub = await self._stub(endpoint)
+            try:
+                status = await stub.GetStatus(hsm.Empty(), timeout=self.probe_timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                # The node may have switched certificates (e.g. initialised): pin again once.
+                await self._forget(endpoint)
+                stub = await self._stub(endpoint)
+                status = await stub.GetStatus(hsm.Empty(), timeout=self.probe_timeout_s)
+            desc = None
+            if status.cluster_id:
+                desc = await stub.DescribeCluster(hsm.Empty(), timeout=self.probe_timeout_s)
+            probe = Probe(endpoint, True, status.node_id, status.cluster_id, hsm.NodeState.Name(status.state), at=now)
+            return probe, desc
+        except (grpc.aio.AioRpcError, OSError, ValueError) as exc:
+            await self._forget(endpoint)
+            detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            return Probe(endpoint, False, error=detail or type(exc).__name__, at=now), None
+
+    async def _stub(self, endpoint: str) -> hsm_grpc.HsmStub:
+        cached = self._channels.get(endpoint)
+        if cached is None:
+            pem = await asyncio.to_thread(channels.presented_certificate, endpoint, self.probe_timeout_s)
+            cached = (pem, channels.secure(endpoint, pem))
+            self._channels[endpoint] = cached
+        return hsm_grpc.HsmStub(cached[1])
+
+    async def _forget(self, endpoint: str) -> None:
+        cached = self._channels.pop(endpoint, None)
+        if cached is not None:
+            with contextlib.suppress(Exception):
+                await cached[1].close()
+
+    async def run(self, interval_s: float = 2.0) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("cluster discovery failed", extra={"event": "discovery_error"})
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,138 @@
+"""The ``kms-frontend`` process: wiring of metadata, discovery, connections and
+the gRPC adapter. Rules live in ``service/``."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import uuid
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from protos.kms.v1 import kms_pb2_grpc as pb_grpc
+
+from . import logs
+from .api.grpc_service import KmsServicer
+from .cluster.connector import Connector
+from .cluster.directory import ClusterDirectory
+from .sealing import SecretBox
+from .service.context import Context, Settings
+from .service.key_stores import KeyStores
+from .store.repository import SchemaVersionError
+from .store.sqlite import SqliteRepository
+
+log = logging.getLogger("kms_frontend.server")
+
+
+def instance_id(data_dir: Path) -> str:
+    """A stable id of this frontend (its sessions on the HSMs carry it across restarts)."""
+    path = data_dir / "instance-id"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("kms-frontend-" + uuid.uuid4().hex[:16])
+        with open(tmp) as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return path.read_text().strip()
+
+
+class Frontend:
+    def __init__(self, args: argparse.Namespace) -> None:
+        data = Path(args.data_dir)
+        data.mkdir(parents=True, exist_ok=True)
+        self.args = args
+        box = SecretBox.from_key_file(os.path.expanduser(args.master_key_file), create=True)
+        repo = SqliteRepository(data / "metadata.db")
+        self.ctx = Context(repo, box, Settings(args.account_id, args.region, args.store_quota))
+        self.directory = ClusterDirectory(args.hsm_endpoint)
+        self.connector = Connector(self.ctx, self.directory, instance_id(data))
+        self.key_stores = KeyStores(self.ctx, self.directory, self.connector)
+        self.server = grpc.aio.server()
+        self.tls = None
+        if args.tls_cert and args.tls_key:
+            self.tls = (Path(args.tls_key).read_bytes(), Path(args.tls_cert).read_bytes())
+        self.health = health.aio.HealthServicer()
+        self.stopped = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        pb_grpc.add_KmsServicer_to_server(KmsServicer(self.key_stores), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        if self.tls is not None:
+            creds = grpc.ssl_server_credentials([self.tls])
+            port = self.server.add_secure_port(self.args.listen, creds)
+        else:
+            port = self.server.add_insecure_port(self.args.listen)
+        if port == 0:
+            raise OSError(f"cannot listen on {self.args.listen}")
+        with contextlib.suppress(Exception):
+            await self.directory.refresh()
+        await self.server.start()
+        self._tasks.append(asyncio.get_running_loop().create_task(self.directory.run()))
+        await self.connector.resume()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("kms.v1.Kms", health_pb2.HealthCheckResponse.SERVING)
+        log.info("listening", extra={"event": "listening", "listen": self.args.listen,
+                                     "hsm_endpoints": self.args.hsm_endpoint})
+
+    async def stop(self, grace: float = 10.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)  # drains in-flight requests
+        for t in self._tasks:
+            t.cancel()
+        await self.connector.close()
+        await self.directory.close()
+        self.ctx.close()
+        log.info("stopped", extra={"event": "stopped"})
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="kms-frontend", description="Run the KMS frontend (custom key stores over gRPC).")
+    p.add_argument("--listen", default=env("KMS_LISTEN", "127.0.0.1:7800"), help="gRPC address [KMS_LISTEN]")
+    p.add_argument("--data-dir", default=env("KMS_DATA_DIR", "./kms-data"), help="metadata directory [KMS_DATA_DIR]")
+    p.add_argument("--master-key-file", default=env("KMS_MASTER_KEY_FILE", "~/.config/kms-frontend/master.key"),
+                   help="key sealing the stored kmsuser passwords (created if missing) [KMS_MASTER_KEY_FILE]")
+    p.add_argument("--hsm-endpoint", action="append",
+                   default=[e for e in (env("KMS_HSM_ENDPOINTS") or "").split(",") if e],
+                   help="HSM node client endpoint host:port (repeatable) [KMS_HSM_ENDPOINTS]")
+    p.add_argument("--account-id", default=env("KMS_ACCOUNT_ID", "111122223333"), help="[KMS_ACCOUNT_ID]")
+    p.add_argument("--region", default=env("KMS_REGION", "us-east-1"), help="[KMS_REGION]")
+    p.add_argument("--store-quota", type=int, default=int(env("KMS_STORE_QUOTA", "1800")),
+                   help="crypto requests per second per custom key store [KMS_STORE_QUOTA]")
+    p.add_argument("--tls-cert", default=env("KMS_TLS_CERT"), help="serve gRPC over TLS with this cert [KMS_TLS_CERT]")
+    p.add_argument("--tls-key", default=env("KMS_TLS_KEY"), help="[KMS_TLS_KEY]")
+    p.add_argument("--log-level", default=env("KMS_LOG_LEVEL", "info"))
+    return p.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> None:
+    frontend = Frontend(args)
+    await frontend.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, frontend.stopped.set)
+    await frontend.stopped.wait()
+    log.info("shutting down", extra={"event": "shutdown"})
+    await frontend.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logs.setup("kms-frontend", args.log_level)
+    try:
+        asyncio.run(run(args))
+    except (SchemaVersionError, ValueError, OSError) as exc:
+        log.error(str(exc), extra={"event": "startup_failed"})
+        print(f"kms-frontend: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""What every operation family shares: the metadata repository (run on one
+storage thread), the clock, account and Region, and the sealing box."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..sealing import SecretBox
+from ..store.repository import CustomKeyStoreRecord, MetadataRepository, NotFoundError, StaleRecordError
+
+T = TypeVar("T")
+
+
+@dataclass
+class Settings:
+    account_id: str = "111122223333"
+    region: str = "us-east-1"
+    store_request_quota: int = 1800  # crypto requests per second per custom key store
+
+
+class Context:
+    def __init__(self, repo: MetadataRepository, box: SecretBox, settings: Settings,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.repo, self.box, self.settings, self.clock = repo, box, settings, clock
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kms-db")
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking repository call on the storage thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+
+    async def update_store(self, store_id: str, **changes: Any) -> CustomKeyStoreRecord:
+        """Read-modify-write a custom key store, retrying if it changed meanwhile."""
+        for _ in range(20):
+            current = await self.db(self.repo.get_custom_key_store, store_id)
+            try:
+                return await self.db(self.repo.update_custom_key_store, dataclasses.replace(current, **changes))
+            except StaleRecordError:
+                continue
+        raise StaleRecordError(f"custom key store {store_id} keeps changing")
+
+    async def store_or_none(self, store_id: str) -> CustomKeyStoreRecord | None:
+        try:
+            return await self.db(self.repo.get_custom_key_store, store_id)
+        except NotFoundError:
+            return None
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        self.repo.close()

@@ -1,0 +1,213 @@
+"""Custom key store operations: the AWS rules (section 1 of the reference).
+
+Create / Describe / Update / Connect / Disconnect / Delete, with the
+operation x ConnectionState matrix, the cluster preconditions (exists, ACTIVE,
+trust anchor, not in use by a store sharing its backup history, two active
+HSMs) and AWS's idempotent create. Connecting itself runs in the background
+(``cluster.connector``); this module only validates and moves the state.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from .. import errors
+from ..cluster.connector import (
+    CONNECTED,
+    CONNECTING,
+    DISCONNECTED,
+    DISCONNECTING,
+    FAILED,
+    Connector,
+    open_password,
+    seal_password,
+)
+from ..cluster.directory import ClusterDirectory, ClusterInfo, trust_anchor_verifies
+from ..store.repository import (
+    CustomKeyStoreRecord,
+    DuplicateStoreNameError,
+    InvalidMarkerError,
+    NotFoundError,
+    Page,
+)
+from ..validation import Checks
+from .context import Context
+
+MAX_STORES = 10
+MIN_HSMS_CREATE = 2
+ALL_STATES = (CONNECTED, CONNECTING, DISCONNECTED, DISCONNECTING, FAILED)
+
+
+@dataclass
+class UpdateRequest:
+    custom_key_store_id: str
+    new_custom_key_store_name: str | None = None
+    key_store_password: str | None = None
+    cloud_hsm_cluster_id: str | None = None
+
+
+def new_store_id() -> str:
+    return "cks-" + secrets.token_hex(9)[:17]
+
+
+class KeyStores:
+    def __init__(self, ctx: Context, directory: ClusterDirectory, connector: Connector) -> None:
+        self.ctx, self.directory, self.connector = ctx, directory, connector
+
+    # ------------------------------------------------------------ helpers
+
+    async def get(self, store_id: str) -> CustomKeyStoreRecord:
+        store = await self.ctx.store_or_none(store_id)
+        if store is None:
+            raise errors.custom_key_store_not_found(store_id)
+        return store
+
+    @staticmethod
+    def require_state(store: CustomKeyStoreRecord, operation: str, *allowed: str) -> None:
+        if store.connection_state not in allowed:
+            raise errors.custom_key_store_invalid_state(store.custom_key_store_id, store.connection_state, operation,
+                                                        allowed)
+
+    async def _cluster(self, cluster_id: str) -> ClusterInfo:
+        info = await self.directory.lookup(cluster_id)
+        if info is None:
+            raise errors.cloud_hsm_cluster_not_found(cluster_id)
+        if info.state != "ACTIVE":
+            raise errors.cloud_hsm_cluster_not_active(cluster_id, info.state)
+        return info
+
+    def _password_matches(self, store: CustomKeyStoreRecord, password: str) -> bool:
+        current = open_password(self.ctx, store.custom_key_store_id, store.sealed_password)["password"]
+        return hmac.compare_digest(current.encode(), password.encode())
+
+    # ------------------------------------------------------------ operations
+
+    async def create(self, name: str, cluster_id: str, trust_anchor: str, password: str,
+                     store_type: str | None = None) -> str:
+        (Checks().custom_key_store_name(name).cloud_hsm_cluster_id(cluster_id, required=True)
+         .trust_anchor_certificate(trust_anchor, required=True).key_store_password(password, required=True)
+         .custom_key_store_type(store_type).done())
+        if store_type == "EXTERNAL_KEY_STORE":
+            raise errors.UnsupportedOperationException(
+                "External key stores (XKS) are not supported here; create an AWS_CLOUDHSM custom key store.")
+        existing = await self.ctx.db(self.ctx.repo.find_custom_key_store_by_name, name)
+        if existing is not None:
+            # AWS: a retry with identical properties returns the disconnected store it made.
+            if (existing.connection_state == DISCONNECTED and existing.cloud_hsm_cluster_id == cluster_id
+                    and existing.trust_anchor_certificate.strip() == trust_anchor.strip()
+                    and self._password_matches(existing, password)):
+                return existing.custom_key_store_id
+            raise errors.custom_key_store_name_in_use(name)
+        if await self.ctx.db(self.ctx.repo.count_custom_key_stores) >= MAX_STORES:
+            raise errors.custom_key_store_limit_exceeded(MAX_STORES)
+        info = await self._cluster(cluster_id)
+        if not trust_anchor_verifies(info, trust_anchor):
+            raise errors.incorrect_trust_anchor(cluster_id)
+        user = await self._store_using_certificate(info.certificate_sha256)
+        if user is not None:
+            raise errors.cloud_hsm_cluster_in_use(cluster_id, user.custom_key_store_id)
+        if info.active_hsms < MIN_HSMS_CREATE:
+            raise errors.cloud_hsm_cluster_invalid_configuration(cluster_id, info.active_hsms, MIN_HSMS_CREATE)
+        store_id = new_store_id()
+        record = CustomKeyStoreRecord(
+            custom_key_store_id=store_id, custom_key_store_name=name, cloud_hsm_cluster_id=cluster_id,
+            trust_anchor_certificate=trust_anchor, creation_date=self.ctx.now_ms(),
+            sealed_password=seal_password(self.ctx, store_id, password), connection_state=DISCONNECTED,
+            cluster_certificate_fingerprint=info.certificate_sha256)
+        try:
+            await self.ctx.db(self.ctx.repo.create_custom_key_store, record)
+        except DuplicateStoreNameError:
+            raise errors.custom_key_store_name_in_use(name) from None
+        return store_id
+
+    async def _store_using_certificate(self, sha256: str) -> CustomKeyStoreRecord | None:
+        page = await self.ctx.db(self.ctx.repo.list_custom_key_stores, limit=1000)
+        return next((s for s in page.items if s.cluster_certificate_fingerprint == sha256), None)
+
+    async def describe(self, store_id: str | None = None, name: str | None = None, limit: int | None = None,
+                       marker: str | None = None) -> Page[CustomKeyStoreRecord]:
+        checks = Checks().limit(limit).marker(marker)
+        if store_id is not None:
+            checks.custom_key_store_id(store_id)
+        if name is not None:
+            checks.custom_key_store_name(name)
+        checks.done()
+        if store_id is not None and name is not None:
+            raise errors.ValidationException("Specify either CustomKeyStoreId or CustomKeyStoreName, not both.")
+        if store_id is not None:
+            return Page([await self.get(store_id)])
+        if name is not None:
+            found = await self.ctx.db(self.ctx.repo.find_custom_key_store_by_name, name)
+            if found is None:
+                raise errors.custom_key_store_not_found(custom_key_store_name=name)
+            return Page([found])
+        try:
+            return await self.ctx.db(self.ctx.repo.list_custom_key_stores, limit=limit or 1000, marker=marker)
+        except InvalidMarkerError:
+            raise errors.InvalidMarkerException("The request was rejected because the marker is not valid.") from None
+
+    async def update(self, req: UpdateRequest) -> None:
+        (Checks().custom_key_store_id(req.custom_key_store_id)
+         .custom_key_store_name(req.new_custom_key_store_name, required=False)
+         .key_store_password(req.key_store_password).cloud_hsm_cluster_id(req.cloud_hsm_cluster_id).done())
+        store = await self.get(req.custom_key_store_id)
+        changes: dict = {}
+        if req.key_store_password is not None or req.cloud_hsm_cluster_id is not None:
+            self.require_state(store, "UpdateCustomKeyStore (KeyStorePassword or CloudHsmClusterId)", DISCONNECTED)
+        elif req.new_custom_key_store_name is not None:
+            self.require_state(store, "UpdateCustomKeyStore", CONNECTED, DISCONNECTED)
+        if req.new_custom_key_store_name is not None and req.new_custom_key_store_name != store.custom_key_store_name:
+            other = await self.ctx.db(self.ctx.repo.find_custom_key_store_by_name, req.new_custom_key_store_name)
+            if other is not None:
+                raise errors.custom_key_store_name_in_use(req.new_custom_key_store_name)
+            changes["custom_key_store_name"] = req.new_custom_key_store_name
+        if req.cloud_hsm_cluster_id is not None and req.cloud_hsm_cluster_id != store.cloud_hsm_cluster_id:
+            info = await self._cluster(req.cloud_hsm_cluster_id)
+            if info.certificate_sha256 != store.cluster_certificate_fingerprint:
+                raise errors.cloud_hsm_cluster_not_related(req.cloud_hsm_cluster_id, store.cloud_hsm_cluster_id)
+            if info.active_hsms < MIN_HSMS_CREATE:
+                raise errors.cloud_hsm_cluster_invalid_configuration(
+                    req.cloud_hsm_cluster_id, info.active_hsms, MIN_HSMS_CREATE)
+            changes["cloud_hsm_cluster_id"] = req.cloud_hsm_cluster_id
+        if req.key_store_password is not None:
+            # The customer tells KMS the current password; nothing changes in the cluster.
+            changes["sealed_password"] = seal_password(self.ctx, store.custom_key_store_id, req.key_store_password)
+            changes["pending_sealed_password"] = None
+        if changes:
+            try:
+                await self.ctx.db(self.ctx.repo.update_custom_key_store, dataclasses.replace(store, **changes))
+            except DuplicateStoreNameError:
+                raise errors.custom_key_store_name_in_use(req.new_custom_key_store_name or "") from None
+
+    async def connect(self, store_id: str) -> None:
+        Checks().custom_key_store_id(store_id).done()
+        store = await self.get(store_id)
+        self.require_state(store, "ConnectCustomKeyStore", DISCONNECTED, CONNECTING, CONNECTED)
+        if store.connection_state != DISCONNECTED:
+            return  # already connecting or connected: nothing to do
+        info = await self.directory.lookup(store.cloud_hsm_cluster_id)
+        if info is not None and info.state != "ACTIVE":
+            raise errors.cloud_hsm_cluster_not_active(store.cloud_hsm_cluster_id, info.state)
+        await self.ctx.update_store(store_id, connection_state=CONNECTING, connection_error_code=None)
+        self.connector.start_connect(store_id)
+
+    async def disconnect(self, store_id: str) -> None:
+        Checks().custom_key_store_id(store_id).done()
+        store = await self.get(store_id)
+        self.require_state(store, "DisconnectCustomKeyStore", CONNECTED, CONNECTING, FAILED)
+        await self.ctx.update_store(store_id, connection_state=DISCONNECTING)
+        await self.connector.disconnect(store_id)
+
+    async def delete(self, store_id: str) -> None:
+        Checks().custom_key_store_id(store_id).done()
+        store = await self.get(store_id)
+        self.require_state(store, "DeleteCustomKeyStore", DISCONNECTED)
+        count = await self.ctx.db(self.ctx.repo.count_keys, store_id)
+        if count:
+            raise errors.custom_key_store_has_cmks(store_id, count)
+        try:
+            await self.ctx.db(self.ctx.repo.delete_custom_key_store, store_id)
+        except NotFoundError:
+            raise errors.custom_key_store_not_found(store_id) from None
