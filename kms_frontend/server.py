@@ -18,12 +18,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from protos.kms.v1 import kms_pb2_grpc as pb_grpc
 
 from . import logs
-from .api.grpc_service import KmsServicer
+from .api.grpc_service import KmsAdminServicer, KmsServicer
+from .clock import OffsetClock
 from .cluster.connector import Connector
 from .cluster.directory import ClusterDirectory
 from .sealing import SecretBox
 from .service.context import Context, Settings
-from .service.key_stores import KeyStores
+from .service.frontend import Services
 from .store.repository import SchemaVersionError
 from .store.sqlite import SqliteRepository
 
@@ -49,10 +50,11 @@ class Frontend:
         self.args = args
         box = SecretBox.from_key_file(os.path.expanduser(args.master_key_file), create=True)
         repo = SqliteRepository(data / "metadata.db")
-        self.ctx = Context(repo, box, Settings(args.account_id, args.region, args.store_quota))
+        clock = OffsetClock(os.environ.get("KMS_CLOCK_OFFSET_FILE"))
+        self.ctx = Context(repo, box, Settings(args.account_id, args.region, args.store_quota), clock=clock)
         self.directory = ClusterDirectory(args.hsm_endpoint)
         self.connector = Connector(self.ctx, self.directory, instance_id(data))
-        self.key_stores = KeyStores(self.ctx, self.directory, self.connector)
+        self.services = Services(self.ctx, self.directory, self.connector)
         self.server = grpc.aio.server()
         self.tls = None
         if args.tls_cert and args.tls_key:
@@ -62,7 +64,8 @@ class Frontend:
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        pb_grpc.add_KmsServicer_to_server(KmsServicer(self.key_stores), self.server)
+        pb_grpc.add_KmsServicer_to_server(KmsServicer(self.services), self.server)
+        pb_grpc.add_KmsAdminServicer_to_server(KmsAdminServicer(self.services), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if self.tls is not None:
             creds = grpc.ssl_server_credentials([self.tls])
@@ -73,9 +76,12 @@ class Frontend:
             raise OSError(f"cannot listen on {self.args.listen}")
         with contextlib.suppress(Exception):
             await self.directory.refresh()
+        await self.services.catalog.load()
         await self.server.start()
-        self._tasks.append(asyncio.get_running_loop().create_task(self.directory.run()))
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self.directory.run()))
         await self.connector.resume()
+        self._tasks.append(loop.create_task(self.services.keys.run_deletions(self.args.sweep_interval)))
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("kms.v1.Kms", health_pb2.HealthCheckResponse.SERVING)
         log.info("listening", extra={"event": "listening", "listen": self.args.listen,
@@ -108,6 +114,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="crypto requests per second per custom key store [KMS_STORE_QUOTA]")
     p.add_argument("--tls-cert", default=env("KMS_TLS_CERT"), help="serve gRPC over TLS with this cert [KMS_TLS_CERT]")
     p.add_argument("--tls-key", default=env("KMS_TLS_KEY"), help="[KMS_TLS_KEY]")
+    p.add_argument("--sweep-interval", type=float, default=float(env("KMS_SWEEP_INTERVAL", "1")),
+                   help="seconds between key-deletion sweeps [KMS_SWEEP_INTERVAL]")
     p.add_argument("--log-level", default=env("KMS_LOG_LEVEL", "info"))
     return p.parse_args(argv)
 

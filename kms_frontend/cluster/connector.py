@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import string
+from collections.abc import Awaitable, Callable
 
 import grpc
 
@@ -66,8 +67,13 @@ class Connector:
     def __init__(self, ctx: Context, directory: ClusterDirectory, client_id: str) -> None:
         self.ctx, self.directory, self.client_id = ctx, directory, client_id
         self.sessions: dict[str, StoreSessions] = {}
+        self.on_keys_changed: Callable[[str], Awaitable[None]] | None = None  # keys of a store changed state
         self._tasks: dict[str, asyncio.Task] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+
+    async def _keys_changed(self, store_id: str) -> None:
+        if self.on_keys_changed is not None:
+            await self.on_keys_changed(store_id)
 
     def _lock(self, store_id: str) -> asyncio.Lock:
         return self._locks.setdefault(store_id, asyncio.Lock())
@@ -90,6 +96,7 @@ class Connector:
         async with self._lock(store_id):
             await self._drop_sessions(store_id)
             await self.ctx.db(self.ctx.repo.mark_store_keys_unavailable, store_id)
+            await self._keys_changed(store_id)
             await self.ctx.update_store(store_id, connection_state=DISCONNECTED, connection_error_code=None)
         log.info("disconnected", extra={"event": "store_disconnected", "store": store_id})
 
@@ -129,6 +136,7 @@ class Connector:
                 self.sessions[store_id] = sessions
                 sessions.start()
                 await self.ctx.db(self.ctx.repo.restore_store_keys, store_id)
+                await self._keys_changed(store_id)
                 await self.ctx.update_store(store_id, connection_state=CONNECTED, connection_error_code=None)
                 log.info("connected", extra={"event": "store_connected", "store": store_id,
                                              "nodes": len(sessions.healthy())})

@@ -14,6 +14,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -45,6 +46,7 @@ class NodeSession:
     node_id: str = ""
     last_used: float = 0.0
     refused_version: int = -1  # a login failed at this kmsuser version: do not retry until it changes
+    crypto_stream: Any = None  # crypto_streams.NodeStream, opened on first use
 
     @property
     def open(self) -> bool:
@@ -109,6 +111,8 @@ class StoreSessions:
                 await self._task
             self._task = None
         for s in self.nodes.values():
+            if s.crypto_stream is not None:
+                s.crypto_stream.close("store closing")
             if s.token:
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     await s.stub.Logout(hsm.SessionRequest(session_token=s.token), timeout=2)

@@ -743,3 +743,61 @@ class ImportKeyMaterialResponse(_message.Message):
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+
+class ListOrphanedKeyMaterialRequest(_message.Message):
+    __slots__ = ("custom_key_store_id", "delete")
+    CUSTOM_KEY_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    custom_key_store_id: str
+    delete: bool
+    def __init__(self, custom_key_store_id: _Optional[str] = ..., delete: _Optional[bool] = ...) -> None: ...
+
+class OrphanedKeyMaterial(_message.Message):
+    __slots__ = ("key_handle", "label", "outcome")
+    KEY_HANDLE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    key_handle: int
+    label: str
+    outcome: str
+    def __init__(self, key_handle: _Optional[int] = ..., label: _Optional[str] = ..., outcome: _Optional[str] = ...) -> None: ...
+
+class ListOrphanedKeyMaterialResponse(_message.Message):
+    __slots__ = ("orphans",)
+    ORPHANS_FIELD_NUMBER: _ClassVar[int]
+    orphans: _containers.RepeatedCompositeFieldContainer[OrphanedKeyMaterial]
+    def __init__(self, orphans: _Optional[_Iterable[_Union[OrphanedKeyMaterial, _Mapping]]] = ...) -> None: ...
+
+class ListAuditEventsRequest(_message.Message):
+    __slots__ = ("after_id", "limit", "event", "key_id")
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    after_id: int
+    limit: int
+    event: str
+    key_id: str
+    def __init__(self, after_id: _Optional[int] = ..., limit: _Optional[int] = ..., event: _Optional[str] = ..., key_id: _Optional[str] = ...) -> None: ...
+
+class AuditEventEntry(_message.Message):
+    __slots__ = ("event_id", "timestamp", "event", "key_id", "custom_key_store_id", "details_json")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_KEY_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    event_id: int
+    timestamp: int
+    event: str
+    key_id: str
+    custom_key_store_id: str
+    details_json: str
+    def __init__(self, event_id: _Optional[int] = ..., timestamp: _Optional[int] = ..., event: _Optional[str] = ..., key_id: _Optional[str] = ..., custom_key_store_id: _Optional[str] = ..., details_json: _Optional[str] = ...) -> None: ...
+
+class ListAuditEventsResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AuditEventEntry]
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEventEntry, _Mapping]]] = ...) -> None: ...

@@ -1570,3 +1570,118 @@ class Kms:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class KmsAdminStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListOrphanedKeyMaterial = channel.unary_unary(
+                '/kms.v1.KmsAdmin/ListOrphanedKeyMaterial',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListOrphanedKeyMaterialRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListOrphanedKeyMaterialResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/kms.v1.KmsAdmin/ListAuditEvents',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
+
+
+class KmsAdminServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def ListOrphanedKeyMaterial(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_KmsAdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListOrphanedKeyMaterial': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListOrphanedKeyMaterial,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListOrphanedKeyMaterialRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListOrphanedKeyMaterialResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'kms.v1.KmsAdmin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('kms.v1.KmsAdmin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class KmsAdmin:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def ListOrphanedKeyMaterial(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.KmsAdmin/ListOrphanedKeyMaterial',
+            protos_dot_kms_dot_v1_dot_kms__pb2.ListOrphanedKeyMaterialRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.ListOrphanedKeyMaterialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.KmsAdmin/ListAuditEvents',
+            protos_dot_kms_dot_v1_dot_kms__pb2.ListAuditEventsRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,0 +1,114 @@
+"""The in-memory catalogue of KMS keys and aliases, and key-reference resolution.
+
+The crypto path must not query the metadata database per request, so every key
+and alias lives here as well; mutations write the database first, then the
+catalogue (one process owns the database). References accept what AWS accepts:
+key id, key ARN, alias name, alias ARN (``allow_alias`` off for operations that
+take only a key id or ARN).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .. import errors
+from ..store.repository import AliasRecord, KeyRecord
+from .context import Context
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):(?P<kind>key|alias)/(?P<rest>.+)$")
+
+
+@dataclass(frozen=True)
+class Arns:
+    region: str
+    account_id: str
+
+    def key(self, key_id: str) -> str:
+        return f"arn:aws:kms:{self.region}:{self.account_id}:key/{key_id}"
+
+    def alias(self, alias_name: str) -> str:
+        return f"arn:aws:kms:{self.region}:{self.account_id}:{alias_name}"
+
+
+class Catalog:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.arns = Arns(ctx.settings.region, ctx.settings.account_id)
+        self.keys: dict[str, KeyRecord] = {}
+        self.aliases: dict[str, AliasRecord] = {}
+
+    async def load(self) -> None:
+        self.keys = {k.key_id: k for k in await self._all_keys()}
+        self.aliases = {}
+        marker = None
+        while True:
+            page = await self.ctx.db(self.ctx.repo.list_aliases, limit=1000, marker=marker)
+            self.aliases.update({a.alias_name: a for a in page.items})
+            if not page.next_marker:
+                break
+            marker = page.next_marker
+
+    async def _all_keys(self, store_id: str | None = None) -> list[KeyRecord]:
+        out, marker = [], None
+        while True:
+            page = await self.ctx.db(self.ctx.repo.list_keys, custom_key_store_id=store_id, limit=1000, marker=marker)
+            out += page.items
+            if not page.next_marker:
+                return out
+            marker = page.next_marker
+
+    async def reload_store(self, store_id: str) -> None:
+        """After the connector changed many keys of a store at once (Unavailable and back)."""
+        for k in await self._all_keys(store_id):
+            self.keys[k.key_id] = k
+
+    def put(self, key: KeyRecord) -> KeyRecord:
+        self.keys[key.key_id] = key
+        return key
+
+    def forget(self, key_id: str) -> None:
+        self.keys.pop(key_id, None)
+        for name in [n for n, a in self.aliases.items() if a.key_id == key_id]:
+            del self.aliases[name]
+
+    def keys_of_store(self, store_id: str) -> list[KeyRecord]:
+        return [k for k in self.keys.values() if k.custom_key_store_id == store_id]
+
+    # ------------------------------------------------------------ resolution
+
+    def resolve(self, ref: str, *, allow_alias: bool = True) -> KeyRecord:
+        """The key a reference names, or AWS's NotFoundException."""
+        if not ref:
+            raise errors.invalid_key_id(ref)
+        key_id = self._key_id(ref, allow_alias)
+        key = self.keys.get(key_id)
+        if key is None or key.key_state == "Creating":
+            raise errors.key_not_found(self.arns.key(key_id))
+        return key
+
+    def _key_id(self, ref: str, allow_alias: bool) -> str:
+        if UUID_RE.match(ref):
+            return ref
+        m = ARN_RE.match(ref)
+        if m is not None:
+            if m["region"] != self.arns.region or m["account"] != self.arns.account_id:
+                raise errors.key_not_found(ref) if m["kind"] == "key" else errors.alias_not_found(ref)
+            if m["kind"] == "key":
+                if not UUID_RE.match(m["rest"]):
+                    raise errors.invalid_key_id(ref)
+                return m["rest"]
+            if not allow_alias:
+                raise errors.invalid_key_id(ref)
+            return self._alias_target(m["rest"] if m["rest"].startswith("alias/") else "alias/" + m["rest"])
+        if ref.startswith("alias/"):
+            if not allow_alias:
+                raise errors.invalid_key_id(ref)
+            return self._alias_target(ref)
+        raise errors.invalid_key_id(ref)
+
+    def _alias_target(self, alias_name: str) -> str:
+        alias = self.aliases.get(alias_name)
+        if alias is None:
+            raise errors.alias_not_found(self.arns.alias(alias_name))
+        return alias.key_id
