@@ -23,6 +23,8 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
     host, _, port = endpoint.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"endpoint {endpoint!r} is not host:port")
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"endpoint {endpoint!r}: port {port} is out of range 1..65535")
     return host.strip("[]"), int(port)
 
 

@@ -28,6 +28,7 @@ from . import certs, client
 from . import records as rec
 from .backup_crypto import BackupCryptoError, backup_aad, open_backup, seal_backup
 from .backup_store import (
+    BACKUP_ID_RE,
     BackupInvalidStateError,
     BackupMeta,
     BackupNotFoundError,
@@ -149,7 +150,11 @@ class ClusterService:
             client.split_endpoint(peer_endpoint)
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
-        channel = client.channel(endpoint, None)
+        try:
+            pinned = await asyncio.to_thread(client.fetch_server_certificate, endpoint)
+            channel = client.channel(endpoint, pinned)
+        except OSError as exc:
+            raise Unavailable(f"cannot reach the new node at {endpoint}: {exc.strerror or exc}") from None
         try:
             stub = client.stub(channel)
             try:
@@ -234,6 +239,13 @@ class ClusterService:
 
     # ------------------------------------------------------------ backups
 
+    @staticmethod
+    def _backup_id(backup_id: str) -> str:
+        if not BACKUP_ID_RE.fullmatch(backup_id or ""):
+            raise InvalidArgument(f"invalid backup id {backup_id[:40]!r}: expected backup- followed by 11 characters"
+                                  " of [2-7a-z]")
+        return backup_id
+
     def _store(self) -> BackupStore:
         if self.store is None:
             raise WrongState("this node has no backup store configured (--backup-dir)")
@@ -279,6 +291,7 @@ class ClusterService:
         return written
 
     async def _read_backup(self, backup_id: str) -> dict:
+        self._backup_id(backup_id)
         store = self._store()
 
         def read() -> dict:
@@ -306,6 +319,7 @@ class ClusterService:
         return await self.take_backup(BackupTrigger.ON_DEMAND.value)
 
     def describe_backup(self, backup_id: str) -> BackupMeta:
+        self._backup_id(backup_id)
         try:
             return self._store().describe(backup_id)
         except BackupNotFoundError:
@@ -320,6 +334,7 @@ class ClusterService:
         return await self._mutate(self._store().restore, backup_id)
 
     async def _mutate(self, fn: Any, backup_id: str) -> BackupMeta:
+        self._backup_id(backup_id)
         try:
             return await asyncio.to_thread(fn, backup_id, self.node.now_ms())
         except BackupNotFoundError:

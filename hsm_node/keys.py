@@ -6,7 +6,7 @@ users it is shared with may use it. Crypto runs from memory only.
 """
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import os
 
 from cryptography.exceptions import InvalidTag
@@ -32,6 +32,10 @@ class Keys:
     def __init__(self, node: HsmNode) -> None:
         self.node = node
         self.session_keys: dict[int, rec.KeyRecord] = {}  # non-persistent keys: this node, this run
+        self._allocating: set[int] = set()  # handles given to generations whose write has not landed yet
+        # share / delete / sync read a key record and write it back: one at a time, re-reading
+        # under the lock, or concurrent shares are lost and a share can revive a deleted key
+        self._mutating = asyncio.Lock()
 
     # ------------------------------------------------------------ management
 
@@ -43,7 +47,9 @@ class Keys:
         size = rules.key_size(size)
         rules.label(label)
         shared = self._check_share_targets(caller, share_with)
-        handle = node.records.next_id(set(node.records.keys) | set(self.session_keys), node.ordinal)
+        # Handles of deleted keys stay taken (their tombstones): a stale handle must never name another key.
+        handle = node.records.next_id(set(node.records.keys) | set(self.session_keys) | self._allocating
+                                      | node.records.entities("key"), node.ordinal)
         material = os.urandom(size)
         key = rec.KeyRecord(handle, label, caller.user_id, size, material, node.now_ms(), shared, _kcv(material))
         if session_key:
@@ -59,7 +65,13 @@ class Keys:
         elif min_replicas > 1:
             raise InsufficientReplicas(f"key generation needs {min_replicas} nodes but this HSM has no peers;"
                                        " no key was created")
-        seq = await node.write([("key", key.entity, key)])
+        # Concurrent generations must not pick the same handle while this write is in flight
+        # (the later write would silently replace the earlier, acknowledged key).
+        self._allocating.add(handle)
+        try:
+            seq = await node.write([("key", key.entity, key)])
+        finally:
+            self._allocating.discard(handle)
         outcome = await node.confirm(seq, need=max(min_replicas, 0), timeout_s=timeout_s)
         if min_replicas > 1 and outcome.replicas < min_replicas:
             # Take it back everywhere it may have reached: nobody got the handle.
@@ -95,26 +107,32 @@ class Keys:
 
     async def share(self, token: str, handle: int, user_ids: list[int], unshare: bool) -> WriteOutcome:
         caller = self._cu(token)
-        key = self._owned(caller, handle)
-        targets = self._check_share_targets(caller, user_ids)
-        shared = sorted(set(key.shared) - set(targets)) if unshare else sorted(set(key.shared) | set(targets))
-        updated = rec.KeyRecord(**{**key.__dict__, "shared": shared})
-        if handle in self.session_keys:
-            self.session_keys[handle] = updated
-            return WriteOutcome(1, [self.node.node_id], 1)
-        return await self.node.confirm(await self.node.write([("key", key.entity, updated)]))
+        async with self._mutating:
+            key = self._owned(caller, handle)
+            targets = self._check_share_targets(caller, user_ids)
+            shared = sorted(set(key.shared) - set(targets)) if unshare else sorted(set(key.shared) | set(targets))
+            updated = rec.KeyRecord(**{**key.__dict__, "shared": shared})
+            if handle in self.session_keys:
+                self.session_keys[handle] = updated
+                return WriteOutcome(1, [self.node.node_id], 1)
+            seq = await self.node.write([("key", key.entity, updated)])
+        return await self.node.confirm(seq)
 
     async def delete(self, token: str, handle: int) -> WriteOutcome:
         caller = self._cu(token)
-        key = self._owned(caller, handle)
-        if self.session_keys.pop(handle, None) is not None:
-            return WriteOutcome(1, [self.node.node_id], 1)
-        return await self.node.confirm(await self.node.write([("key", key.entity, None)]))
+        async with self._mutating:
+            key = self._owned(caller, handle)
+            if self.session_keys.pop(handle, None) is not None:
+                return WriteOutcome(1, [self.node.node_id], 1)
+            seq = await self.node.write([("key", key.entity, None)])
+        return await self.node.confirm(seq)
 
     async def sync(self, token: str, handle: int) -> WriteOutcome:
         caller = self._cu(token)
-        key = self._owned(caller, handle)
-        return await self.node.confirm(await self.node.write([("key", key.entity, key)]))
+        async with self._mutating:
+            key = self._owned(caller, handle)
+            seq = await self.node.write([("key", key.entity, key)])
+        return await self.node.confirm(seq)
 
     # ------------------------------------------------------------ crypto (hot path: memory only)
 
@@ -192,6 +210,3 @@ def _kcv(material: bytes) -> str:
     enc = Cipher(algorithms.AES(material), modes.ECB()).encryptor()
     return (enc.update(bytes(16)) + enc.finalize())[:3].hex()
 
-
-def ownership_digest(keys: list[tuple[int, bool]]) -> str:
-    return hashlib.sha256(repr(keys).encode()).hexdigest()

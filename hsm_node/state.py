@@ -70,6 +70,10 @@ class RecordState:
 
     # ------------------------------------------------------------ lookups
 
+    def entities(self, kind: str) -> set[int]:
+        """Numeric ids ever used by records of a kind, deleted ones (tombstones) included."""
+        return {int(entity) for k, entity in self.versions if k == kind}
+
     def user_by_id(self, user_id: int) -> rec.UserRecord | None:
         return self._users_by_id.get(user_id)
 

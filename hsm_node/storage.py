@@ -140,7 +140,13 @@ class Storage:
 
     def get_secret(self, name: str) -> bytes | None:
         raw = self.get_meta("sealed:" + name)
-        return None if raw is None else open_sealed(self._key, raw, b"meta\x00" + name.encode())
+        if raw is None:
+            return None
+        try:
+            return open_sealed(self._key, raw, b"meta\x00" + name.encode())
+        except SealError as exc:
+            raise StorageError(f"secret {name!r} in {self.dir} failed authentication ({exc}): the data was altered or"
+                               " corrupted; restore the node from a backup") from None
 
     def put_meta(self, plain: dict[str, bytes] | None = None, secret: dict[str, bytes] | None = None) -> None:
         """Write several meta values in one durable transaction."""
@@ -161,7 +167,11 @@ class Storage:
             version = (hlc, origin)
             record = None
             if sealed is not None:
-                raw = open_sealed(self._key, bytes(sealed), rec.record_aad(kind, entity, version))
+                try:
+                    raw = open_sealed(self._key, bytes(sealed), rec.record_aad(kind, entity, version))
+                except SealError as exc:
+                    raise StorageError(f"record {kind}/{entity} in {self.dir} failed authentication ({exc}): the data"
+                                       " was altered or corrupted; restore the node from a backup") from None
                 record = rec.decode(kind, raw)
             out.append(StoredRecord(kind, entity, version, record))
         return out

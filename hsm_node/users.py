@@ -36,6 +36,12 @@ MANAGEABLE_TYPES = ("CO", "CU")
 class Users:
     def __init__(self, node: HsmNode) -> None:
         self.node = node
+        # names and ids given to creations whose write has not landed yet (hashing the
+        # password yields to other calls: concurrent creations must not share either)
+        self._creating: dict[str, int] = {}
+        # read-modify-write of an existing user record (delete, password change, lockout):
+        # re-read and write under this lock, or a concurrent change is lost or a deleted user revived
+        self._mutating = asyncio.Lock()
 
     # ------------------------------------------------------------ sessions
 
@@ -63,8 +69,14 @@ class Users:
         node.login_failures[user.name] = count
         await node.db(node.storage.set_login_failures, user.name, count)
         if count >= rules.MAX_LOGIN_FAILURES:
-            locked = rec.UserRecord(user.name, user.user_id, user.user_type, user.password_hash, locked=True)
-            await node.confirm(await node.write([("user", user.name, locked)]))
+            async with self._mutating:
+                current = node.records.users.get(user.name)
+                if current is None or current.user_id != user.user_id:
+                    return  # deleted meanwhile: nothing to lock
+                locked = rec.UserRecord(current.name, current.user_id, current.user_type, current.password_hash,
+                                        locked=True)
+                seq = await node.write([("user", user.name, locked)])
+            await node.confirm(seq)
             node.sessions.drop_user(user.name)
             log.warning("user locked", extra={"event": "user_locked", "user": user.name})
 
@@ -88,19 +100,23 @@ class Users:
             raise InvalidArgument(f"cannot create a user of type {user_type}: choose CO or CU")
         name = rules.username(username)
         rules.password(password)
-        if name in node.records.users:
+        if name in node.records.users or name in self._creating:
             raise AlreadyExists(f"0xa1 : HSM Error: user {name} already exists")
-        if len(node.records.users) >= MAX_USERS:
+        if len(node.records.users) + len(self._creating) >= MAX_USERS:
             raise WrongState(f"the cluster already has {MAX_USERS} users, the CloudHSM maximum")
         # Ids that keys still name (owners, shares of deleted users) are taken too: a new
         # user must never inherit a deleted user's access to keys shared with it.
-        taken = {u.user_id for u in node.records.users.values()}
+        taken = {u.user_id for u in node.records.users.values()} | set(self._creating.values())
         for k in node.records.keys.values():
             taken.add(k.owner_id)
             taken.update(k.shared)
         user_id = node.records.next_id(taken, node.ordinal)
-        user = rec.UserRecord(name, user_id, user_type, await asyncio.to_thread(hash_password, password))
-        seq = await node.write([("user", name, user)], replicate=not this_node_only)
+        self._creating[name] = user_id
+        try:
+            user = rec.UserRecord(name, user_id, user_type, await asyncio.to_thread(hash_password, password))
+            seq = await node.write([("user", name, user)], replicate=not this_node_only)
+        finally:
+            del self._creating[name]
         return user, await node.confirm(seq)
 
     async def delete(self, token: str, username: str, this_node_only: bool = False) -> WriteOutcome:
@@ -108,14 +124,13 @@ class Users:
         node.require_state(ACTIVE)
         caller = node.sessions.require(token, "CO")
         name = rules.username(username)
-        user = self._get(name)
+        self._refuse_if_owns_keys(self._get(name))
         if name == caller.username:
             raise PermissionDenied("0xc6 : HSM Error: a crypto officer cannot delete itself")
-        owned = [h for h, k in node.records.keys.items() if k.owner_id == user.user_id]
-        if owned:
-            raise WrongState(f"user {name} owns {len(owned)} key(s) (e.g. handle {owned[0]}); delete them first")
         await self._refuse_if_logged_in(name, caller)
-        seq = await node.write([("user", name, None)], replicate=not this_node_only)
+        async with self._mutating:
+            self._refuse_if_owns_keys(self._get(name))  # again: it may have changed meanwhile
+            seq = await node.write([("user", name, None)], replicate=not this_node_only)
         node.sessions.drop_user(name)
         return await node.confirm(seq)
 
@@ -135,10 +150,15 @@ class Users:
         if node.state == INITIALIZED and not (self_change and user.user_type == "PRECO"):
             node.require_state(ACTIVE)
         await self._refuse_if_logged_in(name, caller)
-        activating = user.user_type == "PRECO"
-        updated = rec.UserRecord(name, user.user_id, "CO" if activating else user.user_type,
-                                 await asyncio.to_thread(hash_password, new_password), locked=False)
-        seq = await node.write([("user", name, updated)], replicate=not this_node_only)
+        password_hash = await asyncio.to_thread(hash_password, new_password)
+        async with self._mutating:
+            current = self._get(name)  # deleted or replaced while hashing: do not revive it
+            if current.user_id != user.user_id:
+                raise NotFound(f"0xa6 : HSM Error: user {name} does not exist")
+            activating = current.user_type == "PRECO"
+            updated = rec.UserRecord(name, current.user_id, "CO" if activating else current.user_type,
+                                     password_hash, locked=False)
+            seq = await node.write([("user", name, updated)], replicate=not this_node_only)
         if node.login_failures.get(name):
             node.login_failures.pop(name, None)
             await node.db(node.storage.set_login_failures, name, 0)
@@ -166,6 +186,11 @@ class Users:
         if user is None:
             raise NotFound(f"0xa6 : HSM Error: user {name} does not exist")
         return user
+
+    def _refuse_if_owns_keys(self, user: rec.UserRecord) -> None:
+        owned = [h for h, k in self.node.records.keys.items() if k.owner_id == user.user_id]
+        if owned:
+            raise WrongState(f"user {user.name} owns {len(owned)} key(s) (e.g. handle {owned[0]}); delete them first")
 
     async def _refuse_if_logged_in(self, name: str, caller: Session) -> None:
         """Nobody may change a user who is logged in, except the user itself

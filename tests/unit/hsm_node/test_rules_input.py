@@ -8,7 +8,6 @@ import pytest
 from hsm_node import rules
 from hsm_node.errors import InvalidArgument
 
-
 # ------------------------------------------------------------------ user names
 
 
