@@ -47,7 +47,12 @@ import grpc  # noqa: E402
 
 from protos.hsm.v1 import hsm_pb2 as pb  # noqa: E402
 
-from . import certs, client, provision  # noqa: E402
+from . import (  # noqa: E402
+    certs,
+    cli_cluster,  # noqa: E402
+    client,
+    provision,
+)
 from . import cli_output as out  # noqa: E402
 from .cli_output import Holder, Server  # noqa: E402
 from .errors import HsmError  # noqa: E402
@@ -914,6 +919,23 @@ def add_command_arguments(name: str, sp: argparse.ArgumentParser) -> None:
         sp.add_argument("length", type=int, help="number of bytes (1..4096)")
 
 
+SECRET_VALUED = ("--session", "--password", "--preco-password")
+
+
+def join_secret_values(argv: Sequence[str]) -> list[str]:
+    """``--session TOKEN`` -> ``--session=TOKEN``: tokens and passwords may start
+    with '-', which argparse would otherwise take for an option."""
+    args, i = [], 0
+    while i < len(argv):
+        if argv[i] in SECRET_VALUED and i + 1 < len(argv):
+            args.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            args.append(argv[i])
+            i += 1
+    return args
+
+
 def build_parser() -> Parser:
     p = Parser(prog=PROG, description="Manage HSM nodes, users and keys with CloudHSM's CMU/KMU command names.",
                epilog="Defaults are also read from the env file named by HSM_ENV_FILE or ./.kms-cluster/env"
@@ -922,9 +944,10 @@ def build_parser() -> Parser:
     common = Parser(add_help=False)
     add_global_options(common, sub=True)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
-    for name, func, help_text in COMMANDS:
+    for name, func, help_text in COMMANDS + cli_cluster.CLUSTER_COMMANDS:
         sp = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
         add_command_arguments(name, sp)
+        cli_cluster.add_arguments(name, sp)
         sp.set_defaults(func=func)
     return p
 
@@ -936,7 +959,7 @@ async def dispatch(args: argparse.Namespace, s: Settings) -> int:
     try:
         if s.node_only and args.command not in NODE_ONLY_COMMANDS:
             raise usage_error(f"--node-only applies to {', '.join(sorted(NODE_ONLY_COMMANDS))}")
-        if args.command not in NO_ANCHOR_NEEDED:
+        if args.command not in NO_ANCHOR_NEEDED | cli_cluster.NO_ANCHOR:
             cli.anchor_pem()
         await args.func(cli, args)
         return cli.exit_code
@@ -951,7 +974,7 @@ async def dispatch(args: argparse.Namespace, s: Settings) -> int:
 def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     try:
         env = environment(os.environ if environ is None else environ)
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(join_secret_values(sys.argv[1:] if argv is None else argv))
         return asyncio.run(dispatch(args, settings(args, env)))
     except CliError as exc:
         print(f"{PROG}: {exc.code}: {exc.message}", file=sys.stderr)

@@ -78,6 +78,13 @@ def test_settings_from_flags_and_environment() -> None:
     assert s.endpoints == [cli.DEFAULT_ENDPOINT] and not s.json and s.trust_anchor is None
 
 
+def test_values_starting_with_a_dash_are_kept() -> None:
+    argv = cli.join_secret_values(["--session", "-6hyZ8R9", "findKey", "--password", "-pw12345"])
+    assert argv == ["--session=-6hyZ8R9", "findKey", "--password=-pw12345"]
+    args = cli.build_parser().parse_args(argv)
+    assert args.session == "-6hyZ8R9" and args.login_password == "-pw12345"
+
+
 def test_session_tokens() -> None:
     assert cli.parse_sessions("tok") == ("tok", {})
     assert cli.parse_sessions("a:1=t1,b:2=t2") == ("", {"a:1": "t1", "b:2": "t2"})
