@@ -334,6 +334,9 @@ def dependency_timeout() -> DependencyTimeoutException:
 # ---------------------------------------------------------------- ValidationException shapes
 
 
+MAX_ECHOED_VALUE = 8200  # the longest string member (8192) still shows; gRPC status details stay small
+
+
 def validation_failure(field: str, constraint: str, value: object = None, *, shown: str = "value") -> str:
     """One AWS constraint-violation phrase.
 
@@ -347,7 +350,10 @@ def validation_failure(field: str, constraint: str, value: object = None, *, sho
     elif shown == "masked":
         subject = "Value '***'"
     else:
-        subject = f"Value '{value}'"
+        text = str(value)
+        if len(text) > MAX_ECHOED_VALUE:  # an over-long value is not repeated whole (status details are small)
+            text = text[:MAX_ECHOED_VALUE] + f"...({len(text)} characters)"
+        subject = f"Value '{text}'"
     return f"{subject} at '{field}' failed to satisfy constraint: {constraint}"
 
 

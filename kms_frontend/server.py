@@ -1,5 +1,5 @@
 """The ``kms-frontend`` process: wiring of metadata, discovery, connections and
-the gRPC adapter. Rules live in ``service/``."""
+the two adapters (gRPC, AWS JSON 1.1). Rules live in ``service/``."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +18,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from protos.kms.v1 import kms_pb2_grpc as pb_grpc
 
 from . import logs
+from .api.aws_json import AwsJsonEndpoint
 from .api.grpc_service import KmsAdminServicer, KmsServicer
+from .api.sigv4 import access_keys
 from .clock import OffsetClock
 from .cluster.connector import Connector
 from .cluster.directory import ClusterDirectory
@@ -60,6 +62,9 @@ class Frontend:
         if args.tls_cert and args.tls_key:
             self.tls = (Path(args.tls_key).read_bytes(), Path(args.tls_cert).read_bytes())
         self.health = health.aio.HealthServicer()
+        self.aws: AwsJsonEndpoint | None = None
+        if args.aws_listen:
+            self.aws = AwsJsonEndpoint(self.services, access_keys(args.aws_access_key, data), args.aws_listen)
         self.stopped = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
@@ -78,6 +83,8 @@ class Frontend:
             await self.directory.refresh()
         await self.services.catalog.load()
         await self.server.start()
+        if self.aws is not None:
+            await self.aws.start()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.directory.run()))
         await self.connector.resume()
@@ -89,7 +96,10 @@ class Frontend:
 
     async def stop(self, grace: float = 10.0) -> None:
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)  # drains in-flight requests
+        draining = [self.server.stop(grace)]  # drains in-flight requests
+        if self.aws is not None:
+            draining.append(self.aws.stop())
+        await asyncio.gather(*draining)
         for t in self._tasks:
             t.cancel()
         await self.connector.close()
@@ -102,6 +112,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="kms-frontend", description="Run the KMS frontend (custom key stores over gRPC).")
     p.add_argument("--listen", default=env("KMS_LISTEN", "127.0.0.1:7800"), help="gRPC address [KMS_LISTEN]")
+    p.add_argument("--aws-listen", default=env("KMS_AWS_LISTEN", "127.0.0.1:4599"),
+                   help="AWS JSON 1.1 (boto3, AWS CLI) address; empty disables it [KMS_AWS_LISTEN]")
+    p.add_argument("--aws-access-key", action="append",
+                   default=[k for k in (env("KMS_AWS_ACCESS_KEYS") or "").split(",") if k],
+                   help="ACCESS_KEY_ID:SECRET accepted on the AWS endpoint (repeatable); without any, a pair is "
+                        "generated into <data-dir>/aws-credentials.json [KMS_AWS_ACCESS_KEYS]")
     p.add_argument("--data-dir", default=env("KMS_DATA_DIR", "./kms-data"), help="metadata directory [KMS_DATA_DIR]")
     p.add_argument("--master-key-file", default=env("KMS_MASTER_KEY_FILE", "~/.config/kms-frontend/master.key"),
                    help="key sealing the stored kmsuser passwords (created if missing) [KMS_MASTER_KEY_FILE]")

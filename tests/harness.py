@@ -168,10 +168,22 @@ class FrontendProcess:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
     _channel: grpc.aio.Channel | None = None
+    aws_port: int = field(default_factory=free_port)  # the AWS JSON endpoint (unless env sets KMS_AWS_LISTEN)
 
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def aws_endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.aws_port}"
+
+    def aws_credentials(self) -> tuple[str, str]:
+        """The access key pair the frontend generated in its data dir (when none was configured)."""
+        import json
+
+        doc = json.loads((self.data_dir / "aws-credentials.json").read_text())
+        return doc["aws_access_key_id"], doc["aws_secret_access_key"]
 
     @property
     def data_dir(self) -> Path:
@@ -187,6 +199,8 @@ class FrontendProcess:
                "--master-key-file", str(self.root / f"{self.name}-master.key")]
         for e in self.hsm_endpoints:
             cmd += ["--hsm-endpoint", e]
+        if "KMS_AWS_LISTEN" not in self.env:  # a free port each, so frontends never contend for the default
+            cmd += ["--aws-listen", f"127.0.0.1:{self.aws_port}"]
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log_file, stderr=subprocess.STDOUT)
 

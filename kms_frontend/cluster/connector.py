@@ -94,9 +94,10 @@ class Connector:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         async with self._lock(store_id):
-            await self._drop_sessions(store_id)
+            # Keys become Unavailable at once (AWS), not once every HSM has answered the logout.
             await self.ctx.db(self.ctx.repo.mark_store_keys_unavailable, store_id)
             await self._keys_changed(store_id)
+            await self._drop_sessions(store_id)
             await self.ctx.update_store(store_id, connection_state=DISCONNECTED, connection_error_code=None)
         log.info("disconnected", extra={"event": "store_disconnected", "store": store_id})
 
@@ -186,7 +187,9 @@ class Connector:
 
     async def _open(self, store: CustomKeyStoreRecord, *, rotate: bool) -> tuple[StoreSessions, Credential]:
         store_id = store.custom_key_store_id
-        info = await self.directory.lookup(store.cloud_hsm_cluster_id)
+        # A fresh look (connecting is rare): a view even half a second old can show HSMs that
+        # have died since, and the calls to them would then report network errors.
+        info = await self.directory.lookup(store.cloud_hsm_cluster_id, max_age_s=0.0)
         if info is None:
             raise self._cluster_missing(store.cloud_hsm_cluster_id)
         if not info.active_endpoints:
@@ -266,6 +269,9 @@ class Connector:
         return Credential(new_password, version)
 
     def _cluster_missing(self, cluster_id: str) -> ConnectFailure:
+        known = self.directory.last_members.get(cluster_id, [])
+        if known and not any(p.reachable for e in known if (p := self.directory.probes.get(e)) is not None):
+            return self._no_active_hsms(known)  # seen before, every HSM of it down now
         probes = list(self.directory.probes.values())
         if probes and not any(p.reachable for p in probes):
             return self._no_active_hsms([p.endpoint for p in probes])
@@ -273,7 +279,7 @@ class Connector:
 
     def _no_active_hsms(self, endpoints: list[str]) -> ConnectFailure:
         probes = [self.directory.probes.get(e) for e in endpoints]
-        if any(p is not None and "Deadline" in p.error for p in probes):
+        if any(p is not None and p.timed_out for p in probes):
             return ConnectFailure("NETWORK_ERRORS", "HSM nodes did not answer in time")
         return ConnectFailure("INSUFFICIENT_CLOUDHSM_HSMS", "the cluster has no active HSM")
 

@@ -34,6 +34,7 @@ class Probe:
     state: str = ""
     error: str = ""
     at: float = 0.0
+    timed_out: bool = False  # it did not answer in time (a hung or paused node), as opposed to refusing
 
 
 @dataclass
@@ -69,6 +70,9 @@ class ClusterDirectory:
         self.endpoints: list[str] = list(self.seeds)
         self.probes: dict[str, Probe] = {}
         self.clusters: dict[str, ClusterInfo] = {}
+        # members of every cluster seen since start: a known cluster whose HSMs are all down
+        # has no active HSM, it did not vanish
+        self.last_members: dict[str, list[str]] = {}
         self._channels: dict[str, tuple[bytes, grpc.aio.Channel]] = {}
         self._refresh_lock = asyncio.Lock()
         self._last_refresh = 0.0
@@ -117,6 +121,7 @@ class ClusterDirectory:
                     e for e in info.member_endpoints
                     if (p := self.probes.get(e)) and p.reachable and p.cluster_id == info.cluster_id and p.state == "ACTIVE")
             self.clusters = clusters
+            self.last_members.update({c.cluster_id: list(c.member_endpoints) for c in clusters.values()})
             self._last_refresh = time.monotonic()
 
     async def _probe(self, endpoint: str) -> tuple[Probe, hsm.Cluster | None]:
@@ -139,8 +144,10 @@ class ClusterDirectory:
             return probe, desc
         except (grpc.aio.AioRpcError, OSError, ValueError) as exc:
             await self._forget(endpoint)
-            detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
-            return Probe(endpoint, False, error=detail or type(exc).__name__, at=now), None
+            rpc = isinstance(exc, grpc.aio.AioRpcError)
+            detail = exc.details() if rpc else str(exc)
+            timed_out = exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED if rpc else isinstance(exc, TimeoutError)
+            return Probe(endpoint, False, error=detail or type(exc).__name__, at=now, timed_out=timed_out), None
 
     async def _stub(self, endpoint: str) -> hsm_grpc.HsmStub:
         cached = self._channels.get(endpoint)

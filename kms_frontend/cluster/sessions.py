@@ -145,8 +145,12 @@ class StoreSessions:
                     if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
                         s.token = ""  # the node restarted: log in again next round
         for endpoint, s in self.nodes.items():
-            if endpoint not in active and s.open and info is not None:
-                s.token = ""  # gone from the active set; re-login when it returns
+            if endpoint not in active and s.open:
+                # Gone from the active set, or the whole cluster is unreachable (info is None): a
+                # node that comes back may have restarted and forgotten the session. Log in again then.
+                s.token = ""
+                log.info("kmsuser session lost", extra={"event": "session_lost", "store": self.store_id,
+                                                        "endpoint": endpoint})
 
     async def _try_login(self, s: NodeSession) -> None:
         try:

@@ -3,7 +3,14 @@ each, up to 50 per key, alias/aws/ reserved; deleting a key deletes its aliases.
 from __future__ import annotations
 
 from .. import errors
-from ..store.repository import AliasRecord, DuplicateAliasError, InvalidMarkerError, NotFoundError, Page
+from ..store.repository import (
+    AliasRecord,
+    DuplicateAliasError,
+    InvalidMarkerError,
+    KeyRecord,
+    NotFoundError,
+    Page,
+)
 from ..validation import Checks, page_limit, validate_alias_name
 from .catalog import Catalog
 from .context import Context
@@ -23,15 +30,18 @@ class Aliases:
             raise errors.key_pending_deletion(key.arn)
         if alias_name in self.catalog.aliases:
             raise errors.alias_already_exists(self.catalog.arns.alias(alias_name))
-        if sum(1 for a in self.catalog.aliases.values() if a.key_id == key.key_id) >= MAX_ALIASES_PER_KEY:
-            raise errors.LimitExceededException(
-                f"Key {key.arn} already has {MAX_ALIASES_PER_KEY} aliases, the maximum. Delete one first.")
+        self._check_alias_quota(key)
         now = self.ctx.now_ms()
         try:
             record = await self.ctx.db(self.ctx.repo.create_alias, AliasRecord(alias_name, key.key_id, now, now))
         except DuplicateAliasError:
             raise errors.alias_already_exists(self.catalog.arns.alias(alias_name)) from None
         self.catalog.aliases[alias_name] = record
+
+    def _check_alias_quota(self, key: KeyRecord) -> None:
+        if sum(1 for a in self.catalog.aliases.values() if a.key_id == key.key_id) >= MAX_ALIASES_PER_KEY:
+            raise errors.LimitExceededException(
+                f"Key {key.arn} already has {MAX_ALIASES_PER_KEY} aliases, the maximum. Delete one first.")
 
     async def update(self, alias_name: str, target_key_id: str) -> None:
         validate_alias_name(alias_name)
@@ -41,6 +51,8 @@ class Aliases:
         key = self.catalog.resolve(target_key_id, allow_alias=False)
         if key.key_state == "PendingDeletion":
             raise errors.key_pending_deletion(key.arn)
+        if self.catalog.aliases[alias_name].key_id != key.key_id:
+            self._check_alias_quota(key)
         record = await self.ctx.db(self.ctx.repo.update_alias, alias_name, key.key_id, self.ctx.now_ms())
         self.catalog.aliases[alias_name] = record
 

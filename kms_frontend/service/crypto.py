@@ -77,14 +77,22 @@ class Crypto:
         if not limiter.allow():
             raise errors.throttled()
 
-    async def _hsm(self, key: KeyRecord, make_op) -> hsm.CryptoResult:  # type: ignore[no-untyped-def]
-        self._throttle(key.custom_key_store_id)
+    async def _hsm(self, key: KeyRecord, make_op, throttle: bool = True) -> hsm.CryptoResult:  # type: ignore[no-untyped-def]
+        if throttle:
+            self._throttle(key.custom_key_store_id)
         try:
             return await run_op(self.connector.sessions.get(key.custom_key_store_id), make_op)
         except NoNodeAvailable:
             raise errors.cluster_unreachable(key.arn, key.cloud_hsm_cluster_id) from None
         except KeyMissing:
             raise errors.backing_key_missing(key.arn, key.cloud_hsm_cluster_id) from None
+
+    @staticmethod
+    def _check_algorithm(key: KeyRecord, algorithm: str | None) -> None:
+        """Symmetric keys do SYMMETRIC_DEFAULT only; the RSA/SM2 algorithms are valid enum
+        values but not for this key (AWS: InvalidKeyUsageException)."""
+        if algorithm is not None and algorithm != ALGORITHM:
+            raise errors.InvalidKeyUsageException(f"Algorithm {algorithm} is incompatible with key spec {key.key_spec}.")
 
     @staticmethod
     def _check_common(grant_tokens: list[str], algorithm: str | None, field: str = "encryptionAlgorithm") -> None:
@@ -98,15 +106,16 @@ class Crypto:
         self._check_common(list(grant_tokens), algorithm)
         validate_encryption_context(context)
         key = self.usable(ref, "Encrypt")
+        self._check_algorithm(key, algorithm)
         if dry_run:
             raise errors.dry_run_succeeded()
         return await self._seal(key, plaintext, context), key
 
-    async def _seal(self, key: KeyRecord, plaintext: bytes, context: Mapping[str, str]) -> bytes:
+    async def _seal(self, key: KeyRecord, plaintext: bytes, context: Mapping[str, str], throttle: bool = True) -> bytes:
         header = BlobHeader(key.key_id, key.backing_key_handle or 0, key.custom_key_store_id)
         aad = build_aad(header.to_bytes(), context)
         result = await self._hsm(key, lambda token: hsm.CryptoOp(encrypt=hsm.EncryptRequest(
-            session_token=token, key_handle=header.key_handle, plaintext=plaintext, aad=aad)))
+            session_token=token, key_handle=header.key_handle, plaintext=plaintext, aad=aad)), throttle)
         return pack(header, result.encrypt.iv, result.encrypt.ciphertext)
 
     async def decrypt(self, blob: bytes, context: Mapping[str, str], key_ref: str | None = None,
@@ -115,10 +124,10 @@ class Crypto:
         Checks().ciphertext_blob(blob).key_id(key_ref, required=False).done()
         self._check_common(list(grant_tokens), algorithm)
         validate_encryption_context(context)
-        return await self._open(blob, context, key_ref, "Decrypt", dry_run)
+        return await self._open(blob, context, key_ref, "Decrypt", dry_run, algorithm)
 
     async def _open(self, blob: bytes, context: Mapping[str, str], key_ref: str | None, operation: str,
-                    dry_run: bool = False) -> Decrypted:
+                    dry_run: bool = False, algorithm: str | None = None) -> Decrypted:
         try:
             parsed = unpack(blob)
         except CiphertextFormatError:
@@ -132,6 +141,7 @@ class Crypto:
             raise errors.invalid_ciphertext()
         if key.key_state != "Enabled":
             raise errors.key_state_error(key.arn, key.key_state)
+        self._check_algorithm(key, algorithm)
         if parsed.header.custom_key_store_id != key.custom_key_store_id or parsed.header.key_handle != key.backing_key_handle:
             raise errors.invalid_ciphertext()  # another store's key, or other key material
         if dry_run:
@@ -158,8 +168,12 @@ class Crypto:
         validate_encryption_context(source_context, field="sourceEncryptionContext")
         validate_encryption_context(destination_context, field="destinationEncryptionContext")
         destination = self.usable(destination_key_ref, "ReEncrypt")
-        opened = await self._open(blob, source_context, source_key_ref, "ReEncrypt", dry_run)
-        return await self._seal(destination, opened.plaintext, destination_context), opened.key, destination
+        self._check_algorithm(destination, destination_algorithm)
+        opened = await self._open(blob, source_context, source_key_ref, "ReEncrypt", dry_run, source_algorithm)
+        # One ReEncrypt is one request against a store's quota, though it runs two HSM operations.
+        same_store = destination.custom_key_store_id == opened.key.custom_key_store_id
+        blob = await self._seal(destination, opened.plaintext, destination_context, throttle=not same_store)
+        return blob, opened.key, destination
 
     async def generate_data_key(self, ref: str, context: Mapping[str, str], number_of_bytes: int | None,
                                 key_spec: str | None, *, with_plaintext: bool, grant_tokens: list[str] = (),  # type: ignore[assignment]

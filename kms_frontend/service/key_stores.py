@@ -71,7 +71,9 @@ class KeyStores:
                                                         allowed)
 
     async def _cluster(self, cluster_id: str) -> ClusterInfo:
-        info = await self.directory.lookup(cluster_id)
+        # A fresh look: right after an HSM is added (or lost), a view even half a second old
+        # would count the wrong number of active HSMs.
+        info = await self.directory.lookup(cluster_id, max_age_s=0.0)
         if info is None:
             raise errors.cloud_hsm_cluster_not_found(cluster_id)
         if info.state != "ACTIVE":

@@ -49,7 +49,7 @@ def default_policy(account_id: str) -> str:
         "Version": "2012-10-17", "Id": "key-default-1",
         "Statement": [{"Sid": "Enable IAM User Permissions", "Effect": "Allow",
                        "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"}, "Action": "kms:*", "Resource": "*"}],
-    })
+    }, separators=(",", ":"))
 
 
 @dataclass
@@ -75,6 +75,7 @@ class Orphan:
 class Keys:
     def __init__(self, ctx: Context, catalog: Catalog, directory: ClusterDirectory, connector: Connector) -> None:
         self.ctx, self.catalog, self.directory, self.connector = ctx, catalog, directory, connector
+        self._in_flight: set[str] = set()  # keys a CreateKey of this process is creating right now
 
     # ------------------------------------------------------------ helpers
 
@@ -142,15 +143,19 @@ class Keys:
                            policy=policy, key_state="Creating", description=req.description or "",
                            tags=dict(req.tags))
         record = self.catalog.put(await self.ctx.db(self.ctx.repo.create_key, record))
+        self._in_flight.add(key_id)  # recover() must not take it for a crash leftover
         try:
-            handle = await self._generate_backing_key(store.custom_key_store_id, store.cloud_hsm_cluster_id, arn)
-        except BaseException:
-            await self.ctx.db(self.ctx.repo.delete_key, key_id)
-            self.catalog.forget(key_id)
-            raise
-        log.info("key created", extra={"event": "key_created", "key_id": key_id, "key_handle": handle,
-                                       "store": store.custom_key_store_id})
-        return await self._save(record, key_state="Enabled", backing_key_handle=handle)
+            try:
+                handle = await self._generate_backing_key(store.custom_key_store_id, store.cloud_hsm_cluster_id, arn)
+            except BaseException:
+                await self.ctx.db(self.ctx.repo.delete_key, key_id)
+                self.catalog.forget(key_id)
+                raise
+            log.info("key created", extra={"event": "key_created", "key_id": key_id, "key_handle": handle,
+                                           "store": store.custom_key_store_id})
+            return await self._save(record, key_state="Enabled", backing_key_handle=handle)
+        finally:
+            self._in_flight.discard(key_id)
 
     async def _generate_backing_key(self, store_id: str, cluster_id: str, arn: str) -> int:
         sessions = self.connector.sessions.get(store_id)
@@ -162,8 +167,8 @@ class Keys:
             return r.key_handle
         try:
             return await on_any_node(sessions, generate)
-        except NoNodeAvailable:
-            raise errors.cluster_unreachable(arn, cluster_id) from None
+        except NoNodeAvailable:  # the directory still counted HSMs that no longer answer
+            raise errors.cloud_hsm_cluster_invalid_configuration(cluster_id, 0, MIN_HSMS_CREATE_KEY) from None
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:  # fewer than two HSMs confirmed the key
                 raise errors.cloud_hsm_cluster_invalid_configuration(cluster_id, 1, MIN_HSMS_CREATE_KEY) from None
@@ -172,7 +177,8 @@ class Keys:
     async def recover(self) -> None:
         """Settle keys a crash left in ``Creating``: finish them if the cluster holds a
         backing key with their label, otherwise drop the record."""
-        for key in [k for k in self.catalog.keys.values() if k.key_state == "Creating"]:
+        for key in [k for k in self.catalog.keys.values()
+                    if k.key_state == "Creating" and k.key_id not in self._in_flight]:
             sessions = self.connector.sessions.get(key.custom_key_store_id)
             try:
                 found = await on_any_node(sessions, lambda n, key=key: n.stub.FindKeys(

@@ -1,0 +1,595 @@
+"""The pure parts of the ``kms`` command-line tool: parameter values the way the
+AWS CLI v2 reads them, and output the way it prints it. No I/O except reading
+``file://`` / ``fileb://`` parameter files and the environment file.
+
+Parameter values (AWS CLI v2 semantics):
+
+* any parameter may be ``file://PATH`` (the file's text is the value) or
+  ``fileb://PATH`` (its bytes); ``~`` and ``$VARS`` in PATH are expanded;
+* blobs (``--plaintext``, ``--ciphertext-blob`` ...): ``fileb://`` gives raw
+  bytes; any other value (including ``file://`` text) is base64, unless
+  ``--cli-binary-format raw-in-base64-out`` makes it UTF-8 text;
+* maps (``--encryption-context``): ``k1=v1,k2=v2`` shorthand or a JSON object;
+* lists of structures (``--tags``): one ``TagKey=k,TagValue=v`` per argument,
+  or a JSON list of objects; lists of strings: one string per argument, or a
+  JSON list.
+
+Output: the AWS JSON shapes (PascalCase members in AWS order, timestamps as
+epoch seconds, binary as base64), printed as ``--output json`` (4-space indent)
+or ``--output text`` (the AWS CLI's tab-separated layout), after an optional
+``--query`` (a small subset of JMESPath: ``A``, ``A.B``, ``A[]``, ``A[0]``).
+
+Also here: the environment file, ``--endpoint-url`` forms, the AWS CLI's
+``NextToken`` pagination tokens, and keeping passwords out of error messages.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_SERVICE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 252, 253, 254, 255, 130
+BINARY_FORMATS = ("base64", "raw-in-base64-out")
+SECRET_OPTIONS = ("--key-store-password",)
+
+
+class CliError(Exception):
+    """Printed as is (after a blank line, as the AWS CLI does), then exit with ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.message, self.exit_code = message, exit_code
+
+
+def param_error(option: str, message: str) -> CliError:
+    return CliError(f"Error parsing parameter '{option}': {message}", EXIT_USAGE)
+
+
+# ---------------------------------------------------------------- environment file
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines (``#`` comments, optional ``export`` and quotes)."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").lstrip()
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.isidentifier():
+            raise CliError(f"Unable to parse the environment file {path}: line {number}: expected KEY=VALUE",
+                           EXIT_CONFIG)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def environment(environ: Mapping[str, str], cwd: Path | None = None) -> dict[str, str]:
+    """The real environment over the env file (``KMS_ENV_FILE``, else ``./.kms-cluster/env`` if present)."""
+    name = environ.get("KMS_ENV_FILE")
+    path = Path(name) if name else (cwd or Path.cwd()) / ".kms-cluster" / "env"
+    if not name and not path.is_file():
+        return dict(environ)
+    try:
+        return {**read_env_file(path), **environ}
+    except OSError as exc:
+        raise CliError(f"Unable to read the environment file {path} (KMS_ENV_FILE): {exc.strerror}",
+                       EXIT_CONFIG) from None
+
+
+# ---------------------------------------------------------------- parameter files and values
+
+
+def load_paramfile(option: str, value: str) -> str | bytes:
+    """``file://PATH`` -> text, ``fileb://PATH`` -> bytes, anything else unchanged."""
+    for prefix, mode in (("fileb://", "rb"), ("file://", "r")):
+        if value.startswith(prefix):
+            path = os.path.expandvars(os.path.expanduser(value[len(prefix):]))
+            try:
+                if mode == "rb":
+                    return Path(path).read_bytes()
+                return Path(path).read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise param_error(option, f"Unable to load paramfile ({path}), text contents could not be decoded. "
+                                          "If this is a binary file, please use the fileb:// prefix instead of the "
+                                          "file:// prefix.") from None
+            except OSError as exc:
+                raise param_error(option, f"Unable to load paramfile {value}: {exc}") from None
+    return value
+
+
+def as_text(option: str, value: str | bytes) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise param_error(option, "expected text, but the fileb:// file is not UTF-8") from None
+    return value
+
+
+def string_value(option: str, raw: str) -> str:
+    return as_text(option, load_paramfile(option, raw))
+
+
+def blob_value(option: str, raw: str, binary_format: str = "base64") -> bytes:
+    """A blob parameter as the AWS CLI v2 reads it."""
+    value = load_paramfile(option, raw)
+    if isinstance(value, bytes):           # fileb:// : the bytes themselves
+        return value
+    if binary_format == "raw-in-base64-out":
+        return value.encode("utf-8")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise CliError(f'Invalid base64: "{value}"', EXIT_USAGE) from None
+
+
+def int_value(option: str, raw: str) -> int:
+    text = string_value(option, raw).strip()
+    try:
+        return int(text)
+    except ValueError:
+        raise param_error(option, f"expected an integer, received: '{text}'") from None
+
+
+def timestamp_ms(option: str, raw: str) -> int:
+    """Epoch seconds (``1700000000``, ``1700000000.5``) or ISO 8601 -> ms since the epoch."""
+    text = string_value(option, raw).strip()
+    try:
+        return round(float(text) * 1000)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise param_error(option, f"Unable to parse timestamp '{text}': expected epoch seconds or ISO 8601") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return round(dt.timestamp() * 1000)
+
+
+def looks_like_json(value: str) -> bool:
+    return value.lstrip().startswith(("{", "["))
+
+
+def json_value(option: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise param_error(option, f"Invalid JSON: {exc}\nJSON received: {text}") from None
+
+
+def split_shorthand(option: str, text: str) -> list[tuple[str, str]]:
+    """``k1=v1,k2='v,2'`` -> ``[("k1", "v1"), ("k2", "v,2")]`` (AWS shorthand for one structure or map)."""
+    pairs: list[tuple[str, str]] = []
+    i, n = 0, len(text)
+    while i < n:
+        eq = text.find("=", i)
+        comma = text.find(",", i)
+        if eq < 0 or (0 <= comma < eq):
+            got = "EOF" if eq < 0 and comma < 0 else "','"
+            raise param_error(option, f"Expected: '=', received: {got} for input:\n{text}\n{' ' * i}^")
+        key = text[i:eq].strip()
+        if not key:
+            raise param_error(option, f"Expected a key before '=' for input:\n{text}\n{' ' * i}^")
+        i = eq + 1
+        while i < n and text[i] == " ":
+            i += 1
+        if i < n and text[i] in "'\"":
+            quote, start = text[i], i + 1
+            end = text.find(quote, start)
+            if end < 0:
+                raise param_error(option, f"Expected: {quote}, received: 'EOF' for input:\n{text}\n{' ' * i}^")
+            value, i = text[start:end], end + 1
+            while i < n and text[i] == " ":
+                i += 1
+            if i < n and text[i] != ",":
+                raise param_error(option, f"Expected: ',', received: '{text[i]}' for input:\n{text}\n{' ' * i}^")
+        else:
+            end = text.find(",", i)
+            end = n if end < 0 else end
+            value, i = text[i:end].strip(), end
+            nxt_comma, nxt_eq = text.find(",", end + 1), text.find("=", end + 1)
+            if end < n and (nxt_eq < 0 or 0 <= nxt_comma < nxt_eq):
+                # "k=a,b": a list value, which a string member cannot take
+                raise param_error(option, f"Expected: '=', received: ',' for input:\n{text}\n{' ' * (end + 1)}^"
+                                          f"\n(quote values that contain commas: {key}='a,b')")
+        pairs.append((key, value))
+        i += 1  # past the comma
+    return pairs
+
+
+def map_value(option: str, raw: str) -> dict[str, str]:
+    """A string -> string map: ``k=v,k2=v2`` or a JSON object (also from ``file://``)."""
+    text = string_value(option, raw)
+    if looks_like_json(text):
+        data = json_value(option, text)
+        if not isinstance(data, dict):
+            raise param_error(option, f"expected a JSON object, received: {text}")
+        bad = [k for k, v in data.items() if not isinstance(v, str)]
+        if bad:
+            raise CliError(f"Parameter validation failed:\nInvalid type for parameter {option_member(option)}.{bad[0]},"
+                           f" value: {data[bad[0]]!r}, type: {type(data[bad[0]]).__name__}, valid types: str")
+        return dict(data)
+    if not text.strip():
+        return {}
+    result: dict[str, str] = {}
+    for key, value in split_shorthand(option, text):
+        result[key] = value
+    return result
+
+
+def option_member(option: str) -> str:
+    """``--encryption-context`` -> ``EncryptionContext``."""
+    return "".join(p.capitalize() for p in option.lstrip("-").split("-"))
+
+
+TAG_MEMBERS = ("TagKey", "TagValue")
+
+
+def tags_value(option: str, raws: Sequence[str]) -> list[tuple[str, str]]:
+    """``TagKey=k,TagValue=v ...`` or a JSON list of ``{"TagKey": .., "TagValue": ..}``."""
+    items: list[Any] = []
+    for raw in raws:
+        text = string_value(option, raw)
+        if looks_like_json(text):
+            data = json_value(option, text)
+            items.extend(data if isinstance(data, list) else [data])
+        else:
+            items.append(dict(split_shorthand(option, text)))
+    member = option_member(option)
+    tags: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for index, item in enumerate(items):
+        where = f"{member}[{index}]"
+        if not isinstance(item, dict):
+            problems.append(f"Invalid type for parameter {where}, value: {item!r}, type: {type(item).__name__}, "
+                            "valid types: dict")
+            continue
+        for name in item:
+            if name not in TAG_MEMBERS:
+                problems.append(f'Unknown parameter in {where}: "{name}", must be one of: {", ".join(TAG_MEMBERS)}')
+        for name in TAG_MEMBERS:
+            if name not in item:
+                problems.append(f'Missing required parameter in {where}: "{name}"')
+            elif not isinstance(item[name], str):
+                problems.append(f"Invalid type for parameter {where}.{name}, value: {item[name]!r}, "
+                                f"type: {type(item[name]).__name__}, valid types: str")
+        if not problems:
+            tags.append((item["TagKey"], item["TagValue"]))
+    if problems:
+        raise CliError("Parameter validation failed:\n" + "\n".join(problems))
+    return tags
+
+
+def strings_value(option: str, raws: Sequence[str]) -> list[str]:
+    """One string per argument, or one JSON list."""
+    if len(raws) == 1:
+        text = string_value(option, raws[0])
+        if text.lstrip().startswith("["):
+            data = json_value(option, text)
+            if not isinstance(data, list) or not all(isinstance(v, str) for v in data):
+                raise param_error(option, f"expected a JSON list of strings, received: {text}")
+            return data
+        return [text]
+    return [string_value(option, raw) for raw in raws]
+
+
+# ---------------------------------------------------------------- request fields from the proto
+
+
+@dataclass(frozen=True)
+class Param:
+    """One command option, derived from a request message field."""
+
+    option: str        # --key-id
+    field: str         # key_id
+    kind: str          # string | int | bool | blob | map | tags | strings | timestamp
+    required: bool = False
+
+    @property
+    def nargs(self) -> str | None:
+        return "+" if self.kind in ("tags", "strings") else None
+
+    @property
+    def metavar(self) -> str:
+        return {"string": "<value>", "int": "<integer>", "blob": "<blob>", "map": "k=v,...",
+                "tags": "TagKey=k,TagValue=v", "strings": "<value>", "timestamp": "<timestamp>"}.get(self.kind, "")
+
+
+TIMESTAMP_FIELDS = frozenset({"creation_date", "deletion_date", "valid_to", "last_updated_date", "timestamp",
+                              "next_rotation_date", "on_demand_rotation_start_date", "parameters_valid_to"})
+_INTS = frozenset({FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT32,
+                   FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SINT64})
+
+
+def field_kind(fd: FieldDescriptor) -> str:
+    if fd.is_repeated:
+        if fd.type == FieldDescriptor.TYPE_MESSAGE and fd.message_type.GetOptions().map_entry:
+            return "map"
+        if fd.type == FieldDescriptor.TYPE_MESSAGE and fd.message_type.name == "Tag":
+            return "tags"
+        if fd.type == FieldDescriptor.TYPE_STRING:
+            return "strings"
+    elif fd.type == FieldDescriptor.TYPE_STRING:
+        return "string"
+    elif fd.type == FieldDescriptor.TYPE_BYTES:
+        return "blob"
+    elif fd.type == FieldDescriptor.TYPE_BOOL:
+        return "bool"
+    elif fd.type in _INTS:
+        return "timestamp" if fd.name in TIMESTAMP_FIELDS else "int"
+    raise TypeError(f"no CLI form for field {fd.full_name}")
+
+
+def params_of(request_type: type[Message], required: Sequence[str] = ()) -> list[Param]:
+    """Every field of the request becomes ``--field-name`` (the AWS CLI option of that member)."""
+    fields = request_type.DESCRIPTOR.fields
+    names = {fd.name for fd in fields}
+    unknown = [r for r in required if r not in names]
+    if unknown:
+        raise ValueError(f"{request_type.__name__} has no field(s) {unknown}")
+    return [Param("--" + fd.name.replace("_", "-"), fd.name, field_kind(fd), fd.name in required) for fd in fields]
+
+
+def convert(param: Param, raw: Any, binary_format: str) -> Any:
+    """The value of an option as given on the command line -> the value for the request field."""
+    o = param.option
+    if param.kind == "bool":
+        return bool(raw)
+    if param.kind == "string":
+        return string_value(o, raw)
+    if param.kind == "int":
+        return int_value(o, raw)
+    if param.kind == "timestamp":
+        return timestamp_ms(o, raw)
+    if param.kind == "blob":
+        return blob_value(o, raw, binary_format)
+    if param.kind == "map":
+        return map_value(o, raw)
+    if param.kind == "tags":
+        return tags_value(o, raw)
+    if param.kind == "strings":
+        return strings_value(o, raw)
+    raise TypeError(param.kind)
+
+
+def set_field(request: Message, param: Param, value: Any) -> None:
+    if param.kind == "map":
+        getattr(request, param.field).update(value)
+    elif param.kind == "tags":
+        for k, v in value:
+            getattr(request, param.field).add(tag_key=k, tag_value=v)
+    elif param.kind == "strings":
+        getattr(request, param.field).extend(value)
+    else:
+        setattr(request, param.field, value)
+
+
+# ---------------------------------------------------------------- responses in the AWS shape
+
+AWS_NAMES = {"aws_account_id": "AWSAccountId"}
+# plain strings and lists AWS leaves out when they have no value (keys outside a custom key store ...)
+OMIT_EMPTY = frozenset({("KeyMetadata", "custom_key_store_id"), ("KeyMetadata", "cloud_hsm_cluster_id"),
+                        ("KeyMetadata", "signing_algorithms"), ("AuditEventEntry", "key_id"),
+                        ("AuditEventEntry", "custom_key_store_id")})
+
+
+def aws_name(field: str) -> str:
+    return AWS_NAMES.get(field) or "".join(p.capitalize() for p in field.split("_"))
+
+
+def epoch_seconds(ms: int) -> float:
+    return ms / 1000
+
+
+def _scalar(fd: FieldDescriptor, value: Any) -> Any:
+    if fd.type == FieldDescriptor.TYPE_BYTES:
+        return base64.b64encode(value).decode("ascii")
+    if fd.type == FieldDescriptor.TYPE_MESSAGE:
+        return to_aws(value)
+    if fd.name in TIMESTAMP_FIELDS:
+        return epoch_seconds(value)
+    return value
+
+
+def to_aws(msg: Message) -> dict[str, Any]:
+    """A kms.v1 message -> the AWS JSON structure (members in AWS order, which the proto follows)."""
+    out: dict[str, Any] = {}
+    type_name = msg.DESCRIPTOR.name
+    for fd in msg.DESCRIPTOR.fields:
+        if fd.has_presence and not msg.HasField(fd.name):
+            continue
+        value = getattr(msg, fd.name)
+        if fd.is_repeated:
+            if fd.type == FieldDescriptor.TYPE_MESSAGE and fd.message_type.GetOptions().map_entry:
+                converted: Any = dict(value)
+            else:
+                converted = [_scalar(fd, v) for v in value]
+        else:
+            converted = _scalar(fd, value)
+        if (type_name, fd.name) in OMIT_EMPTY and converted in ("", []):
+            continue
+        out[aws_name(fd.name)] = converted
+    return out
+
+
+# ---------------------------------------------------------------- --query (a small JMESPath subset)
+
+_SEGMENT = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)?(?P<brackets>(\[(\d*|-\d+)\])*)$")
+
+
+def parse_query(expression: str) -> list[tuple[str, Any]]:
+    """``A.B[].C[0]`` -> ``[("field", "A"), ("field", "B"), ("flatten", None), ("field", "C"), ("index", 0)]``."""
+    steps: list[tuple[str, Any]] = []
+    text = expression.strip()
+    if not text:
+        raise CliError(f"Bad value for --query {expression}: empty expression")
+    for part in text.split("."):
+        m = _SEGMENT.match(part.strip())
+        if not m or (not m.group("name") and not m.group("brackets")):
+            raise CliError(f"Bad value for --query {expression}: this kms CLI supports field names, "
+                           "dotted paths and [] / [N] only (e.g. KeyMetadata.KeyId, Keys[].KeyId, Aliases[0])")
+        if m.group("name"):
+            steps.append(("field", m.group("name")))
+        for b in re.findall(r"\[(\d*|-\d+)\]", m.group("brackets")):
+            steps.append(("flatten", None) if b == "" else ("index", int(b)))
+    return steps
+
+
+def apply_query(steps: list[tuple[str, Any]], data: Any) -> Any:
+    """JMESPath semantics for the subset: a missing member is null; after ``[]`` the rest projects."""
+    for i, (op, arg) in enumerate(steps):
+        if op == "field":
+            data = data.get(arg) if isinstance(data, dict) else None
+        elif op == "index":
+            data = data[arg] if isinstance(data, list) and -len(data) <= arg < len(data) else None
+        else:  # flatten, then project the remaining steps over the elements
+            if not isinstance(data, list):
+                return None
+            flat: list[Any] = []
+            for item in data:
+                flat.extend(item if isinstance(item, list) else [item])
+            projected = [apply_query(steps[i + 1:], item) for item in flat]
+            return [p for p in projected if p is not None]
+        if data is None:
+            return None
+    return data
+
+
+# ---------------------------------------------------------------- output formats
+
+
+def format_json(data: Any) -> str:
+    """``--output json``: nothing for an empty response, as the AWS CLI."""
+    if data == {}:
+        return ""
+    return json.dumps(data, indent=4, ensure_ascii=False) + "\n"
+
+
+def _text_scalar(value: Any) -> str:
+    return str(value)
+
+
+def format_text(data: Any) -> str:
+    """``--output text``: the AWS CLI's layout (awscli/text.py)."""
+    lines: list[str] = []
+    _text(data, lines, None, None)
+    return "".join(line + "\n" for line in lines)
+
+
+def _text(item: Any, lines: list[str], identifier: str | None, scalar_keys: list[str] | None) -> None:
+    if isinstance(item, dict):
+        _text_dict(item, lines, identifier, scalar_keys)
+    elif isinstance(item, list):
+        _text_list(item, lines, identifier)
+    else:
+        lines.append(_text_scalar(item))
+
+
+def _text_list(item: list[Any], lines: list[str], identifier: str | None) -> None:
+    if not item:
+        return
+    if any(isinstance(e, dict) for e in item):
+        keys = sorted({k for e in item if isinstance(e, dict) for k, v in e.items() if not isinstance(v, dict | list)})
+        for element in item:
+            _text(element, lines, identifier, keys)
+    elif any(isinstance(e, list) for e in item):
+        scalars = [e for e in item if not isinstance(e, dict | list)]
+        if scalars:
+            _text_scalars(scalars, lines, identifier)
+        for e in item:
+            if isinstance(e, dict | list):
+                _text(e, lines, identifier, None)
+    else:
+        _text_scalars(item, lines, identifier)
+
+
+def _text_scalars(elements: list[Any], lines: list[str], identifier: str | None) -> None:
+    if identifier is not None:
+        lines.extend(f"{identifier.upper()}\t{_text_scalar(e)}" for e in elements)
+    else:
+        lines.append("\t".join(_text_scalar(e) for e in elements))
+
+
+def _text_dict(item: dict[str, Any], lines: list[str], identifier: str | None, scalar_keys: list[str] | None) -> None:
+    if scalar_keys is None:
+        scalars = [_text_scalar(v) for k, v in sorted(item.items()) if not isinstance(v, dict | list)]
+        others = [(k, v) for k, v in sorted(item.items()) if isinstance(v, dict | list)]
+    else:
+        scalars = [_text_scalar(item.get(k, "")) for k in scalar_keys]
+        others = [(k, item[k]) for k in sorted(set(item) - set(scalar_keys))]
+    if scalars:
+        lines.append("\t".join(([identifier.upper()] if identifier is not None else []) + scalars))
+    for key, value in others:
+        _text(value, lines, key, None)
+
+
+def render(data: Any, output: str, query: list[tuple[str, Any]] | None) -> str:
+    if query is not None:
+        data = apply_query(query, data)
+    if output == "text":
+        return "" if data == {} else format_text(data)
+    return format_json(data)
+
+
+# ---------------------------------------------------------------- endpoint, pagination tokens, secrets in argv
+
+
+def parse_endpoint(value: str) -> tuple[str, bool | None]:
+    """``host:port`` / ``grpc://host:port`` / ``grpcs://host:port`` -> (host:port, TLS or None if unsaid)."""
+    text, tls = value.strip(), None
+    for scheme, is_tls in (("grpc://", False), ("grpcs://", True)):
+        if text.startswith(scheme):
+            text, tls = text[len(scheme):], is_tls
+    text = text.rstrip("/")
+    host, _, port = text.rpartition(":")
+    if "://" in text or "/" in text or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CliError(f"Bad value for --endpoint-url: '{value}': expected host:port, grpc://host:port or "
+                       "grpcs://host:port")
+    return text, tls
+
+
+def encode_token(token: dict[str, Any]) -> str:
+    return base64.b64encode(json.dumps(token).encode()).decode()
+
+
+def decode_token(value: str) -> tuple[str | None, int]:
+    try:
+        token = json.loads(base64.b64decode(value, validate=True))
+        marker, skip = token.get("Marker"), int(token.get("boto_truncate_amount", 0))
+        if marker is not None and not isinstance(marker, str):
+            raise ValueError(marker)
+    except (binascii.Error, ValueError, AttributeError, TypeError):
+        raise param_error("--starting-token", f"Invalid token: {value}") from None
+    return marker, skip
+
+
+def secret_values(argv: Sequence[str]) -> list[str]:
+    found = []
+    for i, arg in enumerate(argv):
+        for option in SECRET_OPTIONS:
+            if arg == option and i + 1 < len(argv):
+                found.append(argv[i + 1])
+            elif arg.startswith(option + "="):
+                found.append(arg[len(option) + 1:])
+    return [v for v in found if len(v) >= 3]
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
