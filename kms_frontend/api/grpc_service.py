@@ -310,8 +310,7 @@ class KmsAdminServicer(pb_grpc.KmsAdminServicer):
 
     @rpc
     async def ListAuditEvents(self, r: pb.ListAuditEventsRequest, context: Any) -> pb.ListAuditEventsResponse:
-        events = await self.s.ctx.db(self.s.ctx.repo.list_audit_events, after_id=r.after_id, limit=r.limit or 100,
-                                     event=r.event or None, key_id=r.key_id or None)
+        events = await self.s.keys.audit_events(r.after_id, r.limit, r.event, r.key_id)
         return pb.ListAuditEventsResponse(events=[pb.AuditEventEntry(
             event_id=e.event_id or 0, timestamp=e.timestamp, event=e.event, key_id=e.key_id or "",
             custom_key_store_id=e.custom_key_store_id or "", details_json=json.dumps(e.details)) for e in events])

@@ -343,3 +343,16 @@ class Keys:
             raise errors.KMSInvalidStateException(
                 f"KMS cannot reach any HSM of cluster {store.cloud_hsm_cluster_id}; try again when its nodes are up.") \
                 from None
+
+    # ------------------------------------------------------------ audit log
+
+    async def audit_events(self, after_id: int, limit: int, event: str, key_ref: str) -> list[AuditEvent]:
+        """The audit log (backing key deletions ...), oldest first; a key by id or ARN."""
+        if after_id < 0:
+            raise errors.ValidationException(errors.validation_error([errors.validation_failure(
+                "afterId", "Member must have value greater than or equal to 0", after_id)]).message)
+        Checks().limit(limit or None).done()
+        key_id = key_ref.rsplit("/", 1)[-1] if key_ref.startswith("arn:") else key_ref
+        return await self.ctx.db(self.ctx.repo.list_audit_events, after_id=after_id, limit=limit or 100,
+                                 event=event or None, key_id=key_id or None)
+
