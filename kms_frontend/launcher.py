@@ -52,20 +52,22 @@ class NodeSpec:
     name: str
     port: int
     peer_port: int
+    host: str = "127.0.0.1"
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def peer_endpoint(self) -> str:
-        return f"127.0.0.1:{self.peer_port}"
+        return f"{self.host}:{self.peer_port}"
 
 
 @dataclass
 class State:
     nodes: list[NodeSpec] = field(default_factory=list)
     frontend_port: int = 7800
+    frontend_host: str = "127.0.0.1"
     aws_port: int = 4599
     cluster_id: str = ""
     store_id: str = ""
@@ -254,7 +256,7 @@ class Cluster:
 
     async def ensure_store(self, timeout: float = 60.0) -> None:
         s = self.state
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{s.frontend_port}") as ch:
+        async with grpc.aio.insecure_channel(f"{s.frontend_host}:{s.frontend_port}") as ch:
             stub = kms_grpc.KmsStub(ch)
             deadline = time.monotonic() + timeout
             while True:
@@ -297,7 +299,7 @@ class Cluster:
             "HSM_TRUST_ANCHOR": str(self.anchor),
             "HSM_CO_USERNAME": "admin",
             "HSM_CO_PASSWORD": s.co_password,
-            "KMS_ENDPOINT": f"127.0.0.1:{s.frontend_port}",
+            "KMS_ENDPOINT": f"{s.frontend_host}:{s.frontend_port}",
             "AWS_ENDPOINT_URL_KMS": f"http://127.0.0.1:{s.aws_port}",
             "AWS_ACCESS_KEY_ID": s.aws_access_key_id,
             "AWS_SECRET_ACCESS_KEY": s.aws_secret_access_key,
@@ -472,6 +474,62 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_secrets(args: argparse.Namespace) -> int:
+    """Deployment secrets for compose (kept if present): the HSM nodes' deployment
+    secret, the frontend's sealing key and a local AWS access key pair."""
+    d = Path(args.secrets_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    made = []
+    for name, make in (
+        ("hsm-master.key", lambda: (base64.b64encode(os.urandom(32)).decode() + "\n").encode()),  # base64
+        ("frontend-master.key", lambda: os.urandom(32)),  # raw bytes, as kms-frontend creates it
+        ("aws-access-keys", lambda: ("AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567")
+                                                      for _ in range(16))
+                                     + ":" + base64.b64encode(os.urandom(30)).decode()).encode()),
+    ):
+        if not (d / name).exists():
+            write_private(d / name, make())
+            made.append(name)
+    print(f"secrets in {d}: {', '.join(made) + ' created' if made else 'already present'}")
+    return 0
+
+
+def parse_node(text: str) -> NodeSpec:
+    """name=host:port:peer_port, or host:port:peer_port (named after the host)."""
+    name, _, rest = text.rpartition("=")
+    try:
+        host, port, peer = rest.split(":")
+        return NodeSpec(name or host, int(port), int(peer), host)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected [name=]host:port:peer-port, got {text!r}") from None
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    """What `up` does as an operator, for nodes and a frontend that run elsewhere
+    (docker compose): initialise/activate, add nodes, create kmsuser, create and
+    connect the custom key store. Idempotent: a second run changes nothing."""
+    c = Cluster(Path(args.dir))
+    s = c.state
+    s.nodes = list(args.node)
+    host, _, port = args.frontend.rpartition(":")
+    s.frontend_host, s.frontend_port = host, int(port)
+    if args.aws_access_keys_file:
+        s.aws_access_key_id, _, s.aws_secret_access_key = Path(args.aws_access_keys_file).read_text().strip().partition(":")
+    s.save(c.state_path)
+    try:
+        c.provision()
+        asyncio.run(c.ensure_store(timeout=args.timeout))
+        c.write_env()
+    except (LauncherError, grpc.aio.AioRpcError, OSError, subprocess.TimeoutExpired) as exc:
+        detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+        print(f"kms-cluster provision: {detail}", file=sys.stderr)
+        return 1
+    print(json.dumps({"cluster_id": s.cluster_id, "custom_key_store_id": s.store_id, "connection_state": "CONNECTED",
+                      "nodes": [n.endpoint for n in s.nodes], "trust_anchor": str(c.anchor),
+                      "aws_access_key_id": s.aws_access_key_id, "env_file": str(c.env_path)}, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="kms-cluster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -488,11 +546,21 @@ def main(argv: list[str] | None = None) -> None:
     st = sub.add_parser("status", help="endpoints, ids and node health")
     st.add_argument("--json", action="store_true")
     sub.add_parser("down", help="stop everything `up` started")
+    pr = sub.add_parser("provision", help="initialise, activate and connect nodes and a frontend running elsewhere")
+    pr.add_argument("--node", type=parse_node, action="append", required=True,
+                    help="[name=]host:port:peer-port of an hsm-node, repeatable; the first is initialised")
+    pr.add_argument("--frontend", required=True, help="host:port of the kms-frontend gRPC API")
+    pr.add_argument("--aws-access-keys-file", help="ID:SECRET file the frontend accepts (shown in the env file)")
+    pr.add_argument("--timeout", type=float, default=120.0)
+    se = sub.add_parser("secrets", help="create deployment secrets (compose) if missing")
+    se.add_argument("secrets_dir")
     args = p.parse_args(argv)
     if args.command == "up" and not 1 <= args.nodes <= 28:
         p.error("--nodes must be between 1 and 28 (CloudHSM allows 28 HSMs per cluster)")
     try:
-        sys.exit({"up": cmd_up, "status": cmd_status, "down": cmd_down}[args.command](args))
+        commands = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "provision": cmd_provision,
+                    "secrets": cmd_secrets}
+        sys.exit(commands[args.command](args))
     except BrokenPipeError:  # e.g. `kms-cluster status | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)

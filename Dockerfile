@@ -1,0 +1,22 @@
+# One image for every service of compose.yaml: hsm-node, kms-frontend and the
+# one-shot init (kms-cluster provision). Built from the official Python base.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# Non-root; the volume mount points belong to it so named volumes start owned by it.
+# (A base image whose root directory is 0700 locks this user out of everything: see
+# deploy/fix-base-image.sh, which the compose test runs before building.)
+RUN useradd --create-home --uid 10001 kms \
+ && mkdir -p /data /backups /secrets /state \
+ && chown kms:kms /data /backups /secrets /state
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY protos ./protos
+COPY hsm_node ./hsm_node
+COPY kms_frontend ./kms_frontend
+RUN pip install . && rm -rf /root/.cache
+
+USER kms
+CMD ["kms-cluster", "--help"]

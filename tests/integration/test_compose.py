@@ -1,0 +1,145 @@
+"""`docker compose up` for real: build the image, bring the cluster up, use it through the
+published port, kill an HSM container and keep working, restart it and see it catch up,
+and take everything down. Skipped (with the reason printed) only where no engine can run."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+
+from protos.kms.v1 import kms_pb2 as kms
+from protos.kms.v1 import kms_pb2_grpc as kms_grpc
+from tests.harness import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+ENGINE_SCRIPT = ROOT.parent / "shared" / "tools" / "docker-engine.sh"
+pytestmark = pytest.mark.docker
+
+
+def engine_ready() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(
+        ["docker", "info"], capture_output=True, timeout=30).returncode == 0
+
+
+def compose_command() -> list[str] | None:
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def ensure_engine() -> list[str]:
+    """An engine that runs, or a skip saying why not."""
+    if not engine_ready() and ENGINE_SCRIPT.exists():
+        r = subprocess.run(["bash", str(ENGINE_SCRIPT)], capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            reason = f"no Docker engine: {ENGINE_SCRIPT} failed: {r.stderr.strip()[-500:]}"
+            print(reason, file=sys.stderr)
+            pytest.skip(reason)
+    if not engine_ready():
+        reason = "no Docker engine can run here (docker info fails and no engine script exists)"
+        print(reason, file=sys.stderr)
+        pytest.skip(reason)
+    compose = compose_command()
+    if compose is None:
+        reason = "no `docker compose` or `docker-compose` command"
+        print(reason, file=sys.stderr)
+        pytest.skip(reason)
+    fix = subprocess.run(["bash", str(ROOT / "deploy" / "fix-base-image.sh")], capture_output=True, text=True)
+    assert fix.returncode == 0, fix.stderr
+    return compose
+
+
+class Compose:
+    def __init__(self, command: list[str]) -> None:
+        self.project = "kmsct" + uuid.uuid4().hex[:6]
+        self.ports = {"KMS_GRPC_PORT": free_port(), "KMS_AWS_PORT": free_port(), "KMS_METRICS_PORT": free_port()}
+        self.base = [*command, "-p", self.project, "-f", str(ROOT / "compose.yaml")]
+        self.env = {**os.environ, **{k: str(v) for k, v in self.ports.items()}}
+
+    def run(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+        r = subprocess.run([*self.base, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"compose {' '.join(args)} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+        return r
+
+    def container(self, service: str) -> str:
+        return self.run("ps", "-q", service).stdout.strip()
+
+    def init_result(self) -> dict:
+        cid = self.run("ps", "-a", "-q", "init").stdout.strip()
+        code = subprocess.run(["docker", "wait", cid], capture_output=True, text=True, timeout=300).stdout.strip()
+        logs = subprocess.run(["docker", "logs", cid], capture_output=True, text=True).stdout
+        assert code == "0", f"init exited {code}:\n{logs[-3000:]}"
+        start = logs.rfind("\n{") + 1  # a re-run container keeps the logs of earlier runs: take the last report
+        return json.loads(logs[start:])
+
+    def hsm_mgmt(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """hsm-mgmt inside the compose network, with the operator's state (trust anchor, env)."""
+        return self.run("run", "--rm", "--no-deps", "-e", "HSM_ENV_FILE=/state/env", "init", "hsm-mgmt", *args,
+                        timeout=120, check=check)
+
+
+@pytest.fixture(scope="module")
+def compose():
+    c = Compose(ensure_engine())
+    try:
+        c.run("build", timeout=900)
+        c.run("up", "-d", timeout=600)
+        yield c
+    finally:
+        c.run("down", "-v", "--remove-orphans", timeout=300, check=False)
+
+
+async def test_compose_cluster_serves_survives_a_killed_hsm_and_catches_it_up(compose):
+    first = compose.init_result()
+    assert first["connection_state"] == "CONNECTED"
+    store_id = first["custom_key_store_id"]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{compose.ports['KMS_GRPC_PORT']}") as ch:
+        stub = kms_grpc.KmsStub(ch)
+        key = (await stub.CreateKey(kms.CreateKeyRequest(origin="AWS_CLOUDHSM", custom_key_store_id=store_id))).key_metadata
+        ctx = {"purpose": "compose-test"}
+
+        async def round_trip(payload: bytes) -> bytes:
+            blob = (await stub.Encrypt(kms.EncryptRequest(key_id=key.key_id, plaintext=payload,
+                                                          encryption_context=ctx))).ciphertext_blob
+            out = await stub.Decrypt(kms.DecryptRequest(ciphertext_blob=blob, encryption_context=ctx))
+            assert out.plaintext == payload
+            return blob
+
+        before = await round_trip(b"before the kill")
+        subprocess.run(["docker", "kill", compose.container("hsm2")], check=True, capture_output=True)
+        blobs = [await round_trip(f"while hsm2 is down {i}".encode()) for i in range(20)]
+        # a write the killed node misses: a key created while it is down
+        missed = (await stub.CreateKey(kms.CreateKeyRequest(origin="AWS_CLOUDHSM", custom_key_store_id=store_id,
+                                                            description="made while hsm2 was down"))).key_metadata
+        compose.run("start", "hsm2")
+
+        def caught_up() -> bool:
+            return compose.hsm_mgmt("checkConsistency", check=False).returncode == 0
+        await wait_until(caught_up, timeout=120, interval=2, what="hsm2 to catch up (checkConsistency)")
+        listed = json.loads(compose.hsm_mgmt("--json", "--endpoint", "hsm2:2225", "findAllKeys", "0", "1").stdout)
+        handles = {k["key_handle"] for s in listed["servers"] for k in s.get("keys", [])}
+        assert len(handles) >= 2  # both backing keys, including the one made while it was down
+        assert missed.key_state == "Enabled"
+        for blob in [before, *blobs]:
+            assert (await stub.Decrypt(kms.DecryptRequest(ciphertext_blob=blob, encryption_context=ctx))).plaintext
+
+
+def test_second_up_is_idempotent(compose):
+    first = compose.init_result()
+    compose.run("up", "-d")
+    deadline = time.monotonic() + 180
+    while "Exit" not in compose.run("ps", "init").stdout and time.monotonic() < deadline:
+        time.sleep(1)
+    again = compose.init_result()
+    assert (again["cluster_id"], again["custom_key_store_id"]) == (first["cluster_id"], first["custom_key_store_id"])
