@@ -177,7 +177,7 @@ class Replicator:
                 if batch:
                     resp = await stub.Replicate(pb.ReplicateRequest(
                         from_node_id=self.node.node_id, entries=[_entry_pb(e) for e in batch]), timeout=RPC_TIMEOUT_S * 3)
-                    await self._update(link, dict(resp.positions))
+                    await self._update(link, dict(resp.positions), resp.consistency_hash or None)
                     continue
                 backoff = 0.1
                 link.wake.clear()
@@ -317,7 +317,7 @@ class PeerServicer(pb_grpc.HsmPeerServicer):
     async def Replicate(self, request: pb.ReplicateRequest, context: Any) -> pb.ReplicateResponse:
         await self._authorize(context)
         await self.replicator.apply(list(request.entries))
-        return pb.ReplicateResponse(positions=self.node.positions)
+        return pb.ReplicateResponse(positions=self.node.positions, consistency_hash=self.node.records.consistency_hash())
 
     async def Pull(self, request: pb.PullRequest, context: Any) -> pb.PullResponse:
         await self._authorize(context)

@@ -445,18 +445,20 @@ class GenerateDataKeyResponse(_message.Message):
     def __init__(self, plaintext: _Optional[bytes] = ..., iv: _Optional[bytes] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
 
 class CryptoOp(_message.Message):
-    __slots__ = ("id", "encrypt", "decrypt", "random", "data_key")
+    __slots__ = ("id", "encrypt", "decrypt", "random", "data_key", "request_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     ENCRYPT_FIELD_NUMBER: _ClassVar[int]
     DECRYPT_FIELD_NUMBER: _ClassVar[int]
     RANDOM_FIELD_NUMBER: _ClassVar[int]
     DATA_KEY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     id: int
     encrypt: EncryptRequest
     decrypt: DecryptRequest
     random: GenerateRandomRequest
     data_key: GenerateDataKeyRequest
-    def __init__(self, id: _Optional[int] = ..., encrypt: _Optional[_Union[EncryptRequest, _Mapping]] = ..., decrypt: _Optional[_Union[DecryptRequest, _Mapping]] = ..., random: _Optional[_Union[GenerateRandomRequest, _Mapping]] = ..., data_key: _Optional[_Union[GenerateDataKeyRequest, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, id: _Optional[int] = ..., encrypt: _Optional[_Union[EncryptRequest, _Mapping]] = ..., decrypt: _Optional[_Union[DecryptRequest, _Mapping]] = ..., random: _Optional[_Union[GenerateRandomRequest, _Mapping]] = ..., data_key: _Optional[_Union[GenerateDataKeyRequest, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CryptoError(_message.Message):
     __slots__ = ("code", "message")
@@ -698,7 +700,7 @@ class ReplicateRequest(_message.Message):
     def __init__(self, from_node_id: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[ReplicationEntry, _Mapping]]] = ...) -> None: ...
 
 class ReplicateResponse(_message.Message):
-    __slots__ = ("positions",)
+    __slots__ = ("positions", "consistency_hash")
     class PositionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -707,8 +709,10 @@ class ReplicateResponse(_message.Message):
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_HASH_FIELD_NUMBER: _ClassVar[int]
     positions: _containers.ScalarMap[str, int]
-    def __init__(self, positions: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    consistency_hash: str
+    def __init__(self, positions: _Optional[_Mapping[str, int]] = ..., consistency_hash: _Optional[str] = ...) -> None: ...
 
 class PullRequest(_message.Message):
     __slots__ = ("origin", "after_seq", "limit")
