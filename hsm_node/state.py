@@ -23,6 +23,7 @@ class RecordState:
     versions: dict[tuple[str, str], rec.Version] = field(default_factory=dict)
     _ciphers: dict[int, AESGCM] = field(default_factory=dict)
     _users_by_id: dict[int, rec.UserRecord] = field(default_factory=dict)
+    _hash: str | None = None  # consistency_hash(), until the next change
 
     def version(self, kind: str, entity: str) -> rec.Version:
         return self.versions.get((kind, entity), rec.ZERO_VERSION)
@@ -34,6 +35,7 @@ class RecordState:
         """Last writer wins: take the record only if its version is newer."""
         if not self.is_newer(kind, entity, version):
             return False
+        self._hash = None
         self.versions[(kind, entity)] = version
         self._set(kind, entity, record)
         return True
@@ -60,6 +62,7 @@ class RecordState:
             self.config = record if isinstance(record, rec.ConfigRecord) else rec.ConfigRecord()
 
     def clear(self) -> None:
+        self._hash = None
         self.users.clear()
         self.keys.clear()
         self.members.clear()
@@ -96,6 +99,8 @@ class RecordState:
     def consistency_hash(self) -> str:
         """Hash of users and key ownership/sharing (CloudHSM's findAllKeys hash);
         equal on nodes that agree."""
+        if self._hash is not None:
+            return self._hash
         h = hashlib.sha256()
         for name in sorted(self.users):
             u = self.users[name]
@@ -103,4 +108,5 @@ class RecordState:
         for handle in sorted(self.keys):
             k = self.keys[handle]
             h.update(f"k|{handle}|{k.owner_id}|{sorted(k.shared)}|{self.version('key', str(handle))}\n".encode())
-        return h.hexdigest()
+        self._hash = h.hexdigest()
+        return self._hash
