@@ -25,21 +25,25 @@ from .api.servicer import HsmServicer
 from .cluster import ClusterService
 from .keys import Keys
 from .node import ACTIVE, HsmNode, NodeConfig
+from .observability import MetricsServer, NodeCollector
 from .sealing import load_master_key
 from .storage import StorageError
 from .users import Users
 
 log = logging.getLogger("hsm_node.server")
 MAX_MESSAGE = 64 * 1024 * 1024
+LAME_DUCK_MAX_S = 2.0  # at most this long refusing new calls before gRPC stops (in-flight ones go on)
 GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
 
 
 class NodeServer:
-    def __init__(self, config: NodeConfig, listen: str, peer_listen: str) -> None:
+    def __init__(self, config: NodeConfig, listen: str, peer_listen: str, metrics_listen: str = "") -> None:
         self.config, self.listen, self.peer_listen = config, listen, peer_listen
         self.node = HsmNode(config)
         self.users, self.keys = Users(self.node), Keys(self.node)
         self.cluster = ClusterService(self.node, peer_listen)
+        self.servicer = HsmServicer(self.node, self.users, self.keys, self.cluster)
+        self.metrics = MetricsServer(metrics_listen, NodeCollector(self.node, self.cluster)) if metrics_listen else None
         self.health = health.aio.HealthServicer()
         self._tls_version = 0
         self._served_version = -1
@@ -70,13 +74,15 @@ class NodeServer:
             await self.cluster.start_peer_server()
 
     async def start(self) -> None:
-        pb_grpc.add_HsmServicer_to_server(HsmServicer(self.node, self.users, self.keys, self.cluster), self.server)
+        pb_grpc.add_HsmServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self._served_version = self._tls_version
         creds = grpc.dynamic_ssl_server_credentials(self._cert_config(), self._fetch_cert_config)
         if self.server.add_secure_port(self.listen, creds) == 0:
             raise OSError(f"cannot listen on {self.listen}")
         await self.server.start()
+        if self.metrics is not None:
+            self.metrics.start()
         await self.cluster.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._sync_serving()
@@ -84,10 +90,19 @@ class NodeServer:
                                      "state": self.node.state, "cluster_id": self.node.cluster_id})
 
     async def stop(self, grace: float = 5.0) -> None:
+        """Drain: refuse new calls (UNAVAILABLE; health NOT_SERVING), let in-flight ones finish (up
+        to ``grace`` seconds; writes keep replicating meanwhile), end crypto streams after their
+        current batch, then close storage."""
+        deadline = asyncio.get_running_loop().time() + grace
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        self.servicer.drain()
+        # Stop gRPC only once callers went quiet: its shutdown cancels calls not yet dispatched.
+        await self.servicer.quiesce(min(grace / 2, LAME_DUCK_MAX_S))
+        await self.server.stop(max(0.5, deadline - asyncio.get_running_loop().time()))
         await self.cluster.stop()
         self.node.close()
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.stop)
         log.info("stopped", extra={"event": "stopped", "node_id": self.node.node_id})
 
 
@@ -108,6 +123,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds between periodic backups [HSM_BACKUP_INTERVAL]")
     p.add_argument("--session-idle-timeout", type=float, default=float(env("HSM_SESSION_IDLE_TIMEOUT", "900")),
                    help="seconds before an idle login session expires [HSM_SESSION_IDLE_TIMEOUT]")
+    p.add_argument("--metrics-listen", default=env("HSM_METRICS_LISTEN", ""),
+                   help="serve Prometheus /metrics on HOST:PORT; empty disables it [HSM_METRICS_LISTEN]")
+    p.add_argument("--shutdown-grace", type=float, default=float(env("HSM_SHUTDOWN_GRACE", "5")),
+                   help="seconds in-flight calls get to finish after SIGTERM [HSM_SHUTDOWN_GRACE]")
     p.add_argument("--log-level", default=env("HSM_LOG_LEVEL", "info"))
     return p.parse_args(argv)
 
@@ -130,14 +149,14 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
 
 
 async def run(args: argparse.Namespace) -> None:
-    server = NodeServer(build_config(args), args.listen, args.peer_listen)
+    server = NodeServer(build_config(args), args.listen, args.peer_listen, args.metrics_listen)
     await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stopped.set)
     await server.stopped.wait()
-    log.info("shutting down", extra={"event": "shutdown"})
-    await server.stop()
+    log.info("shutting down", extra={"event": "shutdown", "grace_s": args.shutdown_grace})
+    await server.stop(args.shutdown_grace)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -61,6 +61,9 @@ class Sessions:
         for s in self.of_user(username):
             del self._by_token[s.token]
 
+    def count(self) -> int:
+        return len(self._by_token)
+
     def drop_all(self) -> None:
         self._by_token.clear()
 

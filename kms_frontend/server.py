@@ -19,11 +19,12 @@ from protos.kms.v1 import kms_pb2_grpc as pb_grpc
 
 from . import logs
 from .api.aws_json import AwsJsonEndpoint
-from .api.grpc_service import KmsAdminServicer, KmsServicer
+from .api.grpc_service import Gate, KmsAdminServicer, KmsServicer
 from .api.sigv4 import access_keys
 from .clock import OffsetClock
 from .cluster.connector import Connector
 from .cluster.directory import ClusterDirectory
+from .observability import FrontendCollector, MetricsServer
 from .sealing import SecretBox
 from .service.context import Context, Settings
 from .service.frontend import Services
@@ -31,6 +32,7 @@ from .store.repository import SchemaVersionError
 from .store.sqlite import SqliteRepository
 
 log = logging.getLogger("kms_frontend.server")
+LAME_DUCK_MAX_S = 2.0  # at most this long refusing new calls before gRPC stops (in-flight ones go on)
 
 
 def instance_id(data_dir: Path) -> str:
@@ -58,6 +60,7 @@ class Frontend:
         self.connector = Connector(self.ctx, self.directory, instance_id(data))
         self.services = Services(self.ctx, self.directory, self.connector)
         self.server = grpc.aio.server()
+        self.gate = Gate()
         self.tls = None
         if args.tls_cert and args.tls_key:
             self.tls = (Path(args.tls_key).read_bytes(), Path(args.tls_cert).read_bytes())
@@ -65,12 +68,15 @@ class Frontend:
         self.aws: AwsJsonEndpoint | None = None
         if args.aws_listen:
             self.aws = AwsJsonEndpoint(self.services, access_keys(args.aws_access_key, data), args.aws_listen)
+        self.metrics: MetricsServer | None = None
+        if args.metrics_listen:
+            self.metrics = MetricsServer(args.metrics_listen, FrontendCollector(self.ctx, self.connector))
         self.stopped = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        pb_grpc.add_KmsServicer_to_server(KmsServicer(self.services), self.server)
-        pb_grpc.add_KmsAdminServicer_to_server(KmsAdminServicer(self.services), self.server)
+        pb_grpc.add_KmsServicer_to_server(KmsServicer(self.services, self.gate), self.server)
+        pb_grpc.add_KmsAdminServicer_to_server(KmsAdminServicer(self.services, self.gate), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if self.tls is not None:
             creds = grpc.ssl_server_credentials([self.tls])
@@ -85,6 +91,8 @@ class Frontend:
         await self.server.start()
         if self.aws is not None:
             await self.aws.start()
+        if self.metrics is not None:
+            self.metrics.start()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.directory.run()))
         await self.connector.resume()
@@ -95,15 +103,29 @@ class Frontend:
                                      "hsm_endpoints": self.args.hsm_endpoint})
 
     async def stop(self, grace: float = 10.0) -> None:
+        """Drain: refuse new requests (UNAVAILABLE; health NOT_SERVING), let in-flight ones finish
+        (up to ``grace`` seconds) over the HSM sessions and streams, which stay open until then;
+        then close everything."""
+        deadline = asyncio.get_running_loop().time() + grace
         await self.health.enter_graceful_shutdown()
-        draining = [self.server.stop(grace)]  # drains in-flight requests
+        self.gate.close()
+
+        async def drain_grpc() -> None:
+            # Stop gRPC only once callers went quiet: its shutdown cancels calls not yet dispatched.
+            await self.gate.quiesce(min(grace / 2, LAME_DUCK_MAX_S))
+            await self.server.stop(max(0.5, deadline - asyncio.get_running_loop().time()))
+
+        draining = [drain_grpc()]
         if self.aws is not None:
+            self.aws.grace = grace
             draining.append(self.aws.stop())
         await asyncio.gather(*draining)
         for t in self._tasks:
             t.cancel()
         await self.connector.close()
         await self.directory.close()
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.stop)
         self.ctx.close()
         log.info("stopped", extra={"event": "stopped"})
 
@@ -132,6 +154,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tls-key", default=env("KMS_TLS_KEY"), help="[KMS_TLS_KEY]")
     p.add_argument("--sweep-interval", type=float, default=float(env("KMS_SWEEP_INTERVAL", "1")),
                    help="seconds between key-deletion sweeps [KMS_SWEEP_INTERVAL]")
+    p.add_argument("--metrics-listen", default=env("KMS_METRICS_LISTEN", ""),
+                   help="serve Prometheus /metrics on HOST:PORT; empty disables it [KMS_METRICS_LISTEN]")
+    p.add_argument("--shutdown-grace", type=float, default=float(env("KMS_SHUTDOWN_GRACE", "10")),
+                   help="seconds in-flight requests get to finish after SIGTERM [KMS_SHUTDOWN_GRACE]")
     p.add_argument("--log-level", default=env("KMS_LOG_LEVEL", "info"))
     return p.parse_args(argv)
 
@@ -143,8 +169,8 @@ async def run(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, frontend.stopped.set)
     await frontend.stopped.wait()
-    log.info("shutting down", extra={"event": "shutdown"})
-    await frontend.stop()
+    log.info("shutting down", extra={"event": "shutdown", "grace_s": args.shutdown_grace})
+    await frontend.stop(args.shutdown_grace)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,8 +5,10 @@ request becomes a call and an ``HsmError`` becomes a status with its message.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -17,9 +19,10 @@ from protos.hsm.v1 import hsm_pb2 as pb
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
 from .. import __version__
-from ..errors import HsmError, InvalidArgument
+from ..errors import HsmError, InvalidArgument, Unavailable
 from ..keys import Keys
 from ..node import HsmNode, WriteOutcome
+from ..observability import CRYPTO_OPS, REQUEST_SECONDS, REQUESTS, request_id
 from ..users import Users
 
 log = logging.getLogger("hsm_node.api")
@@ -41,26 +44,106 @@ def write_pb(outcome: WriteOutcome) -> pb.WriteResult:
     return pb.WriteResult(replicas=outcome.replicas, node_ids=outcome.node_ids, members=outcome.members)
 
 
+# Logged at debug when they succeed: crypto (the hot path) and the read-only calls frontends poll
+# every second or few (discovery probes, session upkeep). Every other RPC (management) is logged
+# at info; every failure at info.
+QUIET_WHEN_OK = frozenset({"Encrypt", "Decrypt", "GenerateRandom", "GenerateDataKey",
+                           "GetStatus", "DescribeCluster", "ListUsers", "KeepAlive"})
+
+
 def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Map rule errors to statuses; never let a traceback reach a caller."""
+    """Map rule errors to statuses; never let a traceback reach a caller. Count, time
+    and log each call (method, status code, request id; never the request's fields)."""
+    method = fn.__name__
+    seconds = REQUEST_SECONDS.labels(method)
+    counters = {"OK": REQUESTS.labels(method, "OK")}
+    ok_level = logging.DEBUG if method in QUIET_WHEN_OK else logging.INFO
+
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.perf_counter()
+        code, detail = "OK", ""
+        self.in_flight += 1
         try:
+            if self.draining:
+                self.last_refused = time.monotonic()
+                raise Unavailable(SHUTTING_DOWN)
             return await fn(self, request, context)
         except HsmError as exc:
+            code, detail = exc.code.name, exc.message
             await context.abort(exc.code, exc.message)
         except grpc.aio.AbortError:
+            code = "ABORTED_BY_HANDLER"
+            raise
+        except asyncio.CancelledError:
+            code = "CANCELLED"
             raise
         except Exception:
             incident = uuid.uuid4().hex[:12]
-            log.exception("internal error", extra={"event": "internal_error", "rpc": fn.__name__, "incident": incident})
+            code, detail = "INTERNAL", f"incident {incident}"
+            log.exception("internal error", extra={"event": "internal_error", "rpc": method, "incident": incident,
+                                                   "request_id": request_id(context)})
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error in the HSM (incident {incident}; see the node log)")
+        finally:
+            self.in_flight -= 1
+            elapsed = time.perf_counter() - started
+            seconds.observe(elapsed)
+            counter = counters.get(code)
+            if counter is None:
+                counter = counters[code] = REQUESTS.labels(method, code)
+            counter.inc()
+            level = ok_level if code == "OK" else logging.INFO
+            if log.isEnabledFor(level):
+                extra = {"event": "rpc", "method": method, "code": code, "duration_ms": round(elapsed * 1000, 3),
+                         "request_id": request_id(context)}
+                if detail:
+                    extra["detail"] = detail[:300]
+                log.log(level, f"{method} {code}", extra=extra)
     return wrapper
+
+
+SHUTTING_DOWN = "the HSM is shutting down; retry on another node"
+DRAINING_METADATA = (("x-hsm-draining", "1"),)  # on a CryptoStream ended by a shutdown
+QUIET_S = 0.2
+
+
+class _Stream:
+    """One open CryptoStream, for draining at shutdown."""
+    __slots__ = ("task", "waiting")
+
+    def __init__(self, task: asyncio.Task | None) -> None:
+        self.task, self.waiting = task, False
 
 
 class HsmServicer(pb_grpc.HsmServicer):
     def __init__(self, node: HsmNode, users: Users, keys: Keys, cluster: Any = None) -> None:
         self.node, self.users, self.keys, self.cluster = node, users, keys, cluster
+        self.draining = False
+        self.in_flight = 0          # unary calls being served
+        self.last_refused = 0.0     # when a call was last refused for draining
+        self._streams: set[_Stream] = set()
+
+    # ------------------------------------------------------------ graceful stop
+
+    def drain(self) -> None:
+        """At SIGTERM. gRPC's own shutdown cancels (CANCELLED) every call that reached the server
+        but was not yet handed to a handler, so first: refuse new calls with UNAVAILABLE (retry
+        elsewhere) while those in flight finish, and end every CryptoStream once the batch it is on
+        has been answered (its caller moves to another node at once, and drops its session here:
+        sessions end with the process)."""
+        self.draining = True
+        for st in list(self._streams):
+            if st.waiting and st.task is not None:
+                st.task.cancel()  # idle between batches: nothing of the caller's is in progress here
+
+    async def quiesce(self, timeout: float) -> bool:
+        """Wait (at most ``timeout``) until no call or stream is open and none was refused lately."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.in_flight and not self._streams and time.monotonic() - self.last_refused >= QUIET_S:
+                return True
+            await asyncio.sleep(0.02)
+        return False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -211,22 +294,52 @@ class HsmServicer(pb_grpc.HsmServicer):
                            context: grpc.aio.ServicerContext) -> AsyncIterator[pb.CryptoBatchResult]:
         handlers = {"encrypt": self._encrypt, "decrypt": self._decrypt, "random": self._random,
                     "data_key": self._data_key}
-        async for batch in request_iterator:
-            results = []
-            for op in batch.ops:
-                kind = op.WhichOneof("op")
-                try:
-                    if kind is None:
-                        raise InvalidArgument("crypto op has no operation set")
-                    out = handlers[kind](getattr(op, kind))
-                    results.append(pb.CryptoResult(id=op.id, **{kind: out}))
-                except HsmError as exc:
-                    results.append(pb.CryptoResult(id=op.id, error=pb.CryptoError(code=exc.code.value[0], message=exc.message)))
-                except Exception:
-                    log.exception("internal error in crypto stream", extra={"event": "internal_error"})
-                    results.append(pb.CryptoResult(id=op.id, error=pb.CryptoError(
-                        code=grpc.StatusCode.INTERNAL.value[0], message="internal error in the HSM (see the node log)")))
-            yield pb.CryptoBatchResult(results=results)
+        counts = CRYPTO_OPS
+        st = _Stream(asyncio.current_task())
+        self._streams.add(st)
+        try:
+            if self.draining:
+                self.last_refused = time.monotonic()
+                await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN, trailing_metadata=DRAINING_METADATA)
+            st.waiting = True
+            async for batch in request_iterator:
+                st.waiting = False
+                results = []
+                for op in batch.ops:
+                    kind = op.WhichOneof("op")
+                    try:
+                        if kind is None:
+                            raise InvalidArgument("crypto op has no operation set")
+                        out = handlers[kind](getattr(op, kind))
+                        results.append(pb.CryptoResult(id=op.id, **{kind: out}))
+                        counts[(kind, "OK")] += 1
+                    except HsmError as exc:
+                        results.append(pb.CryptoResult(id=op.id, error=pb.CryptoError(code=exc.code.value[0], message=exc.message)))
+                        self._crypto_failed(op, kind, exc.code.name, exc.message)
+                    except Exception:
+                        log.exception("internal error in crypto stream", extra={
+                            "event": "internal_error", "op": kind, "request_id": op.request_id[:128]})
+                        results.append(pb.CryptoResult(id=op.id, error=pb.CryptoError(
+                            code=grpc.StatusCode.INTERNAL.value[0], message="internal error in the HSM (see the node log)")))
+                        self._crypto_failed(op, kind, "INTERNAL", "internal error")
+                yield pb.CryptoBatchResult(results=results)
+                if self.draining:
+                    break
+                st.waiting = True
+        except asyncio.CancelledError:
+            if not (self.draining and st.waiting):
+                raise
+            # drained while idle between batches
+        finally:
+            self._streams.discard(st)
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN, trailing_metadata=DRAINING_METADATA)
+
+    @staticmethod
+    def _crypto_failed(op: pb.CryptoOp, kind: str | None, code: str, message: str) -> None:
+        CRYPTO_OPS[(kind or "none", code)] += 1
+        log.info("crypto op failed", extra={"event": "crypto_failed", "op": kind, "code": code,
+                                            "detail": message[:300], "request_id": op.request_id[:128]})
 
     # ------------------------------------------------------------ cluster & backups (see cluster.py)
 

@@ -19,6 +19,7 @@ import base64
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from .. import errors
+from .. import errors, observability
 from ..service.frontend import Services
 from ..service.key_stores import UpdateRequest
 from ..service.keys import CreateKeyRequest
@@ -402,8 +403,12 @@ class AwsJsonEndpoint:
                 self._idle.set()
 
     async def _handle(self, request: web.Request) -> web.Response:
-        request_id = str(uuid.uuid4())
-        name = "-"
+        started = time.perf_counter()
+        request_id = observability.new_request_id(
+            request.headers.get("X-Request-Id") or request.headers.get("X-Amzn-RequestId"))
+        token = observability.REQUEST_ID.set(request_id)
+        name = observability.UNKNOWN_OPERATION
+        outcome = observability.OK
         try:
             body = await request.read()
             self.verifier.verify(request.method, request.raw_path, request.headers.items(), body)
@@ -421,9 +426,14 @@ class AwsJsonEndpoint:
             if not self.model.has_output(name):
                 return self._response(200, None, request_id)
             return self._response(200, to_json(result or {}), request_id)
-        except web.HTTPException:
+        except web.HTTPException as exc:
+            outcome = f"HTTP{exc.status}"
+            raise
+        except asyncio.CancelledError:
+            outcome = "Cancelled"
             raise
         except errors.KmsError as exc:
+            outcome = exc.name
             if isinstance(exc, REFUSALS):
                 log.info("request refused", extra={"event": "aws_auth_refused", "error": exc.name,
                                                    "remote": request.remote, "request_id": request_id})
@@ -433,7 +443,11 @@ class AwsJsonEndpoint:
             log.exception("internal error", extra={"event": "internal_error", "operation": name,
                                                    "incident": incident, "request_id": request_id})
             exc = errors.internal(f"An internal error occurred (incident {incident}). Retry the request.")
+            outcome = exc.name
             return self._response(exc.http_status, exc.aws_json_body(), request_id)
+        finally:
+            observability.REQUEST_ID.reset(token)
+            observability.finish("aws", name, outcome, time.perf_counter() - started, request_id)
 
     def _operation(self, request: web.Request) -> str:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()

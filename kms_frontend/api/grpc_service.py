@@ -3,9 +3,11 @@ calls and KmsError to a status (AWS message as details, the AWS exception name
 in trailing metadata). No rules here."""
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,7 +17,7 @@ import grpc
 from protos.kms.v1 import kms_pb2 as pb
 from protos.kms.v1 import kms_pb2_grpc as pb_grpc
 
-from .. import errors
+from .. import errors, observability
 from ..service.frontend import Services
 from ..service.key_stores import UpdateRequest
 from ..service.keys import CreateKeyRequest
@@ -28,21 +30,77 @@ def opt(msg: Any, field: str) -> Any:
     return getattr(msg, field) if msg.HasField(field) else None
 
 
+class Gate:
+    """Admission of calls, for a graceful stop. gRPC's own shutdown cancels (CANCELLED) every call
+    that reached the server but was not yet handed to a handler, so on SIGTERM the gate closes
+    first: calls in flight finish, new ones are refused with UNAVAILABLE (retry elsewhere), and
+    the server is stopped once nothing is in flight and callers have gone quiet."""
+
+    QUIET_S = 0.2
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.in_flight = 0
+        self.last_refused = 0.0
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def quiesce(self, timeout: float) -> bool:
+        """Wait (at most ``timeout``) until no call is in flight and none was refused for QUIET_S."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.in_flight == 0 and time.monotonic() - self.last_refused >= self.QUIET_S:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+
+SHUTTING_DOWN = "ShuttingDown"  # the outcome of calls refused by a closed gate (not an AWS exception)
+
+
 def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Translate KmsError to a status; count, time and log the request (observability.finish) under
+    its request id (the caller's ``x-request-id`` metadata or a new one, returned in trailing metadata)."""
+    operation = fn.__name__
+
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.perf_counter()
+        request_id = observability.grpc_request_id(context)
+        rid = ((observability.REQUEST_ID_KEY, request_id),)
+        gate: Gate = self.gate
+        if gate.closed:
+            gate.last_refused = time.monotonic()
+            observability.finish("grpc", operation, SHUTTING_DOWN, time.perf_counter() - started, request_id)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "The KMS frontend is shutting down. Retry the request.",
+                                trailing_metadata=rid)
+        gate.in_flight += 1
+        token = observability.REQUEST_ID.set(request_id)
+        outcome = observability.OK
         try:
-            return await fn(self, request, context)
+            response = await fn(self, request, context)
+            context.set_trailing_metadata(rid)
+            return response
         except errors.KmsError as exc:
-            await context.abort(exc.grpc_code, exc.message, trailing_metadata=exc.grpc_metadata())
+            outcome = exc.name
+            await context.abort(exc.grpc_code, exc.message, trailing_metadata=exc.grpc_metadata() + rid)
         except grpc.aio.AbortError:
+            raise
+        except asyncio.CancelledError:
+            outcome = "Cancelled"  # the caller went away (or the server's grace ran out)
             raise
         except Exception:
             incident = uuid.uuid4().hex[:12]
-            log.exception("internal error", extra={"event": "internal_error", "operation": fn.__name__,
-                                                   "incident": incident})
+            log.exception("internal error", extra={"event": "internal_error", "operation": operation,
+                                                   "incident": incident, "request_id": request_id})
             exc = errors.internal(f"An internal error occurred (incident {incident}). Retry the request.")
-            await context.abort(exc.grpc_code, exc.message, trailing_metadata=exc.grpc_metadata())
+            outcome = exc.name
+            await context.abort(exc.grpc_code, exc.message, trailing_metadata=exc.grpc_metadata() + rid)
+        finally:
+            gate.in_flight -= 1
+            observability.REQUEST_ID.reset(token)
+            observability.finish("grpc", operation, outcome, time.perf_counter() - started, request_id)
     return wrapper
 
 
@@ -76,8 +134,9 @@ def page_fields(resp: Any, next_marker: str | None) -> Any:
 
 
 class KmsServicer(pb_grpc.KmsServicer):
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, gate: Gate | None = None) -> None:
         self.s = services
+        self.gate = gate or Gate()
         self.key_stores = services.key_stores
         self.account_id = services.ctx.settings.account_id
 
@@ -298,8 +357,9 @@ class KmsServicer(pb_grpc.KmsServicer):
 
 
 class KmsAdminServicer(pb_grpc.KmsAdminServicer):
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, gate: Gate | None = None) -> None:
         self.s = services
+        self.gate = gate or Gate()
 
     @rpc
     async def ListOrphanedKeyMaterial(self, r: pb.ListOrphanedKeyMaterialRequest,

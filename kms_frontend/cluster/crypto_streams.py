@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Callable
 
 import grpc
 
 from protos.hsm.v1 import hsm_pb2 as hsm
 
+from ..observability import HSM_BATCH_SIZE, HSM_OP_SECONDS, REQUEST_ID
 from .calls import NoNodeAvailable
 from .sessions import NodeSession, StoreSessions
 
@@ -24,6 +26,7 @@ log = logging.getLogger("kms_frontend.crypto_streams")
 MAX_BATCH = 256
 MAX_IN_FLIGHT = 1024      # per node: thousands at once on one channel get CANCELLED
 OP_TIMEOUT_S = 3.0        # a stalled (paused) node: give its work to another node after this
+DRAINING_KEY = "x-hsm-draining"  # trailing metadata of a stream a node ended because it is stopping
 
 
 class NodeUnavailable(Exception):
@@ -49,6 +52,7 @@ class NodeStream:
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._call = session.stub.CryptoStream()
         self.broken = False
+        self.latency = HSM_OP_SECONDS.labels(session.endpoint)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._send()), loop.create_task(self._receive())]
 
@@ -80,6 +84,7 @@ class NodeStream:
                     batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                     live = [op for op, fut in batch if not fut.done()]
                     if live:
+                        HSM_BATCH_SIZE.observe(len(live))
                         await self._call.write(hsm.CryptoBatch(ops=live))
         except asyncio.CancelledError:
             raise
@@ -96,6 +101,10 @@ class NodeStream:
             self.close("stream ended")
         except asyncio.CancelledError:
             raise
+        except grpc.aio.AioRpcError as exc:
+            if dict(exc.trailing_metadata() or ()).get(DRAINING_KEY) == "1":
+                self.session.token = ""  # the node is shutting down, and its sessions end with it
+            self.close(f"receive failed: {exc.code().name} {exc.details()}")
         except Exception as exc:
             self.close(f"receive failed: {exc}")
 
@@ -132,6 +141,7 @@ async def run_op(sessions: StoreSessions | None, make_op: Callable[[str], hsm.Cr
         raise NoNodeAvailable("the custom key store has no kmsuser sessions")
     tried: set[str] = set()
     missing = 0
+    request_id = REQUEST_ID.get()
     while True:
         node = sessions.pick(exclude=tried)
         if node is None:
@@ -139,10 +149,16 @@ async def run_op(sessions: StoreSessions | None, make_op: Callable[[str], hsm.Cr
                 raise KeyMissing()
             raise NoNodeAvailable("no HSM node of the cluster answered")
         tried.add(node.endpoint)
+        op = make_op(node.token)
+        if request_id:
+            op.request_id = request_id
+        stream = _stream(node)
+        started = time.perf_counter()
         try:
-            result = await _stream(node).submit(make_op(node.token))
+            result = await stream.submit(op)
         except NodeUnavailable:
             continue
+        stream.latency.observe(time.perf_counter() - started)
         if result.WhichOneof("result") != "error":
             return result
         code = _CODES.get(result.error.code, grpc.StatusCode.UNKNOWN)

@@ -21,6 +21,7 @@ import grpc
 from protos.hsm.v1 import hsm_pb2 as hsm
 from protos.hsm.v1 import hsm_pb2_grpc as hsm_grpc
 
+from ..observability import REQUEST_ID
 from . import channels
 from .directory import ClusterDirectory
 
@@ -120,6 +121,7 @@ class StoreSessions:
         self.nodes.clear()
 
     async def _maintain(self) -> None:
+        REQUEST_ID.set("")  # background upkeep: not part of the request that connected the store
         while True:
             await asyncio.sleep(MAINTAIN_EVERY_S)
             try:

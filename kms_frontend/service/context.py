@@ -37,6 +37,10 @@ class Context:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
 
+    def call_blocking(self, fn: Callable[..., T], *args: Any, timeout: float = 5.0, **kwargs: Any) -> T:
+        """Run a repository call on the storage thread from another thread (a metrics scrape), and wait."""
+        return self._thread.submit(lambda: fn(*args, **kwargs)).result(timeout)
+
     async def update_store(self, store_id: str, **changes: Any) -> CustomKeyStoreRecord:
         """Read-modify-write a custom key store, retrying if it changed meanwhile."""
         for _ in range(20):

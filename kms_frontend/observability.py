@@ -1,0 +1,168 @@
+"""Request ids, request metrics and request logs of the frontend: the one place both
+adapters (gRPC and AWS JSON) count, time and log a request, so they report alike.
+
+* The request id lives in :data:`REQUEST_ID` (a context variable) for the length of
+  the request: the HSM channels send it as ``x-request-id`` metadata on unary calls
+  (:mod:`.cluster.channels`) and the crypto streams put it in ``CryptoOp.request_id``.
+* :func:`finish` counts ``kms_requests_total{operation,outcome}`` (outcome ``ok`` or
+  the AWS exception name), observes ``kms_request_seconds{operation}`` and logs one
+  ``event: "request"`` line: info for management operations, debug for successful
+  crypto operations, info for failed ones. Never a request's fields.
+* ``/metrics`` is served by :class:`MetricsServer` from a thread of its own;
+  :class:`FrontendCollector` computes store connection states and open HSM sessions
+  on scrape.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .cluster.connector import Connector
+    from .service.context import Context
+
+log = logging.getLogger("kms_frontend.request")
+mlog = logging.getLogger("kms_frontend.metrics")
+
+REQUEST_ID_KEY = "x-request-id"
+REQUEST_ID: ContextVar[str] = ContextVar("kms_request_id", default="")
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+CRYPTO_OPERATIONS = frozenset({"Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
+                               "GenerateDataKeyWithoutPlaintext", "GenerateRandom"})
+OK = "ok"
+UNKNOWN_OPERATION = "unknown"  # the AWS endpoint before it knows the operation (bad signature, bad target)
+STORE_STATES = ("CONNECTED", "CONNECTING", "DISCONNECTED", "DISCONNECTING", "FAILED")
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+REQUESTS = Counter("kms_requests_total", "KMS API requests (gRPC and AWS JSON alike), by operation and outcome"
+                   " (ok, or the AWS exception name).", ["operation", "outcome"])
+REQUEST_SECONDS = Histogram("kms_request_seconds", "Time to serve a KMS API request, by operation.", ["operation"],
+                            buckets=_LATENCY_BUCKETS)
+HSM_OP_SECONDS = Histogram("kms_hsm_op_seconds", "Round trip of one crypto operation on an HSM node's stream,"
+                           " by node endpoint.", ["node"], buckets=_LATENCY_BUCKETS)
+HSM_BATCH_SIZE = Histogram("kms_hsm_batch_size", "Crypto operations per message on the streams to HSM nodes.",
+                           buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+
+# label children resolved once: a dict lookup per request, no registry lock
+_counters: dict[tuple[str, str], Any] = {}
+_timers: dict[str, Any] = {}
+
+
+def new_request_id(offered: str | None = None) -> str:
+    """The caller's id when it offered a sane one (bounded, no spaces or control characters), else a uuid4."""
+    if offered and _SAFE_ID.fullmatch(offered):
+        return offered
+    return str(uuid.uuid4())
+
+
+def grpc_request_id(context: Any) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str):
+            return new_request_id(value)
+    return new_request_id()
+
+
+def outcome_of(exc: BaseException | None) -> str:
+    """``ok``, or the AWS exception name of a KmsError (anything else was reported as KMSInternalException)."""
+    if exc is None:
+        return OK
+    return getattr(exc, "name", None) or "KMSInternalException"
+
+
+def finish(api: str, operation: str, outcome: str, elapsed_s: float, request_id: str) -> None:
+    """Count, time and log one request. ``operation`` must come from a fixed set (the API's
+    operation names, or UNKNOWN_OPERATION): it is a label."""
+    timer = _timers.get(operation)
+    if timer is None:
+        timer = _timers[operation] = REQUEST_SECONDS.labels(operation)
+    timer.observe(elapsed_s)
+    key = (operation, outcome)
+    counter = _counters.get(key)
+    if counter is None:
+        counter = _counters[key] = REQUESTS.labels(operation, outcome)
+    counter.inc()
+    level = logging.DEBUG if operation in CRYPTO_OPERATIONS and outcome == OK else logging.INFO
+    if log.isEnabledFor(level):
+        log.log(level, f"{operation} {outcome}", extra={
+            "event": "request", "api": api, "operation": operation, "outcome": outcome,
+            "duration_ms": round(elapsed_s * 1000, 3), "request_id": request_id})
+
+
+# ---------------------------------------------------------------- /metrics
+
+
+class _Global(Collector):
+    """Everything in the process-wide default registry (the metrics above, process metrics)."""
+
+    def collect(self) -> Iterable[Metric]:
+        return REGISTRY.collect()
+
+
+class FrontendCollector(Collector):
+    """Store connection states (one repository query per scrape, on the storage thread) and
+    the kmsuser sessions each connected store holds open."""
+
+    def __init__(self, ctx: Context, connector: Connector) -> None:
+        self.ctx, self.connector = ctx, connector
+
+    def collect(self) -> Iterator[Metric]:
+        connected = GaugeMetricFamily("kms_custom_key_store_connected", "1 when the custom key store is CONNECTED.",
+                                      labels=["custom_key_store_id"])
+        state = GaugeMetricFamily("kms_custom_key_store_state", "Connection state of each custom key store:"
+                                  " 1 for the current state.", labels=["custom_key_store_id", "state"])
+        try:
+            stores = self.ctx.call_blocking(self.ctx.repo.list_custom_key_stores, limit=10_000).items
+        except Exception:
+            mlog.warning("cannot read custom key stores for metrics", extra={"event": "metrics_error"}, exc_info=True)
+            stores = []
+        for s in stores:
+            connected.add_metric([s.custom_key_store_id], 1 if s.connection_state == "CONNECTED" else 0)
+            for st in STORE_STATES:
+                state.add_metric([s.custom_key_store_id, st], 1 if s.connection_state == st else 0)
+        yield connected
+        yield state
+        sessions = GaugeMetricFamily("kms_hsm_sessions", "Open kmsuser sessions on HSM nodes, by custom key store.",
+                                     labels=["custom_key_store_id"])
+        for store_id, ss in dict(self.connector.sessions).items():
+            sessions.add_metric([store_id], sum(1 for n in list(ss.nodes.values()) if n.open))
+        yield sessions
+
+
+def split_listen(address: str) -> tuple[str, int]:
+    """``0.0.0.0:9100`` / ``[::]:9100`` / ``:9100`` -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--metrics-listen wants HOST:PORT, got {address!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class MetricsServer:
+    """``/metrics`` over HTTP on a thread of its own (a scrape never runs on the event loop)."""
+
+    def __init__(self, listen: str, *collectors: Collector) -> None:
+        self.listen = listen
+        self.host, self.port = split_listen(listen)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Global())
+        for c in collectors:
+            self.registry.register(c)
+        self._server: Any = None
+
+    def start(self) -> None:
+        self._server, _ = start_http_server(self.port, self.host, registry=self.registry)
+        mlog.info("metrics listening", extra={"event": "metrics_listening", "listen": self.listen})
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
