@@ -150,6 +150,18 @@ class Lab:
             await n.stop()
 
 
+async def refused(call, code: grpc.StatusCode, *fragments: str) -> str:
+    """Await an RPC that must fail with ``code`` and a message containing every fragment."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as err:
+        assert err.code() == code, f"expected {code}, got {err.code()}: {err.details()}"
+        for fragment in fragments:
+            assert fragment in (err.details() or ""), err.details()
+        return err.details() or ""
+    raise AssertionError(f"expected {code}, but the call succeeded")
+
+
 async def login(stub: pb_grpc.HsmStub, user_type: int, name: str, password: str, client_id: str = "") -> str:
     r = await stub.Login(pb.LoginRequest(user_type=user_type, username=name, password=password, client_id=client_id))
     return r.session_token

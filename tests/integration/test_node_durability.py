@@ -18,20 +18,11 @@ import pytest
 
 from hsm_node.storage import Storage
 from protos.hsm.v1 import hsm_pb2 as pb
-from tests.harness import CO_PASSWORD, Lab, NodeProcess, co, free_port, login
+from tests.harness import CO_PASSWORD, Lab, NodeProcess, co, free_port, login, refused
 
 PW = "Password-1"
 KMSUSER_PASSWORD = "kmsuser-Pa55-9f3c1d7e"  # distinctive, to search the disk for
 
-
-async def refused(call, code: grpc.StatusCode, *fragments: str) -> str:
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call
-    err = info.value
-    assert err.code() == code, f"expected {code}, got {err.code()}: {err.details()}"
-    for fragment in fragments:
-        assert fragment in (err.details() or ""), err.details()
-    return err.details() or ""
 
 
 async def active_node(lab: Lab) -> NodeProcess:

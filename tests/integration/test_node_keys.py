@@ -14,21 +14,12 @@ import grpc
 import pytest
 
 from protos.hsm.v1 import hsm_pb2 as pb
-from tests.harness import Lab, NodeProcess, co, login
+from tests.harness import Lab, NodeProcess, co, login, refused
 
 PW = "Password-1"
 KEY_ACCESS_DENIED = "0xc6 : HSM Error: Key Access is denied."
 INVALID_HANDLE = "0xa8 : HSM Error: Invalid object handle is passed to this operation"
 
-
-async def refused(call, code: grpc.StatusCode, *fragments: str) -> str:
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call
-    err = info.value
-    assert err.code() == code, f"expected {code}, got {err.code()}: {err.details()}"
-    for fragment in fragments:
-        assert fragment in (err.details() or ""), err.details()
-    return err.details() or ""
 
 
 @dataclass

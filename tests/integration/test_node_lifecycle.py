@@ -7,28 +7,18 @@ import re
 import ssl
 
 import grpc
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from hsm_node import certs, client, provision
 from hsm_node.rules import PRECO_DEFAULT_PASSWORD
 from protos.hsm.v1 import hsm_pb2 as pb
-from tests.harness import CO_PASSWORD, login
+from tests.harness import CO_PASSWORD, login, refused
 
 HSM_ID = re.compile(r"^hsm-[2-7a-z]{11}$")
 CLUSTER_ID = re.compile(r"^cluster-[2-7a-z]{11}$")
 _DER = Encoding.DER
 
-
-async def refused(call, code: grpc.StatusCode, *fragments: str) -> str:
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call
-    err = info.value
-    assert err.code() == code, f"expected {code}, got {err.code()}: {err.details()}"
-    for fragment in fragments:
-        assert fragment in (err.details() or ""), err.details()
-    return err.details() or ""
 
 
 def signed_cert_pem(anchor: provision.TrustAnchor, csr_pem: str) -> str:

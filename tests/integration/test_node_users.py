@@ -10,19 +10,10 @@ import grpc
 import pytest
 
 from protos.hsm.v1 import hsm_pb2 as pb
-from tests.harness import CO_PASSWORD, Lab, NodeProcess, co, login
+from tests.harness import CO_PASSWORD, Lab, NodeProcess, co, login, refused
 
 PW = "Password-1"
 
-
-async def refused(call, code: grpc.StatusCode, *fragments: str) -> str:
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call
-    err = info.value
-    assert err.code() == code, f"expected {code}, got {err.code()}: {err.details()}"
-    for fragment in fragments:
-        assert fragment in (err.details() or ""), err.details()
-    return err.details() or ""
 
 
 @pytest.fixture(scope="module")
