@@ -257,7 +257,7 @@ class ClusterService:
             items = [{"kind": kind, "entity": entity, "hlc": v[0], "origin": v[1],
                       "record": None if r is None else base64.b64encode(rec.encode(r)).decode()}
                      for (kind, entity), v in n.records.versions.items()
-                     for r in [_record_of(n, kind, entity)]]
+                     for r in [n.records.record(kind, entity)]]
             positions = dict(n.positions)
             users, keys = len(n.records.users), len(n.records.keys)
         doc = {
@@ -381,15 +381,6 @@ class ClusterService:
         if latest is None or n.now_ms() - latest.create_timestamp_ms >= interval_s * 1000:
             await self.take_backup(BackupTrigger.PERIODIC.value)
 
-
-def _record_of(n: HsmNode, kind: str, entity: str) -> rec.Record | None:
-    if kind == "user":
-        return n.records.users.get(entity)
-    if kind == "key":
-        return n.records.keys.get(int(entity))
-    if kind == "member":
-        return n.records.members.get(entity)
-    return n.records.config
 
 
 def _changes(contents: dict) -> list[RecordChange]:

@@ -26,7 +26,7 @@ from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
 from . import records as rec
 from .node import ACTIVE, DELETED, HsmNode
-from .sealing import SealError, open_sealed
+from .sealing import SealError, open_sealed, seal
 from .storage import OplogEntry, RecordChange
 
 log = logging.getLogger("hsm_node.replication")
@@ -34,6 +34,7 @@ BATCH = 1000
 RPC_TIMEOUT_S = 3.0
 HEARTBEAT_S = 0.5
 HEALTHY_WITHIN_S = 3.0
+CLUSTER_ID_HEADER = "x-hsm-cluster-id"
 OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20),
            ("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 2000)]
 
@@ -148,7 +149,8 @@ class Replicator:
                 return 0
             try:
                 r = await self._stub(link).SessionsFor(
-                    pb.SessionsForRequest(username=username, exclude_client_id=client_id), timeout=RPC_TIMEOUT_S)
+                    pb.SessionsForRequest(username=username, exclude_client_id=client_id), timeout=RPC_TIMEOUT_S,
+                    metadata=((CLUSTER_ID_HEADER, self.node.cluster_id),))
                 return r.sessions
             except grpc.RpcError:
                 return 0
@@ -170,13 +172,20 @@ class Replicator:
         while self._running:
             try:
                 stub = self._stub(link)
+                meta = ((CLUSTER_ID_HEADER, self.node.cluster_id),)
                 if link.positions is None or time.monotonic() - link.last_ok > HEARTBEAT_S:
-                    hb = await stub.Heartbeat(self._heartbeat(), timeout=RPC_TIMEOUT_S)
+                    hb = await stub.Heartbeat(self._heartbeat(), timeout=RPC_TIMEOUT_S, metadata=meta)
                     await self._update(link, dict(hb.positions), hb.consistency_hash, hb.state)
-                batch = await self.node.db(self._missing, dict(link.positions or {}))
+                batch, unreplayable = await self.node.db(self._missing, dict(link.positions or {}))
+                if unreplayable and not batch:
+                    resp = await stub.Snapshot(self._snapshot(), timeout=RPC_TIMEOUT_S * 10, metadata=meta)
+                    log.info("state transfer sent", extra={"event": "snapshot_sent", "peer": link.member.node_id})
+                    await self._update(link, dict(resp.positions), resp.consistency_hash or None)
+                    continue
                 if batch:
                     resp = await stub.Replicate(pb.ReplicateRequest(
-                        from_node_id=self.node.node_id, entries=[_entry_pb(e) for e in batch]), timeout=RPC_TIMEOUT_S * 3)
+                        from_node_id=self.node.node_id, entries=[_entry_pb(e) for e in batch]), timeout=RPC_TIMEOUT_S * 3,
+                        metadata=meta)
                     await self._update(link, dict(resp.positions), resp.consistency_hash or None)
                     continue
                 backoff = 0.1
@@ -216,16 +225,31 @@ class Replicator:
         async with self._progress:
             self._progress.notify_all()
 
-    def _missing(self, peer_positions: dict[str, int]) -> list[OplogEntry]:
-        """Entries of our oplog the peer has not applied (storage thread)."""
+    def _missing(self, peer_positions: dict[str, int]) -> tuple[list[OplogEntry], bool]:
+        """Entries of our oplog the peer has not applied (storage thread), and whether it
+        lacks writes we cannot replay (our state has them, our oplog does not: we were
+        seeded from a backup after them)."""
         out: list[OplogEntry] = []
+        unreplayable = False
         for origin, seq in list(self.node.positions.items()):
             have = peer_positions.get(origin, 0)
-            if seq > have:
-                out += self.node.storage.read_oplog(origin, have, BATCH - len(out))
-                if len(out) >= BATCH:
-                    break
-        return out
+            if seq > have and len(out) < BATCH:
+                entries = self.node.storage.read_oplog(origin, have, BATCH - len(out))
+                if not entries or entries[0].seq != have + 1:
+                    unreplayable = True
+                    continue
+                out += entries
+        return out, unreplayable
+
+    def _snapshot(self) -> pb.SnapshotRequest:
+        n = self.node
+        records = []
+        for (kind, entity), version in list(n.records.versions.items()):
+            record = n.records.record(kind, entity)
+            sealed = b"" if record is None else seal(n.domain_key, rec.encode(record), rec.record_aad(kind, entity, version))
+            records.append(pb.ReplicationEntry(origin=version[1], hlc=version[0], kind=kind, entity=entity,
+                                               sealed_record=sealed))
+        return pb.SnapshotRequest(from_node_id=n.node_id, records=records, positions=n.positions)
 
     # ------------------------------------------------------------ receiving
 
@@ -263,6 +287,38 @@ class Replicator:
                 node.records.apply(c.kind, c.entity, c.version, c.record)
                 node.observe_hlc(c.version[0])
             node.positions.update({e.origin: e.seq for e in accepted})
+        await self._after_apply(changes)
+
+    async def apply_snapshot(self, request: pb.SnapshotRequest) -> None:
+        """Merge a peer's whole state (LWW per record) and take its positions."""
+        node = self.node
+        async with node._write_lock:
+            changes: list[RecordChange] = []
+            for e in request.records:
+                version = (e.hlc, e.origin)
+                if not node.records.is_newer(e.kind, e.entity, version):
+                    continue
+                record = None
+                if e.sealed_record:
+                    try:
+                        raw = open_sealed(node.domain_key, e.sealed_record, rec.record_aad(e.kind, e.entity, version))
+                    except SealError:
+                        log.error("snapshot record failed authentication", extra={"event": "snapshot_rejected"})
+                        return
+                    record = rec.decode(e.kind, raw)
+                changes.append(RecordChange(e.kind, e.entity, version, record))
+            positions = {o: s for o, s in request.positions.items() if s > node.positions.get(o, 0)}
+            await node.db(node.storage.commit, changes, [], None, None, positions)
+            for c in changes:
+                node.records.apply(c.kind, c.entity, c.version, c.record)
+                node.observe_hlc(c.version[0])
+            node.positions.update(positions)
+        log.info("state transfer applied", extra={"event": "snapshot_applied", "from": request.from_node_id,
+                                                  "records": len(changes)})
+        await self._after_apply(changes)
+
+    async def _after_apply(self, changes: list[RecordChange]) -> None:
+        node = self.node
         members_changed = any(c.kind == "member" for c in changes)
         if members_changed:
             if node.node_id not in node.records.members and node.state == ACTIVE:
@@ -275,6 +331,7 @@ class Replicator:
         self.notify()  # forward to other peers what they may lack
         async with self._progress:
             self._progress.notify_all()
+
 
 
 def _entry_pb(e: OplogEntry) -> pb.ReplicationEntry:
@@ -308,8 +365,15 @@ class PeerServicer(pb_grpc.HsmPeerServicer):
         if node_id is None:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "peer certificate was not issued by this cluster")
         if node_id not in self.node.records.members:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                f"node {node_id} is not a member of cluster {self.node.cluster_id}")
+            # Removed members are out for good. A node we have not heard of yet, from our own
+            # cluster (not from a cluster restored from the same backup history: same
+            # certificate, other id), is a member added while we were away: its writes are how
+            # we learn of it, so take them.
+            removed = ("member", node_id) in self.node.records.versions
+            cluster_id = dict(context.invocation_metadata()).get(CLUSTER_ID_HEADER, "")
+            if removed or cluster_id != self.node.cluster_id:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                    f"node {node_id} is not a member of cluster {self.node.cluster_id}")
         if self.node.state != ACTIVE:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"this node is {self.node.state}")
         return node_id  # type: ignore[return-value]
@@ -317,6 +381,11 @@ class PeerServicer(pb_grpc.HsmPeerServicer):
     async def Replicate(self, request: pb.ReplicateRequest, context: Any) -> pb.ReplicateResponse:
         await self._authorize(context)
         await self.replicator.apply(list(request.entries))
+        return pb.ReplicateResponse(positions=self.node.positions, consistency_hash=self.node.records.consistency_hash())
+
+    async def Snapshot(self, request: pb.SnapshotRequest, context: Any) -> pb.ReplicateResponse:
+        await self._authorize(context)
+        await self.replicator.apply_snapshot(request)
         return pb.ReplicateResponse(positions=self.node.positions, consistency_hash=self.node.records.consistency_hash())
 
     async def Pull(self, request: pb.PullRequest, context: Any) -> pb.PullResponse:

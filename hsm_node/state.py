@@ -73,6 +73,16 @@ class RecordState:
 
     # ------------------------------------------------------------ lookups
 
+    def record(self, kind: str, entity: str) -> rec.Record | None:
+        """The live record of an entity (None when deleted or unknown)."""
+        if kind == "user":
+            return self.users.get(entity)
+        if kind == "key":
+            return self.keys.get(int(entity))
+        if kind == "member":
+            return self.members.get(entity)
+        return self.config
+
     def entities(self, kind: str) -> set[int]:
         """Numeric ids ever used by records of a kind, deleted ones (tombstones) included."""
         return {int(entity) for k, entity in self.versions if k == kind}

@@ -189,9 +189,14 @@ class Storage:
     def commit(
         self, changes: list[RecordChange], entries: list[OplogEntry] = (),  # type: ignore[assignment]
         plain_meta: dict[str, bytes] | None = None, secret_meta: dict[str, bytes] | None = None,
+        positions: dict[str, int] | None = None,
     ) -> None:
         """Apply record changes, append oplog entries and advance positions, atomically."""
         with self.transaction():
+            for origin, seq in (positions or {}).items():
+                self.db.execute(
+                    "INSERT INTO positions(origin, seq) VALUES (?, ?)"
+                    " ON CONFLICT(origin) DO UPDATE SET seq=max(seq, excluded.seq)", (origin, seq))
             for change in changes:
                 self._stage_record(change)
             for e in entries:

@@ -193,6 +193,44 @@ class Cluster:
     def running(self) -> dict[str, bool]:
         return {name: _alive(pid, None) for name, pid in self.state.pids.items()}
 
+    # ------------------------------------------------------------ one node (used by kms-chaos)
+
+    def node_spec(self, name: str) -> NodeSpec:
+        for spec in self.state.nodes:
+            if spec.name == name:
+                return spec
+        raise LauncherError(f"no node named {name} in {self.state_path}")
+
+    def node_running(self, name: str) -> bool:
+        pid = self.state.pids.get(name)
+        return pid is not None and _alive(pid, self.procs.get(name))
+
+    def stop_node(self, name: str, timeout: float = 10.0) -> None:
+        """SIGTERM one process (it drains and exits), SIGKILL it after ``timeout``."""
+        pid = self.state.pids.get(name)
+        if pid is None:
+            return
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            if not _alive(pid, self.procs.get(name)):
+                break
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
+                os.kill(pid, signal.SIGCONT)  # a paused (SIGSTOP) process handles SIGTERM only once continued
+            deadline = time.monotonic() + timeout
+            while _alive(pid, self.procs.get(name)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self.state.pids.pop(name, None)
+        self.state.save(self.state_path)
+
+    def restart_node(self, name: str, interval: float | None = None, timeout: float = 30.0) -> dict:
+        """Stop the node if it runs, start it again on the same data directory and ports,
+        record its pid, and wait until it answers; returns its status."""
+        spec = self.node_spec(name)
+        self.stop_node(name)
+        self.start_node(spec, interval)
+        self.state.save(self.state_path)
+        return self.wait_node(spec, timeout)
+
     # ------------------------------------------------------------ operator steps (hsm-mgmt)
 
     def hsm_mgmt(self, *args: str, endpoint: str | None = None, anchor: bool = True) -> Any:

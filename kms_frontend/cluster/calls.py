@@ -10,8 +10,10 @@ import grpc
 from .sessions import NodeSession, StoreSessions
 
 T = TypeVar("T")
+# FAILED_PRECONDITION: on these key calls it only means the node is not ACTIVE (e.g. it was just
+# removed from the cluster and still answers as DELETED): another node can take the call.
 RETRY_ON = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAUTHENTICATED,
-            grpc.StatusCode.CANCELLED)
+            grpc.StatusCode.CANCELLED, grpc.StatusCode.FAILED_PRECONDITION)
 
 
 class NoNodeAvailable(Exception):

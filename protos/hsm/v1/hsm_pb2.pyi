@@ -781,3 +781,20 @@ class SessionsForResponse(_message.Message):
     SESSIONS_FIELD_NUMBER: _ClassVar[int]
     sessions: int
     def __init__(self, sessions: _Optional[int] = ...) -> None: ...
+
+class SnapshotRequest(_message.Message):
+    __slots__ = ("from_node_id", "records", "positions")
+    class PositionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    FROM_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    from_node_id: str
+    records: _containers.RepeatedCompositeFieldContainer[ReplicationEntry]
+    positions: _containers.ScalarMap[str, int]
+    def __init__(self, from_node_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[ReplicationEntry, _Mapping]]] = ..., positions: _Optional[_Mapping[str, int]] = ...) -> None: ...

@@ -1502,6 +1502,11 @@ class HsmPeerStub:
                 request_serializer=protos_dot_hsm_dot_v1_dot_hsm__pb2.ReplicateRequest.SerializeToString,
                 response_deserializer=protos_dot_hsm_dot_v1_dot_hsm__pb2.ReplicateResponse.FromString,
                 _registered_method=True)
+        self.Snapshot = channel.unary_unary(
+                '/hsm.v1.HsmPeer/Snapshot',
+                request_serializer=protos_dot_hsm_dot_v1_dot_hsm__pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=protos_dot_hsm_dot_v1_dot_hsm__pb2.ReplicateResponse.FromString,
+                _registered_method=True)
         self.Pull = channel.unary_unary(
                 '/hsm.v1.HsmPeer/Pull',
                 request_serializer=protos_dot_hsm_dot_v1_dot_hsm__pb2.PullRequest.SerializeToString,
@@ -1523,6 +1528,12 @@ class HsmPeerServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Replicate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Snapshot(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1552,6 +1563,11 @@ def add_HsmPeerServicer_to_server(servicer, server):
             'Replicate': grpc.unary_unary_rpc_method_handler(
                     servicer.Replicate,
                     request_deserializer=protos_dot_hsm_dot_v1_dot_hsm__pb2.ReplicateRequest.FromString,
+                    response_serializer=protos_dot_hsm_dot_v1_dot_hsm__pb2.ReplicateResponse.SerializeToString,
+            ),
+            'Snapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.Snapshot,
+                    request_deserializer=protos_dot_hsm_dot_v1_dot_hsm__pb2.SnapshotRequest.FromString,
                     response_serializer=protos_dot_hsm_dot_v1_dot_hsm__pb2.ReplicateResponse.SerializeToString,
             ),
             'Pull': grpc.unary_unary_rpc_method_handler(
@@ -1596,6 +1612,33 @@ class HsmPeer:
             target,
             '/hsm.v1.HsmPeer/Replicate',
             protos_dot_hsm_dot_v1_dot_hsm__pb2.ReplicateRequest.SerializeToString,
+            protos_dot_hsm_dot_v1_dot_hsm__pb2.ReplicateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Snapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hsm.v1.HsmPeer/Snapshot',
+            protos_dot_hsm_dot_v1_dot_hsm__pb2.SnapshotRequest.SerializeToString,
             protos_dot_hsm_dot_v1_dot_hsm__pb2.ReplicateResponse.FromString,
             options,
             channel_credentials,
