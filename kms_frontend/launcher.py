@@ -53,6 +53,7 @@ class NodeSpec:
     port: int
     peer_port: int
     host: str = "127.0.0.1"
+    metrics_port: int = 0  # 0: no /metrics
 
     @property
     def endpoint(self) -> str:
@@ -68,6 +69,7 @@ class State:
     nodes: list[NodeSpec] = field(default_factory=list)
     frontend_port: int = 7800
     frontend_host: str = "127.0.0.1"
+    frontend_metrics_port: int = 0
     aws_port: int = 4599
     cluster_id: str = ""
     store_id: str = ""
@@ -160,6 +162,8 @@ class Cluster:
                "--backup-dir", str(self.dir / "backups")]
         if interval is not None:
             cmd += ["--backup-interval", str(interval)]
+        if spec.metrics_port:
+            cmd += ["--metrics-listen", f"127.0.0.1:{spec.metrics_port}"]
         self._spawn(spec.name, cmd, {})
 
     def start_frontend(self) -> None:
@@ -170,6 +174,8 @@ class Cluster:
                "--region", s.region]
         for n in s.nodes:
             cmd += ["--hsm-endpoint", n.endpoint]
+        if s.frontend_metrics_port:
+            cmd += ["--metrics-listen", f"127.0.0.1:{s.frontend_metrics_port}"]
         env = {"KMS_AWS_LISTEN": f"127.0.0.1:{s.aws_port}",
                "KMS_AWS_ACCESS_KEYS": f"{s.aws_access_key_id}:{s.aws_secret_access_key}"}
         self._spawn("frontend", cmd, env)
@@ -355,10 +361,16 @@ class Cluster:
             "region": s.region, "aws_access_key_id": s.aws_access_key_id,
             "aws_secret_access_key": s.aws_secret_access_key,
             "trust_anchor": str(self.anchor), "env_file": str(self.env_path),
-            "frontend": {"running": alive.get("frontend", False), "log": str(self.log("frontend"))},
+            "frontend": {"running": alive.get("frontend", False), "log": str(self.log("frontend")),
+                         "metrics": _metrics_url(s.frontend_metrics_port)},
             "nodes": [{"name": n.name, "endpoint": n.endpoint, "peer_endpoint": n.peer_endpoint,
-                       "running": alive.get(n.name, False), "log": str(self.log(n.name))} for n in s.nodes],
+                       "running": alive.get(n.name, False), "log": str(self.log(n.name)),
+                       "metrics": _metrics_url(n.metrics_port)} for n in s.nodes],
         }
+
+
+def _metrics_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/metrics" if port else ""
 
 
 def _alive(pid: int, proc: subprocess.Popen | None) -> bool:
@@ -405,10 +417,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     taken: set[int] = {p for n in s.nodes for p in (n.port, n.peer_port)}
     for i in range(len(s.nodes), args.nodes):
         s.nodes.append(NodeSpec(f"node{i + 1}", pick_port(args.base_port + 2 * i, taken),
-                                pick_port(args.base_port + 1 + 2 * i, taken)))
+                                pick_port(args.base_port + 1 + 2 * i, taken),
+                                metrics_port=pick_port(args.metrics_port + 1 + i, taken)))
     if not s.aws_access_key_id:
         s.frontend_port = pick_port(args.port, taken)
         s.aws_port = pick_port(args.aws_port, taken)
+        s.frontend_metrics_port = pick_port(args.metrics_port, taken)
         s.aws_access_key_id = "AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(16))
         s.aws_secret_access_key = base64.b64encode(os.urandom(30)).decode()
         s.region = args.region
@@ -465,6 +479,7 @@ Custom key store:      {st['custom_key_store_id']} (CONNECTED)
 Trust anchor:          {st['trust_anchor']}
 Credentials and endpoints for kms / hsm-mgmt / AWS SDKs: {st['env_file']}
 Logs:                  {c.dir / 'logs'}
+Metrics (Prometheus):  {st['frontend']['metrics'] or '-'} (nodes: kms-cluster status --json)
 
 Next:
   kms create-key --origin AWS_CLOUDHSM --custom-key-store-id {st['custom_key_store_id']}
@@ -578,6 +593,8 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--base-port", type=int, default=2225, help="first HSM node port (first run; +2 per node)")
     up.add_argument("--port", type=int, default=7800, help="frontend gRPC port (first run)")
     up.add_argument("--aws-port", type=int, default=4599, help="AWS JSON endpoint port (first run)")
+    up.add_argument("--metrics-port", type=int, default=9100,
+                    help="frontend /metrics port (first run); nodes take the next ones")
     up.add_argument("--region", default="us-east-1")
     up.add_argument("--backup-interval", type=float, default=None, help="seconds between periodic backups")
     up.add_argument("--detach", action="store_true", help="return once everything is up")

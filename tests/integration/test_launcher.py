@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.request
 
 import grpc
 
@@ -26,7 +27,8 @@ async def describe(endpoint: str) -> kms.CustomKeyStoresListEntry:
 
 async def test_up_status_down_and_resume(tmp_path):
     root = tmp_path / "cluster"
-    ports = ["--base-port", str(free_port()), "--port", str(free_port()), "--aws-port", str(free_port())]
+    ports = ["--base-port", str(free_port()), "--port", str(free_port()), "--aws-port", str(free_port()),
+             "--metrics-port", str(free_port())]
     try:
         up = launcher(root, "up", "--detach", *ports)
         assert up.returncode == 0, up.stderr
@@ -35,6 +37,9 @@ async def test_up_status_down_and_resume(tmp_path):
         assert status["cluster_id"].startswith("cluster-") and status["custom_key_store_id"].startswith("cks-")
         assert [n["health"] for n in status["nodes"]] == ["ACTIVE"] * 3
         assert status["aws_endpoint_url"].startswith("http://127.0.0.1:") and status["aws_access_key_id"]
+        metrics = urllib.request.urlopen(status["frontend"]["metrics"], timeout=10).read().decode()
+        assert "kms_custom_key_store_state" in metrics
+        assert "hsm_keys" in urllib.request.urlopen(status["nodes"][0]["metrics"], timeout=10).read().decode()
         store = await describe(status["kms_endpoint"])
         assert store.connection_state == "CONNECTED" and store.custom_key_store_id == status["custom_key_store_id"]
         env = (root / "env").read_text()
