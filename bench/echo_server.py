@@ -1,55 +1,136 @@
-"""A bare gRPC echo used as the baseline of the crypto-path benchmark.
+"""Bare gRPC servers used as the baselines of the crypto-path benchmark.
 
-    python bench/echo_server.py echo  --listen 127.0.0.1:P --tls-cert C --tls-key K
-    python bench/echo_server.py proxy --listen 127.0.0.1:P --upstream 127.0.0.1:Q --ca C
+    python bench/echo_server.py echo   --listen 127.0.0.1:P --tls-cert C --tls-key K [--plain-listen 127.0.0.1:R]
+    python bench/echo_server.py proxy  --listen 127.0.0.1:P --upstream 127.0.0.1:Q --ca C [--tls-cert C --tls-key K]
+    python bench/echo_server.py stream-proxy --listen 127.0.0.1:P --upstream 127.0.0.1:Q --ca C [...]
 
-``proxy`` forwards each unary call to the upstream echo over TLS and returns its
-answer, so client -> proxy -> echo has the same hops and TLS as client ->
-frontend -> HSM node, with no work in either process.
+``echo`` answers each unary call with its request. ``proxy`` forwards each unary
+call to the upstream echo over TLS and returns its answer, so client -> proxy ->
+echo has the same hops and TLS as client -> frontend -> HSM node, with no work in
+either process. ``stream-proxy`` forwards the same unary calls over one
+long-lived TLS stream to the echo's ``Batch`` method, with the frontend's
+batching (requests that arrive while a message is unanswered travel together in
+the next one): the frontend's design with no work at all, i.e. the most the
+frontend could reach on this machine. ``--plain-listen`` also serves the echo
+without TLS, for a one-hop baseline whose client leg matches a plaintext client
+leg of the other paths.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
+import struct
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 
 METHOD = "/bench.Echo/Echo"
+BATCH_METHOD = "/bench.Echo/Batch"
+_ITEM = struct.Struct(">IH")  # a batch is a run of (id, length, bytes)
 
 
 def _identity(b: bytes) -> bytes:
     return b
 
 
+def _pack(items: list[tuple[int, bytes]]) -> bytes:
+    return b"".join(_ITEM.pack(i, len(b)) + b for i, b in items)
+
+
+def _unpack(buf: bytes) -> list[tuple[int, bytes]]:
+    out, at = [], 0
+    while at < len(buf):
+        i, n = _ITEM.unpack_from(buf, at)
+        at += _ITEM.size
+        out.append((i, buf[at:at + n]))
+        at += n
+    return out
+
+
+class StreamProxy:
+    """Unary calls in; out over one stream, batched while a message is unanswered."""
+
+    def __init__(self, upstream: str, ca: bytes) -> None:
+        channel = grpc.aio.secure_channel(upstream, grpc.ssl_channel_credentials(ca))
+        self._call = channel.stream_stream(BATCH_METHOD, request_serializer=_identity, response_deserializer=_identity)()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future] = {}
+        self._queue: list[tuple[int, bytes]] = []
+        self._wake, self._answered = asyncio.Event(), asyncio.Event()
+        self._unanswered = 0
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._send()), loop.create_task(self._receive())]
+
+    async def forward(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        i = next(self._ids)
+        fut = self._pending[i] = asyncio.get_running_loop().create_future()
+        self._queue.append((i, request))
+        self._wake.set()
+        return await fut
+
+    async def _send(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                while self._unanswered:
+                    self._answered.clear()
+                    await self._answered.wait()
+                batch, self._queue = self._queue, []
+                self._unanswered += 1
+                await self._call.write(_pack(batch))
+
+    async def _receive(self) -> None:
+        async for message in self._call:
+            self._unanswered -= 1
+            self._answered.set()
+            for i, b in _unpack(message):
+                self._pending.pop(i).set_result(b)
+
+
 async def serve(args: argparse.Namespace) -> None:
     server = grpc.aio.server()
+    handlers = {}
     if args.mode == "echo":
         async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             return request
+
+        async def batch(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+            async for message in requests:
+                yield message
         handler = echo
-    else:
+        handlers["Batch"] = grpc.stream_stream_rpc_method_handler(batch, request_deserializer=_identity,
+                                                                  response_serializer=_identity)
+    elif args.mode == "proxy":
         channel = grpc.aio.secure_channel(args.upstream, grpc.ssl_channel_credentials(Path(args.ca).read_bytes()))
         upstream = channel.unary_unary(METHOD, request_serializer=_identity, response_deserializer=_identity)
 
         async def proxy(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             return await upstream(request)
         handler = proxy
-    rpc = grpc.unary_unary_rpc_method_handler(handler, request_deserializer=_identity, response_serializer=_identity)
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bench.Echo", {"Echo": rpc})])
+    else:
+        handler = StreamProxy(args.upstream, Path(args.ca).read_bytes()).forward
+    handlers["Echo"] = grpc.unary_unary_rpc_method_handler(handler, request_deserializer=_identity,
+                                                           response_serializer=_identity)
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bench.Echo", handlers)])
     if args.tls_cert:
         creds = grpc.ssl_server_credentials([(Path(args.tls_key).read_bytes(), Path(args.tls_cert).read_bytes())])
         server.add_secure_port(args.listen, creds)
     else:
         server.add_insecure_port(args.listen)
+    if args.plain_listen:
+        server.add_insecure_port(args.plain_listen)
     await server.start()
     await server.wait_for_termination()
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["echo", "proxy"])
+    p.add_argument("mode", choices=["echo", "proxy", "stream-proxy"])
     p.add_argument("--listen", required=True)
+    p.add_argument("--plain-listen")
     p.add_argument("--upstream")
     p.add_argument("--ca")
     p.add_argument("--tls-cert")

@@ -14,7 +14,9 @@ adapters (gRPC and AWS JSON) count, time and log a request, so they report alike
 """
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator
@@ -57,11 +59,20 @@ _counters: dict[tuple[str, str], Any] = {}
 _timers: dict[str, Any] = {}
 
 
+# Request ids the frontend makes: shaped like a version-4 UUID (as AWS's are; callers parse them
+# as UUIDs), from a random per-process prefix and a counter. Unique within the process by the
+# counter and across processes and restarts by the 74 random bits of the prefix, without what
+# uuid4() costs on every request (an os.urandom syscall, a UUID object, its formatting: ~5 us).
+_ID_PREFIX = str(uuid.uuid4())[:24]  # "xxxxxxxx-xxxx-4xxx-Vxxx-": the version and variant bits
+_ID_COUNTER = itertools.count(int.from_bytes(os.urandom(6), "big"))
+
+
 def new_request_id(offered: str | None = None) -> str:
-    """The caller's id when it offered a sane one (bounded, no spaces or control characters), else a uuid4."""
+    """The caller's id when it offered a sane one (bounded, no spaces or control characters), else
+    a new id in the form of a uuid4."""
     if offered and _SAFE_ID.fullmatch(offered):
         return offered
-    return str(uuid.uuid4())
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFF_FFFF_FFFF:012x}"
 
 
 def grpc_request_id(context: Any) -> str:

@@ -11,6 +11,7 @@ import signal
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -33,6 +34,27 @@ from .store.sqlite import SqliteRepository
 
 log = logging.getLogger("kms_frontend.server")
 LAME_DUCK_MAX_S = 2.0  # at most this long refusing new calls before gRPC stops (in-flight ones go on)
+
+
+class GenericHandlersOnly:
+    """What a generated ``add_*Servicer_to_server`` is given instead of the server: it installs the
+    service's generic handler (a dict lookup per call) and skips ``add_registered_method_handlers``.
+
+    Why: grpc.aio keeps one pending "request call" future per registered method, and its serving
+    loop runs ``asyncio.wait`` over all of them for every call it accepts (an iscoroutine check and
+    a done-callback added and removed on each). With the ~45 methods of Kms, KmsAdmin and Health
+    that is ~45 us per accepted call instead of ~17 us with the one generic future (measured in
+    isolation), and py-spy put 3-7% of the frontend's samples under Encrypt load there. Same
+    methods, same handlers, same behaviour; only the lookup is a dict lookup in Python."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+        pass  # served by the generic handler added just before
 
 
 def instance_id(data_dir: Path) -> str:
@@ -75,9 +97,10 @@ class Frontend:
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        pb_grpc.add_KmsServicer_to_server(KmsServicer(self.services, self.gate), self.server)
-        pb_grpc.add_KmsAdminServicer_to_server(KmsAdminServicer(self.services, self.gate), self.server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        handlers = GenericHandlersOnly(self.server)
+        pb_grpc.add_KmsServicer_to_server(KmsServicer(self.services, self.gate), handlers)
+        pb_grpc.add_KmsAdminServicer_to_server(KmsAdminServicer(self.services, self.gate), handlers)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, handlers)
         if self.tls is not None:
             creds = grpc.ssl_server_credentials([self.tls])
             port = self.server.add_secure_port(self.args.listen, creds)

@@ -345,14 +345,24 @@ def validate_encryption_context(
     context: Mapping[str, str] | None, *, field: str = "encryptionContext"
 ) -> None:
     """Encryption context: strings only, valid Unicode, and small enough to travel as AAD."""
+    encoded_encryption_context(context, field=field)
+
+
+def encoded_encryption_context(
+    context: Mapping[str, str] | None, *, field: str = "encryptionContext"
+) -> bytes:
+    """:func:`validate_encryption_context`, returning the encoding it checked, for the AAD
+    (so the crypto path encodes a context once, not once to check it and again to use it)."""
     try:
-        size = len(encode_context(context))
+        encoded = encode_context(context)
     except (TypeError, ValueError) as exc:
         raise errors.ValidationException(
             f"Invalid {field}: keys and values must be valid Unicode strings."
         ) from exc
+    size = len(encoded)
     if size > MAX_ENCODED_CONTEXT_BYTES:
         raise errors.ValidationException(
             f"The {field} is too large: it encodes to {size} bytes, the maximum is "
             f"{MAX_ENCODED_CONTEXT_BYTES} bytes. Use fewer or shorter pairs."
         )
+    return encoded

@@ -276,19 +276,32 @@ class HsmServicer(pb_grpc.HsmServicer):
     async def GenerateDataKey(self, request: pb.GenerateDataKeyRequest, context: Any) -> pb.GenerateDataKeyResponse:
         return self._data_key(request)
 
-    def _encrypt(self, r: pb.EncryptRequest) -> pb.EncryptResponse:
-        iv, ct = self.keys.encrypt(r.session_token, r.key_handle, r.plaintext, r.aad)
-        return pb.EncryptResponse(iv=iv, ciphertext=ct)
+    # Each crypto operation fills its response in place: the unary RPCs pass a new message, the
+    # CryptoStream passes the member of the result it adds to its reply (so an operation on the
+    # stream costs one message, not a response, a result wrapping a copy of it and a copy of that).
 
-    def _decrypt(self, r: pb.DecryptRequest) -> pb.DecryptResponse:
-        return pb.DecryptResponse(plaintext=self.keys.decrypt(r.session_token, r.key_handle, r.iv, r.ciphertext, r.aad))
+    def _encrypt(self, r: pb.EncryptRequest, out: pb.EncryptResponse | None = None) -> pb.EncryptResponse:
+        out = pb.EncryptResponse() if out is None else out
+        out.iv, out.ciphertext = self.keys.encrypt(r.session_token, r.key_handle, r.plaintext, r.aad)
+        return out
 
-    def _random(self, r: pb.GenerateRandomRequest) -> pb.GenerateRandomResponse:
-        return pb.GenerateRandomResponse(random=self.keys.random(r.session_token, r.length))
+    def _decrypt(self, r: pb.DecryptRequest, out: pb.DecryptResponse | None = None) -> pb.DecryptResponse:
+        out = pb.DecryptResponse() if out is None else out
+        out.plaintext = self.keys.decrypt(r.session_token, r.key_handle, r.iv, r.ciphertext, r.aad)
+        return out
 
-    def _data_key(self, r: pb.GenerateDataKeyRequest) -> pb.GenerateDataKeyResponse:
-        pt, iv, ct = self.keys.data_key(r.session_token, r.key_handle, r.length, r.aad)
-        return pb.GenerateDataKeyResponse(plaintext=b"" if r.without_plaintext else pt, iv=iv, ciphertext=ct)
+    def _random(self, r: pb.GenerateRandomRequest,
+                out: pb.GenerateRandomResponse | None = None) -> pb.GenerateRandomResponse:
+        out = pb.GenerateRandomResponse() if out is None else out
+        out.random = self.keys.random(r.session_token, r.length)
+        return out
+
+    def _data_key(self, r: pb.GenerateDataKeyRequest,
+                  out: pb.GenerateDataKeyResponse | None = None) -> pb.GenerateDataKeyResponse:
+        out = pb.GenerateDataKeyResponse() if out is None else out
+        pt, out.iv, out.ciphertext = self.keys.data_key(r.session_token, r.key_handle, r.length, r.aad)
+        out.plaintext = b"" if r.without_plaintext else pt
+        return out
 
     async def CryptoStream(self, request_iterator: AsyncIterator[pb.CryptoBatch],
                            context: grpc.aio.ServicerContext) -> AsyncIterator[pb.CryptoBatchResult]:
@@ -304,25 +317,28 @@ class HsmServicer(pb_grpc.HsmServicer):
             st.waiting = True
             async for batch in request_iterator:
                 st.waiting = False
-                results = []
+                reply = pb.CryptoBatchResult()
+                add = reply.results.add
                 for op in batch.ops:
                     kind = op.WhichOneof("op")
+                    result = add(id=op.id)
                     try:
                         if kind is None:
                             raise InvalidArgument("crypto op has no operation set")
-                        out = handlers[kind](getattr(op, kind))
-                        results.append(pb.CryptoResult(id=op.id, **{kind: out}))
+                        out = getattr(result, kind)
+                        out.SetInParent()  # the oneof names this member even if every field stays empty
+                        handlers[kind](getattr(op, kind), out)
                         counts[(kind, "OK")] += 1
                     except HsmError as exc:
-                        results.append(pb.CryptoResult(id=op.id, error=pb.CryptoError(code=exc.code.value[0], message=exc.message)))
+                        result.error.CopyFrom(pb.CryptoError(code=exc.code.value[0], message=exc.message))
                         self._crypto_failed(op, kind, exc.code.name, exc.message)
                     except Exception:
                         log.exception("internal error in crypto stream", extra={
                             "event": "internal_error", "op": kind, "request_id": op.request_id[:128]})
-                        results.append(pb.CryptoResult(id=op.id, error=pb.CryptoError(
-                            code=grpc.StatusCode.INTERNAL.value[0], message="internal error in the HSM (see the node log)")))
+                        result.error.CopyFrom(pb.CryptoError(code=grpc.StatusCode.INTERNAL.value[0],
+                                                             message="internal error in the HSM (see the node log)"))
                         self._crypto_failed(op, kind, "INTERNAL", "internal error")
-                yield pb.CryptoBatchResult(results=results)
+                yield reply
                 if self.draining:
                     break
                 st.waiting = True

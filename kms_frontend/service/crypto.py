@@ -19,12 +19,17 @@ import grpc
 from protos.hsm.v1 import hsm_pb2 as hsm
 
 from .. import errors
-from ..ciphertext import BlobHeader, CiphertextFormatError, build_aad, pack, unpack
+from ..ciphertext import CiphertextFormatError, aad_of_encoded, header_bytes, pack_encoded, unpack
 from ..cluster.calls import NoNodeAvailable
 from ..cluster.connector import CONNECTED, Connector
 from ..cluster.crypto_streams import HsmOpError, KeyMissing, run_op
 from ..store.repository import KeyRecord
-from ..validation import Checks, validate_data_key_spec, validate_encryption_context
+from ..validation import (
+    Checks,
+    encoded_encryption_context,
+    validate_data_key_spec,
+    validate_encryption_context,
+)
 from .catalog import Catalog
 from .context import Context
 
@@ -104,19 +109,22 @@ class Crypto:
                       algorithm: str | None = None, dry_run: bool = False) -> tuple[bytes, KeyRecord]:
         Checks().key_id(ref).plaintext(plaintext).done()
         self._check_common(list(grant_tokens), algorithm)
-        validate_encryption_context(context)
+        encoded_context = encoded_encryption_context(context)
         key = self.usable(ref, "Encrypt")
         self._check_algorithm(key, algorithm)
         if dry_run:
             raise errors.dry_run_succeeded()
-        return await self._seal(key, plaintext, context), key
+        return await self._seal(key, plaintext, encoded_context), key
 
-    async def _seal(self, key: KeyRecord, plaintext: bytes, context: Mapping[str, str], throttle: bool = True) -> bytes:
-        header = BlobHeader(key.key_id, key.backing_key_handle or 0, key.custom_key_store_id)
-        aad = build_aad(header.to_bytes(), context)
-        result = await self._hsm(key, lambda token: hsm.CryptoOp(encrypt=hsm.EncryptRequest(
-            session_token=token, key_handle=header.key_handle, plaintext=plaintext, aad=aad)), throttle)
-        return pack(header, result.encrypt.iv, result.encrypt.ciphertext)
+    async def _seal(self, key: KeyRecord, plaintext: bytes, encoded_context: bytes, throttle: bool = True) -> bytes:
+        handle = key.backing_key_handle or 0
+        header = header_bytes(key.key_id, handle, key.custom_key_store_id)  # built once per key, then cached
+        aad = aad_of_encoded(header, encoded_context)
+        # The operation is built in one go (a dict for the oneof member, no separate EncryptRequest
+        # message copied into it): it is rebuilt for each node tried, with that node's session.
+        result = await self._hsm(key, lambda token: hsm.CryptoOp(encrypt={
+            "session_token": token, "key_handle": handle, "plaintext": plaintext, "aad": aad}), throttle)
+        return pack_encoded(header, result.encrypt.iv, result.encrypt.ciphertext)
 
     async def decrypt(self, blob: bytes, context: Mapping[str, str], key_ref: str | None = None,
                       grant_tokens: list[str] = (), algorithm: str | None = None,  # type: ignore[assignment]
@@ -166,13 +174,13 @@ class Crypto:
         self._check_common(list(grant_tokens), source_algorithm, "sourceEncryptionAlgorithm")
         self._check_common([], destination_algorithm, "destinationEncryptionAlgorithm")
         validate_encryption_context(source_context, field="sourceEncryptionContext")
-        validate_encryption_context(destination_context, field="destinationEncryptionContext")
+        destination_encoded = encoded_encryption_context(destination_context, field="destinationEncryptionContext")
         destination = self.usable(destination_key_ref, "ReEncrypt")
         self._check_algorithm(destination, destination_algorithm)
         opened = await self._open(blob, source_context, source_key_ref, "ReEncrypt", dry_run, source_algorithm)
         # One ReEncrypt is one request against a store's quota, though it runs two HSM operations.
         same_store = destination.custom_key_store_id == opened.key.custom_key_store_id
-        blob = await self._seal(destination, opened.plaintext, destination_context, throttle=not same_store)
+        blob = await self._seal(destination, opened.plaintext, destination_encoded, throttle=not same_store)
         return blob, opened.key, destination
 
     async def generate_data_key(self, ref: str, context: Mapping[str, str], number_of_bytes: int | None,
@@ -181,17 +189,18 @@ class Crypto:
         Checks().key_id(ref).done()
         length = validate_data_key_spec(number_of_bytes, key_spec)
         self._check_common(list(grant_tokens), None)
-        validate_encryption_context(context)
+        encoded_context = encoded_encryption_context(context)
         operation = "GenerateDataKey" if with_plaintext else "GenerateDataKeyWithoutPlaintext"
         key = self.usable(ref, operation)
         if dry_run:
             raise errors.dry_run_succeeded()
-        header = BlobHeader(key.key_id, key.backing_key_handle or 0, key.custom_key_store_id)
-        aad = build_aad(header.to_bytes(), context)
-        result = await self._hsm(key, lambda token: hsm.CryptoOp(data_key=hsm.GenerateDataKeyRequest(
-            session_token=token, key_handle=header.key_handle, length=length, aad=aad)))
+        handle = key.backing_key_handle or 0
+        header = header_bytes(key.key_id, handle, key.custom_key_store_id)
+        aad = aad_of_encoded(header, encoded_context)
+        result = await self._hsm(key, lambda token: hsm.CryptoOp(data_key={
+            "session_token": token, "key_handle": handle, "length": length, "aad": aad}))
         dk = result.data_key
-        return pack(header, dk.iv, dk.ciphertext), (dk.plaintext if with_plaintext else b""), key
+        return pack_encoded(header, dk.iv, dk.ciphertext), (dk.plaintext if with_plaintext else b""), key
 
     async def generate_random(self, number_of_bytes: int | None, store_id: str | None) -> bytes:
         Checks().number_of_bytes(number_of_bytes, required=True).custom_key_store_id(store_id, required=False).done()

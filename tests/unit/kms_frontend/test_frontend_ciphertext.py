@@ -170,3 +170,15 @@ def test_garbage_and_oversize_rejected():
 
 def test_aad_limits_are_consistent():
     assert 2 + ct.MAX_HEADER_BYTES + ct.MAX_ENCODED_CONTEXT_BYTES == ct.MAX_AAD_BYTES
+
+
+def test_cached_header_and_encoded_forms_match_the_plain_ones():
+    h = BlobHeader(key_id=KEY_ID, key_handle=262162, custom_key_store_id=STORE)
+    assert ct.header_bytes(KEY_ID, 262162, STORE) == h.to_bytes()
+    assert ct.header_bytes(KEY_ID, 262163, STORE) != h.to_bytes()  # other key material, other header
+    iv, sealed = b"\1" * 12, b"\2" * 40
+    assert ct.pack_encoded(ct.header_bytes(KEY_ID, 262162, STORE), iv, sealed) == ct.pack(h, iv, sealed)
+    context = {"b": "2", "a": "1"}
+    assert ct.aad_of_encoded(h.to_bytes(), ct.encode_context(context)) == ct.build_aad(h.to_bytes(), context)
+    with pytest.raises(ValueError):
+        ct.header_bytes("not-a-uuid", 1, STORE)

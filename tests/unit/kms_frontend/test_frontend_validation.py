@@ -5,6 +5,7 @@ import pytest
 from kms_frontend import errors
 from kms_frontend.validation import (
     Checks,
+    encoded_encryption_context,
     page_limit,
     validate_alias_name,
     validate_data_key_spec,
@@ -195,3 +196,12 @@ def test_encryption_context():
         validate_encryption_context({"k": "v" * 9000})
     with pytest.raises(errors.ValidationException):
         validate_encryption_context({"k": "\udc80"})
+
+
+def test_encoded_encryption_context_checks_and_returns_the_encoding():
+    from kms_frontend.ciphertext import encode_context
+
+    assert encoded_encryption_context({"b": "2", "a": "1"}) == encode_context({"a": "1", "b": "2"})
+    assert encoded_encryption_context(None) == encode_context({})
+    with pytest.raises(errors.ValidationException, match="destinationEncryptionContext is too large"):
+        encoded_encryption_context({"k": "v" * 9000}, field="destinationEncryptionContext")

@@ -1,0 +1,122 @@
+"""The frontend's crypto streams with a fake node: micro-batching while a message is unanswered,
+routing to a node whose batch is forming, and the one-timer stall detection."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from kms_frontend.cluster import crypto_streams as cs
+from kms_frontend.cluster.sessions import NodeSession, StoreSessions
+from protos.hsm.v1 import hsm_pb2 as hsm
+
+
+class FakeCall:
+    """A CryptoStream call whose node answers a message only when told to (``answer``)."""
+
+    def __init__(self) -> None:
+        self.written: list[hsm.CryptoBatch] = []
+        self._replies: asyncio.Queue[hsm.CryptoBatchResult] = asyncio.Queue()
+        self.cancelled = False
+
+    async def write(self, batch: hsm.CryptoBatch) -> None:
+        self.written.append(batch)
+
+    def answer(self, index: int) -> None:
+        results = [hsm.CryptoResult(id=op.id, encrypt=hsm.EncryptResponse(iv=b"i" * 12, ciphertext=op.encrypt.plaintext))
+                   for op in self.written[index].ops]
+        self._replies.put_nowait(hsm.CryptoBatchResult(results=results))
+
+    def __aiter__(self) -> FakeCall:
+        return self
+
+    async def __anext__(self) -> hsm.CryptoBatchResult:
+        return await self._replies.get()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeStub:
+    def __init__(self) -> None:
+        self.calls: list[FakeCall] = []
+
+    def CryptoStream(self) -> FakeCall:  # noqa: N802 - the gRPC method name
+        self.calls.append(FakeCall())
+        return self.calls[-1]
+
+
+def store(n: int = 3) -> StoreSessions:
+    sessions = StoreSessions.__new__(StoreSessions)
+    sessions._rr = itertools.count()
+    sessions.nodes = {}
+    for i in range(n):
+        endpoint = f"127.0.0.1:{9000 + i}"
+        sessions.nodes[endpoint] = NodeSession(endpoint, None, FakeStub(), token=f"token-{i}")  # type: ignore[arg-type]
+    return sessions
+
+
+def op(data: bytes) -> hsm.CryptoOp:
+    return hsm.CryptoOp(encrypt={"session_token": "t", "key_handle": 1, "plaintext": data})
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_requests_arriving_while_a_message_is_unanswered_travel_together():
+    sessions = store(1)
+    node = next(iter(sessions.nodes.values()))
+    first = asyncio.ensure_future(cs.run_op(sessions, lambda token: op(b"first")))
+    await settle()
+    call = node.stub.calls[0]
+    assert [len(b.ops) for b in call.written] == [1]  # a lone request goes at once
+    later = [asyncio.ensure_future(cs.run_op(sessions, lambda token, i=i: op(b"later %d" % i))) for i in range(5)]
+    await settle()
+    assert [len(b.ops) for b in call.written] == [1]  # the stream is busy: they wait for its answer
+    call.answer(0)
+    assert (await first).encrypt.ciphertext == b"first"
+    await settle()
+    assert [len(b.ops) for b in call.written] == [1, 5]  # ... and then travel in one message
+    call.answer(1)
+    assert [(await f).encrypt.ciphertext for f in later] == [b"later %d" % i for i in range(5)]
+
+
+async def test_an_operation_joins_the_node_whose_batch_is_forming():
+    sessions = store(3)
+    first = asyncio.ensure_future(cs.run_op(sessions, lambda token: op(b"a")))
+    await settle()
+    busy = [n for n in sessions.nodes.values() if n.stub.calls]
+    assert len(busy) == 1
+    more = [asyncio.ensure_future(cs.run_op(sessions, lambda token: op(b"b"))) for _ in range(3)]
+    await settle()
+    assert [n for n in sessions.nodes.values() if n.stub.calls] == busy  # no other node's stream opened
+    call = busy[0].stub.calls[0]
+    call.answer(0)
+    await settle()
+    call.answer(1)
+    await asyncio.gather(first, *more)
+    assert [len(b.ops) for b in call.written] == [1, 3]
+
+
+async def test_a_stalled_node_fails_over_after_the_timeout(monkeypatch):
+    monkeypatch.setattr(cs, "OP_TIMEOUT_S", 0.2)
+    sessions = store(2)
+    nodes = list(sessions.nodes.values())
+    task = asyncio.ensure_future(cs.run_op(sessions, lambda token: op(b"x")))
+    await settle()
+    stalled = next(n for n in nodes if n.stub.calls)
+    other = next(n for n in nodes if n is not stalled)
+    await asyncio.sleep(0.3)  # the stalled node never answers: its stream closes, the op moves on
+    assert stalled.crypto_stream.broken and stalled.stub.calls[0].cancelled
+    assert other.stub.calls, "the operation was not retried on the other node"
+    other.stub.calls[0].answer(0)
+    assert (await task).encrypt.ciphertext == b"x"
+
+
+async def test_every_node_stalled_is_no_node_available(monkeypatch):
+    monkeypatch.setattr(cs, "OP_TIMEOUT_S", 0.1)
+    with pytest.raises(cs.NoNodeAvailable):
+        await cs.run_op(store(2), lambda token: op(b"x"))
