@@ -334,7 +334,7 @@ def dependency_timeout() -> DependencyTimeoutException:
 # ---------------------------------------------------------------- ValidationException shapes
 
 
-MAX_ECHOED_VALUE = 8200  # the longest string member (8192) still shows; gRPC status details stay small
+MAX_ECHOED_VALUE = 1024  # longer values are cut: gRPC drops status details beyond ~8 KB of metadata
 
 
 def validation_failure(field: str, constraint: str, value: object = None, *, shown: str = "value") -> str:
