@@ -10,6 +10,7 @@ import pytest
 from kms_frontend.cluster import crypto_streams as cs
 from kms_frontend.cluster.sessions import NodeSession, StoreSessions
 from protos.hsm.v1 import hsm_pb2 as hsm
+from tests.harness import wait_until
 
 
 class FakeCall:
@@ -109,7 +110,8 @@ async def test_a_stalled_node_fails_over_after_the_timeout(monkeypatch):
     await settle()
     stalled = next(n for n in nodes if n.stub.calls)
     other = next(n for n in nodes if n is not stalled)
-    await asyncio.sleep(0.3)  # the stalled node never answers: its stream closes, the op moves on
+    # the stalled node never answers: once its deadline passes its stream closes and the op moves on
+    await wait_until(lambda: other.stub.calls, timeout=5, interval=0.01, what="the retry on the other node")
     assert stalled.crypto_stream.broken and stalled.stub.calls[0].cancelled
     assert other.stub.calls, "the operation was not retried on the other node"
     other.stub.calls[0].answer(0)
