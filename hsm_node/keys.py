@@ -68,10 +68,17 @@ class Keys:
         # Concurrent generations must not pick the same handle while this write is in flight
         # (the later write would silently replace the earlier, acknowledged key).
         self._allocating.add(handle)
+        # A caller that hangs up does not abandon the key half-made: it is kept only if
+        # enough nodes hold it, and taken back otherwise, whether anyone still listens or not.
+        outcome = await node.uncancellable(self._store_new_key(key, min_replicas, timeout_s))
+        return key, outcome
+
+    async def _store_new_key(self, key: rec.KeyRecord, min_replicas: int, timeout_s: float) -> WriteOutcome:
+        node = self.node
         try:
             seq = await node.write([("key", key.entity, key)])
         finally:
-            self._allocating.discard(handle)
+            self._allocating.discard(key.handle)
         outcome = await node.confirm(seq, need=max(min_replicas, 0), timeout_s=timeout_s)
         if min_replicas > 1 and outcome.replicas < min_replicas:
             # Take it back everywhere it may have reached: nobody got the handle.
@@ -79,7 +86,7 @@ class Keys:
             raise InsufficientReplicas(
                 f"key generation needs {min_replicas} nodes to confirm within {timeout_s * 1000:.0f} ms but only"
                 f" {outcome.replicas} did; the key was deleted again")
-        return key, outcome
+        return outcome
 
     def find(self, token: str, label: str = "", owner_id: int = 0) -> list[int]:
         caller = self._cu(token)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -65,6 +65,7 @@ class HsmNode:
         self._hlc = 0
         self._seq = 0
         self.replication: Any = None          # set by the server (replication.Replicator)
+        self._finishing: set[asyncio.Task] = set()  # changes whose caller went away (see uncancellable)
         self.on_identity_change: list[Callable[[], None]] = []
         self._load()
 
@@ -114,6 +115,20 @@ class HsmNode:
         """Run a blocking storage call on the node's single storage thread."""
         return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)
 
+    def uncancellable(self, change: Coroutine[Any, Any, T]) -> Awaitable[T]:
+        """Run a state change to its end even if the caller is cancelled.
+
+        A storage commit runs on the storage thread and completes whatever
+        happens to the awaiting coroutine; the in-memory records, positions and
+        oplog sequence that follow it must then be updated too. A client that
+        hangs up (a cancelled RPC) in between used to leave the disk ahead of
+        memory: the next write reused the oplog sequence number, which the
+        oplog ignored, so that write never replicated and the nodes diverged."""
+        task = asyncio.ensure_future(change)
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        return asyncio.shield(task)
+
     def now_ms(self) -> int:
         return int(self.config.clock() * 1000)
 
@@ -155,6 +170,9 @@ class HsmNode:
         choice (``confirm``)."""
         if replicate and not self.domain_key:
             raise WrongState("the HSM has no cluster identity yet")
+        return await self.uncancellable(self._write(puts, replicate))
+
+    async def _write(self, puts: list[tuple[str, str, rec.Record | None]], replicate: bool) -> int:
         async with self._write_lock:
             version = (self.next_hlc(), self.node_id)
             changes = [RecordChange(kind, entity, version, record) for kind, entity, record in puts]
@@ -221,17 +239,22 @@ class HsmNode:
             "node_cert": certs.cert_pem(node_cert).encode(), "source_backup_id": source_backup_id.encode(),
         }
         secret = {"cluster_key": cluster_key_pem, "domain_key": domain_key}
-        if seed is None:
-            await self.db(self.storage.put_meta, plain, secret)
-        else:
-            await self.db(self.storage.replace_all, seed[0], seed[1], plain, secret)
-        self._load()
-        self.sessions.drop_all()
-        for cb in self.on_identity_change:
-            cb()
+
+        async def install() -> None:
+            if seed is None:
+                await self.db(self.storage.put_meta, plain, secret)
+            else:
+                await self.db(self.storage.replace_all, seed[0], seed[1], plain, secret)
+            self._load()
+            self.sessions.drop_all()
+            for cb in self.on_identity_change:
+                cb()
+        await self.uncancellable(install())
 
     async def set_state(self, state: str) -> None:
-        await self.db(self.storage.put_meta, {"state": state.encode()})
-        self.state = state
-        for cb in self.on_identity_change:
-            cb()
+        async def install() -> None:
+            await self.db(self.storage.put_meta, {"state": state.encode()})
+            self.state = state
+            for cb in self.on_identity_change:
+                cb()
+        await self.uncancellable(install())

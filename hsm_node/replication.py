@@ -255,6 +255,11 @@ class Replicator:
 
     async def apply(self, entries: list[pb.ReplicationEntry]) -> None:
         """Apply entries in per-origin order; duplicates and gaps are skipped."""
+        changes = await self.node.uncancellable(self._apply(entries))
+        if changes:
+            await self._after_apply(changes)
+
+    async def _apply(self, entries: list[pb.ReplicationEntry]) -> list[RecordChange]:
         node = self.node
         async with node._write_lock:
             staged: dict[tuple[str, str], rec.Version] = {}
@@ -281,16 +286,24 @@ class Replicator:
                 accepted.append(OplogEntry(e.origin, e.seq, e.hlc, e.kind, e.entity, bytes(e.sealed_record)))
                 positions[e.origin] = e.seq
             if not accepted:
-                return
+                return []
             await node.db(node.storage.commit, changes, accepted)
             for c in changes:
                 node.records.apply(c.kind, c.entity, c.version, c.record)
                 node.observe_hlc(c.version[0])
             node.positions.update({e.origin: e.seq for e in accepted})
-        await self._after_apply(changes)
+        return changes
 
     async def apply_snapshot(self, request: pb.SnapshotRequest) -> None:
         """Merge a peer's whole state (LWW per record) and take its positions."""
+        changes = await self.node.uncancellable(self._apply_snapshot(request))
+        if changes is None:
+            return
+        log.info("state transfer applied", extra={"event": "snapshot_applied", "from": request.from_node_id,
+                                                  "records": len(changes)})
+        await self._after_apply(changes)
+
+    async def _apply_snapshot(self, request: pb.SnapshotRequest) -> list[RecordChange] | None:
         node = self.node
         async with node._write_lock:
             changes: list[RecordChange] = []
@@ -304,7 +317,7 @@ class Replicator:
                         raw = open_sealed(node.domain_key, e.sealed_record, rec.record_aad(e.kind, e.entity, version))
                     except SealError:
                         log.error("snapshot record failed authentication", extra={"event": "snapshot_rejected"})
-                        return
+                        return None
                     record = rec.decode(e.kind, raw)
                 changes.append(RecordChange(e.kind, e.entity, version, record))
             positions = {o: s for o, s in request.positions.items() if s > node.positions.get(o, 0)}
@@ -313,9 +326,7 @@ class Replicator:
                 node.records.apply(c.kind, c.entity, c.version, c.record)
                 node.observe_hlc(c.version[0])
             node.positions.update(positions)
-        log.info("state transfer applied", extra={"event": "snapshot_applied", "from": request.from_node_id,
-                                                  "records": len(changes)})
-        await self._after_apply(changes)
+        return changes
 
     async def _after_apply(self, changes: list[RecordChange]) -> None:
         node = self.node

@@ -200,8 +200,10 @@ class Storage:
             for change in changes:
                 self._stage_record(change)
             for e in entries:
+                # A plain INSERT: an (origin, seq) is written once; reusing one must fail
+                # loudly, never drop the later entry (it would never replicate).
                 self.db.execute(
-                    "INSERT OR IGNORE INTO oplog(origin, seq, hlc, kind, entity, sealed) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO oplog(origin, seq, hlc, kind, entity, sealed) VALUES (?, ?, ?, ?, ?, ?)",
                     (e.origin, e.seq, e.hlc, e.kind, e.entity, e.sealed),
                 )
                 self.db.execute(

@@ -55,6 +55,8 @@ async def create_tracked(env: KmsEnv, **fields) -> tuple[k.KeyMetadata, int]:
 
 
 async def deletion_event(env: KmsEnv, key_id: str) -> dict:
+    # The metadata goes first, the backing key after it: the event with its outcome follows.
+    await wait_until(lambda: env.audit_events(key_id), timeout=20, what=f"the DeleteKey audit event of {key_id}")
     events = await env.audit_events(key_id)
     assert len(events) == 1, events
     e = events[0]
