@@ -28,7 +28,7 @@ from .cluster.directory import ClusterDirectory
 from .observability import FrontendCollector, MetricsServer
 from .sealing import SecretBox
 from .service.context import Context, Settings
-from .service.frontend import Services
+from .service.frontend import Services, finish_abandoned
 from .store.repository import SchemaVersionError
 from .store.sqlite import SqliteRepository
 
@@ -143,6 +143,7 @@ class Frontend:
             self.aws.grace = grace
             draining.append(self.aws.stop())
         await asyncio.gather(*draining)
+        await finish_abandoned(deadline - asyncio.get_running_loop().time())
         for t in self._tasks:
             t.cancel()
         await self.connector.close()

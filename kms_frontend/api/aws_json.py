@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -28,7 +29,7 @@ import grpc
 from aiohttp import web
 
 from .. import errors, observability
-from ..service.frontend import Services
+from ..service.frontend import Services, changes_state, run_to_end
 from ..service.key_stores import UpdateRequest
 from ..service.keys import CreateKeyRequest
 from ..store.repository import CustomKeyStoreRecord, KeyRecord, Page
@@ -99,7 +100,13 @@ ROUTES: dict[str, Handler] = {}
 
 def operation(name: str) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
-        ROUTES[name] = fn
+        if changes_state(name):
+            @functools.wraps(fn)
+            async def to_the_end(s: Services, p: Params) -> Any:
+                return await run_to_end(fn(s, p))
+            ROUTES[name] = to_the_end
+        else:
+            ROUTES[name] = fn
         return fn
     return register
 

@@ -18,7 +18,7 @@ from protos.kms.v1 import kms_pb2 as pb
 from protos.kms.v1 import kms_pb2_grpc as pb_grpc
 
 from .. import errors, observability
-from ..service.frontend import Services
+from ..service.frontend import Services, changes_state, run_to_end
 from ..service.key_stores import UpdateRequest
 from ..service.keys import CreateKeyRequest
 from ..store.repository import CustomKeyStoreRecord, KeyRecord
@@ -59,10 +59,19 @@ class Gate:
 SHUTTING_DOWN = "ShuttingDown"  # the outcome of calls refused by a closed gate (not an AWS exception)
 
 
+def _to_the_end(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(fn)
+    async def to_the_end(self: Any, request: Any, context: Any) -> Any:
+        return await run_to_end(fn(self, request, context))
+    return to_the_end
+
+
 def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """Translate KmsError to a status; count, time and log the request (observability.finish) under
     its request id (the caller's ``x-request-id`` metadata or a new one, returned in trailing metadata)."""
     operation = fn.__name__
+    if changes_state(operation):
+        fn = _to_the_end(fn)
 
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
