@@ -10,7 +10,11 @@ previous message. Without that bound every request went alone (a write
 completes as soon as gRPC takes the message, long before the node answers), and
 each message costs the frontend and the node about as much CPU as a unary call.
 When a node dies or stalls mid-flight, its pending operations fail over to
-another node, so callers see no error while any node is alive.
+another node, so callers see no error while any node is alive. A stream that
+has had work out for ``STALL_S`` without any answer (a paused or overloaded
+node) hands its operations to a responsive node at once and gets no new ones
+until it answers again; only when no other node answers either do operations
+wait for it, up to ``OP_TIMEOUT_S``.
 """
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ MAX_BATCH = 256
 MAX_IN_FLIGHT = 1024      # per node: thousands at once on one channel get CANCELLED
 MAX_MESSAGES_IN_FLIGHT = 1  # per stream: unanswered messages; requests arriving meanwhile form the next batch
 JOIN_BATCH_BELOW = 32     # an operation joins another node's forming batch only while it is smaller than this
-OP_TIMEOUT_S = 3.0        # a stalled (paused) node: give its work to another node after this
+OP_TIMEOUT_S = 3.0        # a stalled (paused) node: give up on it after this, even if no other node answers
+STALL_S = 0.5             # no answer for this long with work out: move the work to a responsive node if any
 DRAINING_KEY = "x-hsm-draining"  # trailing metadata of a stream a node ended because it is stopping
 
 
@@ -52,8 +57,9 @@ _CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
 class NodeStream:
-    def __init__(self, session: NodeSession) -> None:
+    def __init__(self, session: NodeSession, others_responsive: Callable[[], bool] = lambda: False) -> None:
         self.session = session
+        self._others_responsive = others_responsive
         self._ids = itertools.count(1)
         self._queue: list[tuple[hsm.CryptoOp, asyncio.Future]] = []
         self._pending: dict[int, asyncio.Future] = {}
@@ -64,6 +70,7 @@ class NodeStream:
         self._timer: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self._unanswered = 0                # messages written whose results have not come back
+        self._silent_since: float | None = None  # waiting for an answer since then (None: nothing out)
         self._answered = asyncio.Event()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._call = session.stub.CryptoStream()
@@ -71,6 +78,12 @@ class NodeStream:
         self.latency = HSM_OP_SECONDS.labels(session.endpoint)
         self._loop = loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._send()), loop.create_task(self._receive())]
+
+    @property
+    def stalled(self) -> bool:
+        """Work has been out for STALL_S and nothing came back (a paused or overloaded node)."""
+        since = self._silent_since
+        return since is not None and not self.broken and self._loop.time() - since >= STALL_S
 
     @property
     def gathering(self) -> bool:
@@ -95,25 +108,42 @@ class NodeStream:
             deadline = loop.time() + OP_TIMEOUT_S
             deadlines.append((deadline, fut))
             if self._timer is None:
-                self._timer = loop.call_at(deadline, self._expire)
+                self._timer = loop.call_at(min(deadline, loop.time() + STALL_S), self._expire)
             try:
                 return await fut  # close() fails it with NodeUnavailable when the stream breaks or stalls
             finally:
                 self._pending.pop(op_id, None)
 
     def _expire(self) -> None:
-        """The timer of the oldest unanswered operation: past its deadline the node is stalled."""
+        """The stream's one timer, while operations are unanswered: a stream silent for STALL_S
+        hands its work to a responsive node; past the oldest operation's deadline it closes."""
         self._timer = None
         deadlines = self._deadlines
         while deadlines and deadlines[0][1].done():
             deadlines.popleft()
         if not deadlines or self.broken:
             return
-        deadline = deadlines[0][0]
-        if deadline - self._loop.time() <= 0.001:  # asyncio may run a timer up to a clock tick early
+        deadline, now = deadlines[0][0], self._loop.time()
+        if deadline - now <= 0.001:  # asyncio may run a timer up to a clock tick early
             self.close("timed out")
-        else:
-            self._timer = self._loop.call_at(deadline, self._expire)
+            return
+        if self.stalled and self._others_responsive():
+            self._hand_over(f"no answer for {now - self._silent_since:.1f} s")  # type: ignore[operator]
+            return
+        since = self._silent_since
+        next_check = now + STALL_S if since is None or now - since >= STALL_S else since + STALL_S
+        self._timer = self._loop.call_at(min(deadline, next_check), self._expire)
+
+    def _hand_over(self, why: str) -> None:
+        """Fail this stream's operations over to other nodes, keeping the stream: a paused node
+        that resumes answers its message and is used again; one that stays silent gets no work."""
+        for fut in list(self._pending.values()):
+            if not fut.done():
+                fut.set_exception(NodeUnavailable(f"{self.session.endpoint}: {why}"))
+        self._queue.clear()
+        self._deadlines.clear()
+        log.warning("crypto stream stalled, work moved", extra={
+            "event": "crypto_stream_stalled", "endpoint": self.session.endpoint, "reason": why})
 
     async def _send(self) -> None:
         try:
@@ -128,6 +158,8 @@ class NodeStream:
                     live = [op for op, fut in batch if not fut.done()]
                     if live:
                         HSM_BATCH_SIZE.observe(len(live))
+                        if not self._unanswered:
+                            self._silent_since = self._loop.time()
                         self._unanswered += 1
                         await self._call.write(hsm.CryptoBatch(ops=live))
         except asyncio.CancelledError:
@@ -140,6 +172,7 @@ class NodeStream:
             pending = self._pending
             async for batch in self._call:
                 self._unanswered -= 1
+                self._silent_since = self._loop.time() if self._unanswered else None
                 self._answered.set()
                 for result in batch.results:
                     fut = pending.get(result.id)
@@ -182,14 +215,16 @@ def _choose(sessions: StoreSessions, tried: set[str]) -> NodeSession | None:
     rotate over the nodes, so light load spreads evenly and heavy load spills over to every node."""
     for node in sessions.nodes.values():
         stream = node.crypto_stream
-        if stream is not None and node.token and stream.gathering and node.endpoint not in tried:
+        if stream is not None and node.token and stream.gathering and node.endpoint not in tried \
+                and not stream.stalled:
             return node
     return sessions.pick(exclude=tried)
 
 
-def _stream(session: NodeSession) -> NodeStream:
+def _stream(session: NodeSession, sessions: StoreSessions) -> NodeStream:
     if session.crypto_stream is None or session.crypto_stream.broken:
-        session.crypto_stream = NodeStream(session)
+        session.crypto_stream = NodeStream(session, lambda: any(
+            s is not session and s.responsive for s in sessions.nodes.values()))
     return session.crypto_stream
 
 
@@ -215,7 +250,7 @@ async def run_op(sessions: StoreSessions | None, make_op: Callable[[str], hsm.Cr
         op = make_op(node.token)
         if request_id:
             op.request_id = request_id
-        stream = _stream(node)
+        stream = _stream(node, sessions)
         started = time.perf_counter()
         try:
             result = await stream.submit(op)

@@ -53,6 +53,11 @@ class NodeSession:
     def open(self) -> bool:
         return bool(self.token)
 
+    @property
+    def responsive(self) -> bool:
+        """Open, and not sitting on crypto work it has not answered for a while (a paused node)."""
+        return bool(self.token) and (self.crypto_stream is None or not self.crypto_stream.stalled)
+
 
 class StoreSessions:
     def __init__(self, store_id: str, cluster_id: str, trust_anchor_pem: str, directory: ClusterDirectory,
@@ -92,6 +97,7 @@ class StoreSessions:
 
     def pick(self, exclude: set[str] = frozenset()) -> NodeSession | None:  # type: ignore[assignment]
         live = [s for s in self.healthy() if s.endpoint not in exclude]
+        live = [s for s in live if s.responsive] or live  # a stalled node only when nothing else is left
         return live[next(self._rr) % len(live)] if live else None
 
     def invalidate(self, endpoint: str) -> None:

@@ -122,3 +122,40 @@ async def test_every_node_stalled_is_no_node_available(monkeypatch):
     monkeypatch.setattr(cs, "OP_TIMEOUT_S", 0.1)
     with pytest.raises(cs.NoNodeAvailable):
         await cs.run_op(store(2), lambda token: op(b"x"))
+
+
+async def test_a_silent_node_hands_its_work_to_a_responsive_one_long_before_the_timeout(monkeypatch):
+    # A paused node (SIGSTOP) keeps its connection: without this, its callers waited OP_TIMEOUT_S.
+    monkeypatch.setattr(cs, "OP_TIMEOUT_S", 30.0)
+    monkeypatch.setattr(cs, "STALL_S", 0.2)
+    sessions = store(2)
+    nodes = list(sessions.nodes.values())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    task = asyncio.ensure_future(cs.run_op(sessions, lambda token: op(b"x")))
+    await wait_until(lambda: any(n.stub.calls for n in nodes), timeout=5, interval=0.01, what="the first attempt")
+    silent = next(n for n in nodes if n.stub.calls)
+    other = next(n for n in nodes if n is not silent)
+    await wait_until(lambda: other.stub.calls and other.stub.calls[0].written, timeout=5, interval=0.01,
+                     what="the operation moved to the responsive node")
+    assert loop.time() - started < 5, "the work waited for the long timeout instead of moving"
+    assert not silent.crypto_stream.broken and silent.crypto_stream.stalled and not silent.responsive
+    other.stub.calls[0].answer(0)
+    assert (await task).encrypt.ciphertext == b"x"
+    # while it stays silent, new work goes to the responsive node only
+    later = [asyncio.ensure_future(cs.run_op(sessions, lambda token, i=i: op(b"%d" % i))) for i in range(4)]
+    await wait_until(lambda: len(other.stub.calls[0].written) == 2, timeout=5, interval=0.01,
+                     what="the next batch on the responsive node")
+    assert len(silent.stub.calls[0].written) == 1
+    other.stub.calls[0].answer(1)
+    await asyncio.gather(*later)
+    # once it answers again it is responsive and takes work again
+    silent.stub.calls[0].answer(0)
+    await wait_until(lambda: silent.responsive, timeout=5, interval=0.01, what="the resumed node answering")
+    more = [asyncio.ensure_future(cs.run_op(sessions, lambda token, i=i: op(b"%d" % i))) for i in range(2)]
+    await wait_until(lambda: len(silent.stub.calls[0].written) == 2, timeout=5, interval=0.01,
+                     what="work for the resumed node")
+    silent.stub.calls[0].answer(1)
+    for i in range(len(other.stub.calls[0].written)):
+        other.stub.calls[0].answer(i)
+    await asyncio.gather(*more)
