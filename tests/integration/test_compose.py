@@ -143,3 +143,22 @@ def test_second_up_is_idempotent(compose):
         time.sleep(1)
     again = compose.init_result()
     assert (again["cluster_id"], again["custom_key_store_id"]) == (first["cluster_id"], first["custom_key_store_id"])
+
+
+def test_kms_chaos_on_the_compose_cluster_passes(compose, tmp_path):
+    """kms-chaos against the containers: docker kill / start / pause / unpause of HSM services
+    under load, then the same verdict as on the local cluster."""
+    out = tmp_path / "run"
+    r = subprocess.run(
+        [sys.executable, "-m", "kms_frontend.chaos.cli", "--target", "compose", "--project", compose.project,
+         "--compose-file", str(ROOT / "compose.yaml"), "--duration", "15s", "--seed", "5",
+         "--fault", "kill:hsm2@2s,restart:hsm2@5s,pause:hsm3@9s", "--pause-for", "2s", "--create-key-every", "3s",
+         "--out", str(out), "--keep", "--quiet"],
+        cwd=ROOT, env=compose.env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "kms-chaos verdict: PASS" in r.stdout, r.stdout[-4000:] + r.stderr[-2000:]
+    for line in ("fault kill hsm2 -> down", "fault restart hsm2 -> up", "fault pause hsm3 -> paused",
+                 "fault resume hsm3 -> up"):
+        assert line in r.stdout, r.stdout[-3000:]
+    checks = {c["name"]: c for c in json.loads((out / "report.json").read_text())["checks"]}
+    assert all(c["passed"] for c in checks.values())
+    assert checks["ciphertexts"]["counts"]["acknowledged"] > 50
