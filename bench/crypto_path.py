@@ -371,7 +371,7 @@ async def main() -> None:
 
             async def answers(echo: Any = echo) -> bool:
                 return await echo(b"x", timeout=1) == b"x"
-            await wait_until(answers, timeout=20, what="echo servers")
+            await wait_until(answers, timeout=20, what=f"the echo server at {address}")
             await ch.close()
         payload = os.urandom(PAYLOAD_BYTES)
         targets = {"encrypt": encrypt_target(stack, ca),

@@ -54,7 +54,10 @@ class StreamProxy:
 
     def __init__(self, upstream: str, ca: bytes) -> None:
         channel = grpc.aio.secure_channel(upstream, grpc.ssl_channel_credentials(ca))
-        self._call = channel.stream_stream(BATCH_METHOD, request_serializer=_identity, response_deserializer=_identity)()
+        # wait_for_ready: the three bench servers start together, and a stream opened before the
+        # echo server listens would otherwise fail at once and leave every forward hanging.
+        self._call = channel.stream_stream(BATCH_METHOD, request_serializer=_identity,
+                                           response_deserializer=_identity)(wait_for_ready=True)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
         self._queue: list[tuple[int, bytes]] = []
@@ -83,11 +86,16 @@ class StreamProxy:
                 await self._call.write(_pack(batch))
 
     async def _receive(self) -> None:
-        async for message in self._call:
-            self._unanswered -= 1
-            self._answered.set()
-            for i, b in _unpack(message):
-                self._pending.pop(i).set_result(b)
+        try:
+            async for message in self._call:
+                self._unanswered -= 1
+                self._answered.set()
+                for i, b in _unpack(message):
+                    self._pending.pop(i).set_result(b)
+        finally:  # the stream ended: fail what waits rather than hang (the benchmark counts errors)
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(RuntimeError("the upstream stream ended"))
 
 
 async def serve(args: argparse.Namespace) -> None:

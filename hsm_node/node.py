@@ -65,7 +65,7 @@ class HsmNode:
         self._hlc = 0
         self._seq = 0
         self.replication: Any = None          # set by the server (replication.Replicator)
-        self._finishing: set[asyncio.Task] = set()  # changes whose caller went away (see uncancellable)
+        self._finishing: set[asyncio.Task] = set()  # state changes in progress (see uncancellable)
         self.on_identity_change: list[Callable[[], None]] = []
         self._load()
 
@@ -128,6 +128,11 @@ class HsmNode:
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
         return asyncio.shield(task)
+
+    async def finish_changes(self, timeout_s: float) -> None:
+        """At shutdown, before storage closes: let changes in progress end (their callers may be gone)."""
+        if self._finishing:
+            await asyncio.wait(list(self._finishing), timeout=max(0.1, timeout_s))
 
     def now_ms(self) -> int:
         return int(self.config.clock() * 1000)

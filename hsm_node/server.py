@@ -99,6 +99,7 @@ class NodeServer:
         # Stop gRPC only once callers went quiet: its shutdown cancels calls not yet dispatched.
         await self.servicer.quiesce(min(grace / 2, LAME_DUCK_MAX_S))
         await self.server.stop(max(0.5, deadline - asyncio.get_running_loop().time()))
+        await self.node.finish_changes(deadline - asyncio.get_running_loop().time())
         await self.cluster.stop()
         self.node.close()
         if self.metrics is not None:
