@@ -51,6 +51,10 @@ class InsufficientReplicas(HsmError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class StorageFull(HsmError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 # The CloudHSM return codes our messages reuse.
 KEY_ACCESS_DENIED = "0xc6 : HSM Error: Key Access is denied."
 INVALID_HANDLE = "0xa8 : HSM Error: Invalid object handle is passed to this operation"

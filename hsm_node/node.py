@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -18,12 +19,12 @@ from typing import Any, TypeVar
 
 from . import certs
 from . import records as rec
-from .errors import InvalidArgument, WrongState
+from .errors import InvalidArgument, StorageFull, WrongState
 from .rules import PRECO_DEFAULT_PASSWORD, PRECO_USERNAME
 from .sealing import hash_password, seal
 from .sessions import Sessions
 from .state import RecordState
-from .storage import OplogEntry, RecordChange, Storage
+from .storage import OplogEntry, RecordChange, Storage, is_storage_full
 
 log = logging.getLogger("hsm_node")
 T = TypeVar("T")
@@ -113,7 +114,14 @@ class HsmNode:
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking storage call on the node's single storage thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)
+        except (sqlite3.Error, OSError) as exc:
+            if not is_storage_full(exc):
+                raise
+            log.error("storage full", extra={"event": "storage_full", "data_dir": self.config.data_dir})
+            raise StorageFull(f"the HSM's storage is full ({self.config.data_dir}): nothing was changed;"
+                              " free space on that file system and retry") from None
 
     def uncancellable(self, change: Coroutine[Any, Any, T]) -> Awaitable[T]:
         """Run a state change to its end even if the caller is cancelled.

@@ -10,6 +10,7 @@ thread.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import sqlite3
@@ -265,7 +266,27 @@ class _Tx:
         return self.db
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self._rollback()  # a COMMIT that failed (disk full) may leave the transaction open
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        # SQLite may already have rolled back on its own (SQLITE_FULL, SQLITE_IOERR): then there is
+        # nothing to do, and a ROLLBACK would fail and hide the original error.
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """SQLite's "database or disk is full", or ENOSPC/EDQUOT from the file system."""
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -321,6 +321,17 @@ def internal(message: str = "An internal error occurred. Retry the request.") ->
     return KMSInternalException(message)
 
 
+def hsm_storage_full(cluster_id: str) -> KMSInternalException:
+    return KMSInternalException(
+        f"The HSMs in CloudHSM cluster {cluster_id} could not store the key: their storage is full. No key was "
+        "created. Free space on the HSM nodes' data volumes, then retry.")
+
+
+def metadata_store_full() -> KMSInternalException:
+    return KMSInternalException(
+        "The KMS frontend's metadata store is full: nothing was changed. Free space on its data volume, then retry.")
+
+
 def no_free_sessions(cluster_id: str) -> KMSInternalException:
     return KMSInternalException(
         f"CloudHSM cluster {cluster_id} has no free PKCS#11 sessions. Back off and retry the request."

@@ -12,12 +12,17 @@ from .sessions import NodeSession, StoreSessions
 T = TypeVar("T")
 # FAILED_PRECONDITION: on these key calls it only means the node is not ACTIVE (e.g. it was just
 # removed from the cluster and still answers as DELETED): another node can take the call.
+# RESOURCE_EXHAUSTED: that node's storage is full; another node may still have room.
 RETRY_ON = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAUTHENTICATED,
-            grpc.StatusCode.CANCELLED, grpc.StatusCode.FAILED_PRECONDITION)
+            grpc.StatusCode.CANCELLED, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 class NoNodeAvailable(Exception):
     """No HSM node of the store's cluster could take the call."""
+
+    def __init__(self, message: str, last_code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.last_code = last_code  # what the last node tried answered, if any
 
 
 async def on_any_node(sessions: StoreSessions | None, call: Callable[[NodeSession], Awaitable[T]]) -> T:
@@ -30,7 +35,8 @@ async def on_any_node(sessions: StoreSessions | None, call: Callable[[NodeSessio
     while True:
         node = sessions.pick(exclude=tried)
         if node is None:
-            raise NoNodeAvailable(f"no HSM node answered ({last.code().name if last else 'none logged in'})")
+            raise NoNodeAvailable(f"no HSM node answered ({last.code().name if last else 'none logged in'})",
+                                  last.code() if last else None)
         tried.add(node.endpoint)
         try:
             return await call(node)

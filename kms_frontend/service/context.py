@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .. import errors
 from ..sealing import SecretBox
 from ..store.repository import CustomKeyStoreRecord, MetadataRepository, NotFoundError, StaleRecordError
 
 T = TypeVar("T")
+log = logging.getLogger("kms_frontend.store")
 
 
 @dataclass
@@ -35,7 +39,13 @@ class Context:
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking repository call on the storage thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+        except sqlite3.Error as exc:  # the repository rolled the transaction back: nothing was written
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+                log.error("metadata store full", extra={"event": "metadata_store_full"})
+                raise errors.metadata_store_full() from None
+            raise
 
     def call_blocking(self, fn: Callable[..., T], *args: Any, timeout: float = 5.0, **kwargs: Any) -> T:
         """Run a repository call on the storage thread from another thread (a metrics scrape), and wait."""

@@ -167,7 +167,10 @@ class Keys:
             return r.key_handle
         try:
             return await on_any_node(sessions, generate)
-        except NoNodeAvailable:  # the directory still counted HSMs that no longer answer
+        except NoNodeAvailable as exc:
+            if exc.last_code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise errors.hsm_storage_full(cluster_id) from None
+            # the directory still counted HSMs that no longer answer
             raise errors.cloud_hsm_cluster_invalid_configuration(cluster_id, 0, MIN_HSMS_CREATE_KEY) from None
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:  # fewer than two HSMs confirmed the key

@@ -304,3 +304,70 @@ async def test_a_tampered_sealed_record_is_refused_clearly(lab: Lab) -> None:
     db.close()
     result = await run_node_once(node, lab.master_key)
     assert_clean_refusal(result, "restore the node from a backup")
+
+
+# ------------------------------------------------------------------ a full disk
+
+
+def mount_small_tmpfs(path: Path, size: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"cannot mount a small tmpfs to fill ({r.stderr.strip() or r.returncode}); needs root", file=sys.stderr)
+    return r.returncode == 0
+
+
+def fill(directory: Path, leave_bytes: int) -> Path:
+    """A filler file taking all but ``leave_bytes`` of the file system."""
+    st = os.statvfs(directory)
+    filler = directory / "filler"
+    with open(filler, "wb") as f:
+        f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - leave_bytes))
+    return filler
+
+
+async def test_a_full_disk_refuses_writes_clearly_keeps_serving_and_loses_nothing(lab: Lab) -> None:
+    node = lab.node()
+    if not mount_small_tmpfs(node.data_dir, "4m"):
+        pytest.skip("a full disk needs a small tmpfs (mount) here")
+    try:
+        node.start()
+        await node.wait_ready()
+        await lab.init_active(node)
+        stub = node.stub()
+        await add_user(stub, await co(stub), "disk_cu")
+        cu = await login(stub, pb.CU, "disk_cu", PW)
+        first = (await stub.GenerateKey(pb.GenerateKeyRequest(session_token=cu, key_size_bytes=32,
+                                                              label="before"))).key_handle
+        filler = fill(node.data_dir, 96 * 1024)
+        acknowledged = [first]
+        details = ""
+        for i in range(200):
+            try:
+                r = await stub.GenerateKey(pb.GenerateKeyRequest(session_token=cu, key_size_bytes=32, label=f"k{i}"))
+                acknowledged.append(r.key_handle)
+            except grpc.aio.AioRpcError as err:
+                assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (err.code(), err.details())
+                details = err.details() or ""
+                break
+        assert "storage is full" in details and "nothing was changed" in details, details
+        # still serving: status, crypto with an existing key, reads
+        assert (await stub.GetStatus(pb.Empty())).state == pb.ACTIVE
+        sealed = await stub.Encrypt(pb.EncryptRequest(session_token=cu, key_handle=first, plaintext=b"still", aad=b"a"))
+        assert (await stub.Decrypt(pb.DecryptRequest(session_token=cu, key_handle=first, iv=sealed.iv,
+                                                     ciphertext=sealed.ciphertext, aad=b"a"))).plaintext == b"still"
+        filler.unlink()  # space is back: writes work again
+        acknowledged.append((await stub.GenerateKey(pb.GenerateKeyRequest(
+            session_token=cu, key_size_bytes=32, label="after"))).key_handle)
+        node.kill()  # kill -9, then every acknowledged key is there
+        node.start()
+        await node.wait_ready()
+        stub = node.stub()
+        cu = await login(stub, pb.CU, "disk_cu", PW)
+        found = set((await stub.FindKeys(pb.FindKeysRequest(session_token=cu))).key_handles)
+        assert set(acknowledged) <= found, set(acknowledged) - found
+        assert "Traceback" not in node.log_path.read_text()
+    finally:
+        await node.stop()
+        subprocess.run(["umount", str(node.data_dir)], capture_output=True)
