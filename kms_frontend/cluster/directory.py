@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -76,6 +77,7 @@ class ClusterDirectory:
         self._channels: dict[str, tuple[bytes, grpc.aio.Channel]] = {}
         self._refresh_lock = asyncio.Lock()
         self._last_refresh = 0.0
+        self.on_refresh: list[Callable[[], None]] = []  # called after every refresh (session upkeep)
 
     async def close(self) -> None:
         for _, ch in self._channels.values():
@@ -123,6 +125,14 @@ class ClusterDirectory:
             self.clusters = clusters
             self.last_members.update({c.cluster_id: list(c.member_endpoints) for c in clusters.values()})
             self._last_refresh = time.monotonic()
+        for notify in list(self.on_refresh):
+            notify()
+
+    @property
+    def degraded(self) -> bool:
+        """Some HSM seen before is not ACTIVE and reachable now (down, paused, restarting)."""
+        active = {e for c in self.clusters.values() for e in c.active_endpoints}
+        return any(e not in active for members in self.last_members.values() for e in members)
 
     async def _probe(self, endpoint: str) -> tuple[Probe, hsm.Cluster | None]:
         now = time.monotonic()
@@ -163,10 +173,13 @@ class ClusterDirectory:
             with contextlib.suppress(Exception):
                 await cached[1].close()
 
-    async def run(self, interval_s: float = 2.0) -> None:
+    async def run(self, interval_s: float = 2.0, degraded_interval_s: float = 0.25) -> None:
+        """Refresh every ``interval_s``; while an HSM is missing, every ``degraded_interval_s``, so
+        a node that comes back (after a crash, or with the whole cluster down) is used within a
+        fraction of a second rather than up to a full interval later."""
         while True:
             try:
                 await self.refresh()
             except Exception:
                 log.exception("cluster discovery failed", extra={"event": "discovery_error"})
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(degraded_interval_s if self.degraded else interval_s)

@@ -70,6 +70,7 @@ class StoreSessions:
         self.nodes: dict[str, NodeSession] = {}
         self._rr = itertools.count()
         self._task: asyncio.Task | None = None
+        self._discovered = asyncio.Event()  # the directory refreshed: upkeep runs at once
 
     # ------------------------------------------------------------ node handles
 
@@ -109,9 +110,12 @@ class StoreSessions:
 
     def start(self) -> None:
         if self._task is None:
+            self.directory.on_refresh.append(self._discovered.set)
             self._task = asyncio.get_running_loop().create_task(self._maintain(), name=f"sessions-{self.store_id}")
 
     async def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.directory.on_refresh.remove(self._discovered.set)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -129,7 +133,11 @@ class StoreSessions:
     async def _maintain(self) -> None:
         REQUEST_ID.set("")  # background upkeep: not part of the request that connected the store
         while True:
-            await asyncio.sleep(MAINTAIN_EVERY_S)
+            # After each discovery round (a node that came back is logged in to at once), and at
+            # least every MAINTAIN_EVERY_S (keep-alives).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._discovered.wait(), MAINTAIN_EVERY_S)
+            self._discovered.clear()
             try:
                 await self.maintain_once()
             except asyncio.CancelledError:

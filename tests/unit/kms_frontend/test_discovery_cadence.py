@@ -1,0 +1,68 @@
+"""How soon a returning HSM is used: discovery polls faster while an HSM is missing, and the
+kmsuser session upkeep runs right after each discovery round (in-process, no nodes)."""
+from __future__ import annotations
+
+import asyncio
+
+from kms_frontend.cluster.directory import ClusterDirectory, ClusterInfo
+from kms_frontend.cluster.sessions import Credential, StoreSessions
+from tests.harness import wait_until
+
+MEMBERS = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
+
+
+def directory_with(active: list[str]) -> ClusterDirectory:
+    d = ClusterDirectory(MEMBERS)
+    d.clusters = {"cluster-a": ClusterInfo("cluster-a", "ACTIVE", "", "", "", list(MEMBERS), active)} if active else {}
+    d.last_members = {"cluster-a": list(MEMBERS)}
+    return d
+
+
+def test_degraded_while_a_known_member_is_not_active():
+    assert not directory_with(MEMBERS).degraded
+    assert directory_with(MEMBERS[:2]).degraded
+    assert directory_with([]).degraded  # the whole cluster down: it did not vanish
+
+
+async def count_refreshes(d: ClusterDirectory, seconds: float) -> int:
+    calls = 0
+
+    async def refresh() -> None:
+        nonlocal calls
+        calls += 1
+        for notify in d.on_refresh:
+            notify()
+    d.refresh = refresh  # type: ignore[method-assign]
+    task = asyncio.ensure_future(d.run(interval_s=5.0, degraded_interval_s=0.05))
+    await asyncio.sleep(seconds)
+    task.cancel()
+    return calls
+
+
+async def test_discovery_polls_fast_only_while_degraded():
+    assert await count_refreshes(directory_with(MEMBERS), 0.5) == 1
+    assert await count_refreshes(directory_with(MEMBERS[:1]), 0.5) >= 4
+
+
+async def test_session_upkeep_runs_right_after_a_discovery_round():
+    d = directory_with(MEMBERS)
+    sessions = StoreSessions("cks-1", "cluster-a", "", d, "client", Credential("pw"))
+    rounds = 0
+
+    async def maintain_once() -> None:
+        nonlocal rounds
+        rounds += 1
+    sessions.maintain_once = maintain_once  # type: ignore[method-assign]
+    sessions.start()
+    try:
+        for expected in (1, 2, 3):
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            for notify in d.on_refresh:
+                notify()
+            await wait_until(lambda expected=expected: rounds >= expected, timeout=5, interval=0.005,
+                             what="the upkeep after a discovery round")
+            assert loop.time() - started < 0.5  # not the 1 s upkeep period
+    finally:
+        await sessions.close()
+    assert d.on_refresh == []
