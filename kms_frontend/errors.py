@@ -17,6 +17,8 @@ documented, the messages say what state things are in and what to do about it.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
@@ -319,6 +321,15 @@ def reserved_tag_key() -> TagException:
 
 def internal(message: str = "An internal error occurred. Retry the request.") -> KMSInternalException:
     return KMSInternalException(message)
+
+
+def unexpected(log: logging.Logger, operation: str, request_id: str) -> KMSInternalException:
+    """For an exception no rule expected (call it in the ``except`` block): the traceback goes to the
+    log under an incident id, the caller gets only that id."""
+    incident = uuid.uuid4().hex[:12]
+    log.exception("internal error", extra={"event": "internal_error", "operation": operation,
+                                           "incident": incident, "request_id": request_id})
+    return internal(f"An internal error occurred (incident {incident}). Retry the request.")
 
 
 def hsm_storage_full(cluster_id: str) -> KMSInternalException:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import socket
@@ -43,6 +44,21 @@ async def wait_until(predicate, *, timeout: float = 20.0, interval: float = 0.05
             last_exc = exc
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+
+
+@dataclass
+class CliResult:
+    """What a command-line run printed, shown whole when an assertion fails."""
+    rc: int
+    out: str
+    err: str
+
+    def __str__(self) -> str:
+        return f"rc={self.rc}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
+
+    def json(self):  # type: ignore[no-untyped-def]
+        assert self.rc == 0, self
+        return json.loads(self.out)
 
 
 @dataclass

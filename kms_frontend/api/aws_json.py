@@ -21,7 +21,6 @@ import functools
 import json
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -446,10 +445,7 @@ class AwsJsonEndpoint:
                                                    "remote": request.remote, "request_id": request_id})
             return self._response(exc.http_status, exc.aws_json_body(), request_id)
         except Exception:
-            incident = uuid.uuid4().hex[:12]
-            log.exception("internal error", extra={"event": "internal_error", "operation": name,
-                                                   "incident": incident, "request_id": request_id})
-            exc = errors.internal(f"An internal error occurred (incident {incident}). Retry the request.")
+            exc = errors.unexpected(log, name, request_id)
             outcome = exc.name
             return self._response(exc.http_status, exc.aws_json_body(), request_id)
         finally:

@@ -8,7 +8,6 @@ import functools
 import json
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -100,10 +99,7 @@ def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             outcome = "Cancelled"  # the caller went away (or the server's grace ran out)
             raise
         except Exception:
-            incident = uuid.uuid4().hex[:12]
-            log.exception("internal error", extra={"event": "internal_error", "operation": operation,
-                                                   "incident": incident, "request_id": request_id})
-            exc = errors.internal(f"An internal error occurred (incident {incident}). Retry the request.")
+            exc = errors.unexpected(log, operation, request_id)
             outcome = exc.name
             await context.abort(exc.grpc_code, exc.message, trailing_metadata=exc.grpc_metadata() + rid)
         finally:

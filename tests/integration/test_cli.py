@@ -6,25 +6,15 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from protos.hsm.v1 import hsm_pb2 as pb
 from tests.harness import CO_PASSWORD, CU_PASSWORD, Lab, co, free_port, wait_until
+from tests.harness import CliResult as Result
 
 SECRETS = (CO_PASSWORD, CU_PASSWORD, "alicePassword1", "wrongPassword9")
-
-
-@dataclass
-class Result:
-    rc: int
-    out: str
-    err: str
-
-    def __str__(self) -> str:
-        return f"rc={self.rc}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
 
 
 class Mgmt:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
 import re
 import sys
@@ -25,25 +24,14 @@ from tests.harness import (
     three_node_cluster,
     wait_until,
 )
+from tests.harness import (
+    CliResult as Result,
+)
 
 WRONG_PASSWORD = "wrongPassword9"
 SECRETS = (CU_PASSWORD, WRONG_PASSWORD)
 ARN_PREFIX = "arn:aws:kms:us-east-1:111122223333"
 USAGE_HEAD = "usage: kms [options] <command> [parameters]\n"
-
-
-@dataclass
-class Result:
-    rc: int
-    out: str
-    err: str
-
-    def __str__(self) -> str:
-        return f"rc={self.rc}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
-
-    def json(self):
-        assert self.rc == 0, self
-        return json.loads(self.out)
 
 
 class Kms:
