@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -119,13 +119,19 @@ class _Global(Collector):
 
 
 class FrontendCollector(Collector):
-    """Store connection states (one repository query per scrape, on the storage thread) and
-    the kmsuser sessions each connected store holds open."""
+    """Store connection states (one repository query per scrape, on the storage thread), the
+    kmsuser sessions each connected store holds open, and the requests being handled now (read
+    from the adapters' own counters at scrape time: nothing added per request)."""
 
-    def __init__(self, ctx: Context, connector: Connector) -> None:
-        self.ctx, self.connector = ctx, connector
+    def __init__(self, ctx: Context, connector: Connector,
+                 in_flight: Callable[[], dict[str, int]] = lambda: {}) -> None:
+        self.ctx, self.connector, self.in_flight = ctx, connector, in_flight
 
     def collect(self) -> Iterator[Metric]:
+        handling = GaugeMetricFamily("kms_requests_in_flight", "Requests being handled now, by API.", labels=["api"])
+        for api, count in self.in_flight().items():
+            handling.add_metric([api], count)
+        yield handling
         connected = GaugeMetricFamily("kms_custom_key_store_connected", "1 when the custom key store is CONNECTED.",
                                       labels=["custom_key_store_id"])
         state = GaugeMetricFamily("kms_custom_key_store_state", "Connection state of each custom key store:"

@@ -92,7 +92,9 @@ class Frontend:
             self.aws = AwsJsonEndpoint(self.services, access_keys(args.aws_access_key, data), args.aws_listen)
         self.metrics: MetricsServer | None = None
         if args.metrics_listen:
-            self.metrics = MetricsServer(args.metrics_listen, FrontendCollector(self.ctx, self.connector))
+            self.metrics = MetricsServer(args.metrics_listen, FrontendCollector(
+                self.ctx, self.connector, lambda: {"grpc": self.gate.in_flight,
+                                                   "aws": self.aws.in_flight if self.aws is not None else 0}))
         self.stopped = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 

@@ -367,6 +367,11 @@ class AwsJsonEndpoint:
         self._idle.set()
 
     @property
+    def in_flight(self) -> int:
+        """Requests being handled now (read by /metrics)."""
+        return self._in_flight
+
+    @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"

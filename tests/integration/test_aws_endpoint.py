@@ -36,7 +36,15 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from protos.hsm.v1 import hsm_pb2 as h
-from tests.harness import CU_PASSWORD, FrontendProcess, Lab, NodeProcess, three_node_cluster
+from tests.harness import (
+    CU_PASSWORD,
+    FrontendProcess,
+    Lab,
+    NodeProcess,
+    free_port,
+    three_node_cluster,
+    wait_until,
+)
 
 ACCOUNT = "111122223333"
 REGION = "us-east-1"
@@ -613,7 +621,8 @@ async def test_configured_access_keys_and_disabled_endpoint(tmp_path):
 
 
 async def test_generated_credentials_file_is_private_and_stable_and_sigterm_drains(tmp_path):
-    fe = FrontendProcess(tmp_path, [], name="generated")
+    metrics_port = free_port()
+    fe = FrontendProcess(tmp_path, [], name="generated", env={"KMS_METRICS_LISTEN": f"127.0.0.1:{metrics_port}"})
     try:
         fe.start()
         await fe.wait_ready()
@@ -637,7 +646,8 @@ async def test_generated_credentials_file_is_private_and_stable_and_sigterm_drai
         with socket.create_connection(("127.0.0.1", fe.aws_port), timeout=15) as conn:
             conn.sendall(f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{fe.aws_port}\r\n{head}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
                          .encode() + body[:5])
-            time.sleep(0.3)  # let the server read the partial request before the signal
+            await wait_until(lambda: aws_in_flight(metrics_port) == 1, timeout=10,
+                             what="the half-sent request to be in the handler")
             fe.proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 10
             while True:  # the listening socket closes first ...
@@ -658,3 +668,10 @@ async def test_generated_credentials_file_is_private_and_stable_and_sigterm_drai
         assert fe.proc.wait(timeout=20) == 0
     finally:
         await fe.stop()
+
+
+def aws_in_flight(metrics_port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    line = next((x for x in text.splitlines() if x.startswith('kms_requests_in_flight{api="aws"}')), None)
+    return float(line.rsplit(" ", 1)[1]) if line else -1.0
