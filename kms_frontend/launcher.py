@@ -38,6 +38,8 @@ import grpc
 from protos.kms.v1 import kms_pb2 as kms
 from protos.kms.v1 import kms_pb2_grpc as kms_grpc
 
+from .files import write_private
+
 DEFAULT_DIR = ".kms-cluster"
 STORE_NAME = "local-cloudhsm-store"
 ALNUM = string.ascii_letters + string.digits
@@ -90,17 +92,6 @@ class State:
 
     def save(self, path: Path) -> None:
         write_private(path, json.dumps(asdict(self), indent=2).encode())
-
-
-def write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def port_free(port: int) -> bool:

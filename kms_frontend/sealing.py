@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .files import fsync_dir
+
 log = logging.getLogger(__name__)
 
 MASTER_KEY_BYTES = 32
@@ -110,9 +112,5 @@ def _create_key_file(path: Path) -> None:
         pass  # another process created it first: use theirs
     finally:
         tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)
     log.info("event=master_key_created path=%s", path)

@@ -25,6 +25,7 @@ from .api.sigv4 import access_keys
 from .clock import OffsetClock
 from .cluster.connector import Connector
 from .cluster.directory import ClusterDirectory
+from .files import write_private
 from .observability import FrontendCollector, MetricsServer
 from .sealing import SecretBox
 from .service.context import Context, Settings
@@ -61,11 +62,7 @@ def instance_id(data_dir: Path) -> str:
     """A stable id of this frontend (its sessions on the HSMs carry it across restarts)."""
     path = data_dir / "instance-id"
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("kms-frontend-" + uuid.uuid4().hex[:16])
-        with open(tmp) as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_private(path, ("kms-frontend-" + uuid.uuid4().hex[:16]).encode())
     return path.read_text().strip()
 
 

@@ -13,13 +13,11 @@ now. Refusals carry AWS's exception names and messages.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import string
 import time
@@ -33,6 +31,7 @@ from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
 from .. import errors
+from ..files import write_private
 
 log = logging.getLogger("kms_frontend.sigv4")
 
@@ -101,24 +100,6 @@ def _new_access_key() -> tuple[str, str]:
     return key_id, base64.b64encode(secrets.token_bytes(30)).decode()  # 40 characters, like AWS
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write a 0600 file durably: temp file, fsync, atomic rename, fsync the directory."""
-    tmp = path.with_suffix(".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def local_access_key(data_dir: Path) -> tuple[str, str, Path, bool]:
     """The frontend's own key pair from ``<data_dir>/aws-credentials.json``, created if missing.
 
@@ -128,8 +109,8 @@ def local_access_key(data_dir: Path) -> tuple[str, str, Path, bool]:
     created = False
     if not path.exists():
         key_id, secret = _new_access_key()
-        _write_private(path, json.dumps({"aws_access_key_id": key_id, "aws_secret_access_key": secret}, indent=2)
-                       + "\n")
+        write_private(path, (json.dumps({"aws_access_key_id": key_id, "aws_secret_access_key": secret}, indent=2)
+                             + "\n").encode())
         created = True
     try:
         doc = json.loads(path.read_text())
