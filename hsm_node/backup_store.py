@@ -17,7 +17,7 @@ Rules:
 * Mutations (write, delete, restore, purge) hold an exclusive ``flock`` on ``.lock`` (and
   a per-directory thread lock, so threads of one process exclude each other too). Reads
   take no lock: they see either the old or the new version of a file.
-* Lifecycle (CloudHSM semantics, aws-semantics.md 5.6): a written backup is READY;
+* Lifecycle (AWS CloudHSM User Guide, "Backups" and "Managing backups"): a written backup is READY;
   ``delete`` makes it PENDING_DELETION for 7 days; ``restore`` brings it back to READY;
   after the window ``purge`` turns it into a DELETED tombstone (metadata kept, blob
   removed). ``purge`` also applies each cluster's retention (7..379 days, default 90):

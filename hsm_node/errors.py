@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import grpc
 
+from protos.hsm.v1.metadata import ERROR_KEY, REPLICAS_KEY
+
 
 class HsmError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION
@@ -17,6 +19,9 @@ class HsmError(Exception):
         self.message = message
         if code is not None:
             self.code = code
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((ERROR_KEY, type(self).__name__),)
 
 
 class InvalidArgument(HsmError):
@@ -48,7 +53,16 @@ class Unavailable(HsmError):
 
 
 class InsufficientReplicas(HsmError):
+    """A write that needed ``needed`` nodes reached only ``confirmed``; nothing was kept."""
+
     code = grpc.StatusCode.UNAVAILABLE
+
+    def __init__(self, message: str, *, confirmed: int, needed: int) -> None:
+        super().__init__(message)
+        self.confirmed, self.needed = confirmed, needed
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (*super().trailing_metadata(), (REPLICAS_KEY, str(self.confirmed)))
 
 
 class StorageFull(HsmError):

@@ -61,10 +61,10 @@ class Keys:
             if live < min_replicas:
                 raise InsufficientReplicas(
                     f"key generation needs {min_replicas} nodes to hold the key but only {live} node(s) are"
-                    " reachable; no key was created")
+                    " reachable; no key was created", confirmed=live, needed=min_replicas)
         elif min_replicas > 1:
             raise InsufficientReplicas(f"key generation needs {min_replicas} nodes but this HSM has no peers;"
-                                       " no key was created")
+                                       " no key was created", confirmed=1, needed=min_replicas)
         # Concurrent generations must not pick the same handle while this write is in flight
         # (the later write would silently replace the earlier, acknowledged key).
         self._allocating.add(handle)
@@ -85,7 +85,7 @@ class Keys:
             await node.write([("key", key.entity, None)])
             raise InsufficientReplicas(
                 f"key generation needs {min_replicas} nodes to confirm within {timeout_s * 1000:.0f} ms but only"
-                f" {outcome.replicas} did; the key was deleted again")
+                f" {outcome.replicas} did; the key was deleted again", confirmed=outcome.replicas, needed=min_replicas)
         return outcome
 
     def find(self, token: str, label: str = "", owner_id: int = 0) -> list[int]:

@@ -11,7 +11,7 @@ AWS exception name (``KMSInvalidStateException`` ...). Adapters need nothing els
 Clients go the other way with :func:`from_name`.
 
 The helper constructors below (``key_disabled(arn)`` ...) produce the messages AWS returns
-verbatim where the reference gives them; for custom key store errors, whose AWS texts are not
+verbatim where AWS documents them; for custom key store errors, whose AWS texts are not
 documented, the messages say what state things are in and what to do about it.
 """
 

@@ -27,8 +27,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, s
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .store.repository import ConnectionState
+
 if TYPE_CHECKING:
-    from .cluster.connector import Connector
     from .service.context import Context
 
 log = logging.getLogger("kms_frontend.request")
@@ -42,7 +43,6 @@ CRYPTO_OPERATIONS = frozenset({"Encrypt", "Decrypt", "ReEncrypt", "GenerateDataK
                                "GenerateDataKeyWithoutPlaintext", "GenerateRandom"})
 OK = "ok"
 UNKNOWN_OPERATION = "unknown"  # the AWS endpoint before it knows the operation (bad signature, bad target)
-STORE_STATES = ("CONNECTED", "CONNECTING", "DISCONNECTED", "DISCONNECTING", "FAILED")
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REQUESTS = Counter("kms_requests_total", "KMS API requests (gRPC and AWS JSON alike), by operation and outcome"
@@ -123,9 +123,9 @@ class FrontendCollector(Collector):
     kmsuser sessions each connected store holds open, and the requests being handled now (read
     from the adapters' own counters at scrape time: nothing added per request)."""
 
-    def __init__(self, ctx: Context, connector: Connector,
+    def __init__(self, ctx: Context, open_sessions: Callable[[], dict[str, int]],
                  in_flight: Callable[[], dict[str, int]] = lambda: {}) -> None:
-        self.ctx, self.connector, self.in_flight = ctx, connector, in_flight
+        self.ctx, self.open_sessions, self.in_flight = ctx, open_sessions, in_flight
 
     def collect(self) -> Iterator[Metric]:
         handling = GaugeMetricFamily("kms_requests_in_flight", "Requests being handled now, by API.", labels=["api"])
@@ -142,15 +142,15 @@ class FrontendCollector(Collector):
             mlog.warning("cannot read custom key stores for metrics", extra={"event": "metrics_error"}, exc_info=True)
             stores = []
         for s in stores:
-            connected.add_metric([s.custom_key_store_id], 1 if s.connection_state == "CONNECTED" else 0)
-            for st in STORE_STATES:
+            connected.add_metric([s.custom_key_store_id], 1 if s.connection_state == ConnectionState.CONNECTED else 0)
+            for st in ConnectionState:
                 state.add_metric([s.custom_key_store_id, st], 1 if s.connection_state == st else 0)
         yield connected
         yield state
         sessions = GaugeMetricFamily("kms_hsm_sessions", "Open kmsuser sessions on HSM nodes, by custom key store.",
                                      labels=["custom_key_store_id"])
-        for store_id, ss in dict(self.connector.sessions).items():
-            sessions.add_metric([store_id], sum(1 for n in list(ss.nodes.values()) if n.open))
+        for store_id, count in self.open_sessions().items():
+            sessions.add_metric([store_id], count)
         yield sessions
 
 

@@ -16,19 +16,17 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from protos.kms.v1 import kms_pb2_grpc as pb_grpc
-
 from . import logs
 from .api.aws_json import AwsJsonEndpoint
-from .api.grpc_service import Gate, KmsAdminServicer, KmsServicer
+from .api.grpc_service import Gate, GrpcApi
 from .api.sigv4 import access_keys
 from .clock import OffsetClock
-from .cluster.connector import Connector
 from .cluster.directory import ClusterDirectory
+from .cluster.hsm_client import HsmClients
 from .files import write_private
 from .observability import FrontendCollector, MetricsServer
 from .sealing import SecretBox
-from .service.context import Context, Settings
+from .service.context import Context, FrontendSettings
 from .service.frontend import Services, finish_abandoned
 from .store.repository import SchemaVersionError
 from .store.sqlite import SqliteRepository
@@ -74,10 +72,10 @@ class Frontend:
         box = SecretBox.from_key_file(os.path.expanduser(args.master_key_file), create=True)
         repo = SqliteRepository(data / "metadata.db")
         clock = OffsetClock(os.environ.get("KMS_CLOCK_OFFSET_FILE"))
-        self.ctx = Context(repo, box, Settings(args.account_id, args.region, args.store_quota), clock=clock)
+        self.ctx = Context(repo, box, FrontendSettings(args.account_id, args.region, args.store_quota), clock=clock)
         self.directory = ClusterDirectory(args.hsm_endpoint)
-        self.connector = Connector(self.ctx, self.directory, instance_id(data))
-        self.services = Services(self.ctx, self.directory, self.connector)
+        self.hsms = HsmClients(self.directory, instance_id(data))
+        self.services = Services(self.ctx, self.hsms)
         self.server = grpc.aio.server()
         self.gate = Gate()
         self.tls = None
@@ -90,16 +88,14 @@ class Frontend:
         self.metrics: MetricsServer | None = None
         if args.metrics_listen:
             self.metrics = MetricsServer(args.metrics_listen, FrontendCollector(
-                self.ctx, self.connector, lambda: {"grpc": self.gate.in_flight,
+                self.ctx, self.hsms.open_sessions, lambda: {"grpc": self.gate.in_flight,
                                                    "aws": self.aws.in_flight if self.aws is not None else 0}))
         self.stopped = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        handlers = GenericHandlersOnly(self.server)
-        pb_grpc.add_KmsServicer_to_server(KmsServicer(self.services, self.gate), handlers)
-        pb_grpc.add_KmsAdminServicer_to_server(KmsAdminServicer(self.services, self.gate), handlers)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, handlers)
+        self.server.add_generic_rpc_handlers(tuple(GrpcApi(self.services, self.gate).handlers()))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, GenericHandlersOnly(self.server))
         if self.tls is not None:
             creds = grpc.ssl_server_credentials([self.tls])
             port = self.server.add_secure_port(self.args.listen, creds)
@@ -117,7 +113,7 @@ class Frontend:
             self.metrics.start()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.directory.run()))
-        await self.connector.resume()
+        await self.services.connections.resume()
         self._tasks.append(loop.create_task(self.services.keys.run_deletions(self.args.sweep_interval)))
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("kms.v1.Kms", health_pb2.HealthCheckResponse.SERVING)
@@ -145,7 +141,7 @@ class Frontend:
         await finish_abandoned(deadline - asyncio.get_running_loop().time())
         for t in self._tasks:
             t.cancel()
-        await self.connector.close()
+        await self.services.connections.close()
         await self.directory.close()
         if self.metrics is not None:
             await asyncio.to_thread(self.metrics.stop)

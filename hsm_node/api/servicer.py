@@ -17,6 +17,7 @@ import grpc
 
 from protos.hsm.v1 import hsm_pb2 as pb
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
+from protos.hsm.v1.metadata import DRAINING_KEY
 
 from .. import __version__
 from ..errors import HsmError, InvalidArgument, Unavailable
@@ -71,7 +72,7 @@ def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             return await fn(self, request, context)
         except HsmError as exc:
             code, detail = exc.code.name, exc.message
-            await context.abort(exc.code, exc.message)
+            await context.abort(exc.code, exc.message, trailing_metadata=exc.trailing_metadata())
         except grpc.aio.AbortError:
             code = "ABORTED_BY_HANDLER"
             raise
@@ -103,7 +104,7 @@ def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
 
 
 SHUTTING_DOWN = "the HSM is shutting down; retry on another node"
-DRAINING_METADATA = (("x-hsm-draining", "1"),)  # on a CryptoStream ended by a shutdown
+DRAINING_METADATA = ((DRAINING_KEY, "1"),)  # on a CryptoStream ended by a shutdown
 QUIET_S = 0.2
 
 

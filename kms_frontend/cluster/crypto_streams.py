@@ -28,10 +28,11 @@ from collections.abc import Callable
 import grpc
 
 from protos.hsm.v1 import hsm_pb2 as hsm
+from protos.hsm.v1.metadata import DRAINING_KEY
 
 from ..observability import HSM_BATCH_SIZE, HSM_OP_SECONDS, REQUEST_ID
-from .calls import NoNodeAvailable
-from .sessions import NodeSession, StoreSessions
+from .errors import BackingKeyMissing, NoHsmAvailable
+from .kmsuser_sessions import KmsuserSessions, NodeSession
 
 log = logging.getLogger("kms_frontend.crypto_streams")
 MAX_BATCH = 256
@@ -40,7 +41,6 @@ MAX_MESSAGES_IN_FLIGHT = 1  # per stream: unanswered messages; requests arriving
 JOIN_BATCH_BELOW = 32     # an operation joins another node's forming batch only while it is smaller than this
 OP_TIMEOUT_S = 3.0        # a stalled (paused) node: give up on it after this, even if no other node answers
 STALL_S = 0.5             # no answer for this long with work out: move the work to a responsive node if any
-DRAINING_KEY = "x-hsm-draining"  # trailing metadata of a stream a node ended because it is stopping
 
 
 class NodeUnavailable(Exception):
@@ -48,6 +48,8 @@ class NodeUnavailable(Exception):
 
 
 class HsmOpError(Exception):
+    """A node refused the operation itself (not "not here"): its status code and message."""
+
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
@@ -207,7 +209,7 @@ class NodeStream:
                                                 "reason": why[:200]})
 
 
-def _choose(sessions: StoreSessions, tried: set[str]) -> NodeSession | None:
+def _choose(sessions: KmsuserSessions, tried: set[str]) -> NodeSession | None:
     """The node for the next attempt. A node whose stream is gathering a batch comes first: the
     operation rides in a message that is going anyway, which costs the frontend and the node a
     fraction of a message of its own (per-message gRPC work dominates; the AES is ~1 us). Only
@@ -221,22 +223,18 @@ def _choose(sessions: StoreSessions, tried: set[str]) -> NodeSession | None:
     return sessions.pick(exclude=tried)
 
 
-def _stream(session: NodeSession, sessions: StoreSessions) -> NodeStream:
+def _stream(session: NodeSession, sessions: KmsuserSessions) -> NodeStream:
     if session.crypto_stream is None or session.crypto_stream.broken:
         session.crypto_stream = NodeStream(session, lambda: any(
             s is not session and s.responsive for s in sessions.nodes.values()))
     return session.crypto_stream
 
 
-class KeyMissing(Exception):
-    """Every node answered that it does not hold the backing key."""
-
-
-async def run_op(sessions: StoreSessions | None, make_op: Callable[[str], hsm.CryptoOp]) -> hsm.CryptoResult:
+async def run_op(sessions: KmsuserSessions, make_op: Callable[[str], hsm.CryptoOp]) -> hsm.CryptoResult:
     """One crypto operation on some node of the store, failing over between nodes.
-    ``make_op`` builds the request for a node's session token."""
-    if sessions is None:
-        raise NoNodeAvailable("the custom key store has no kmsuser sessions")
+    ``make_op`` builds the request for a node's session token. Raises NoHsmAvailable when no
+    node answered, BackingKeyMissing when every node that answered lacks the key, HsmOpError
+    when a node refused the operation."""
     tried: set[str] = set()
     missing = 0
     request_id = REQUEST_ID.get()
@@ -244,8 +242,8 @@ async def run_op(sessions: StoreSessions | None, make_op: Callable[[str], hsm.Cr
         node = _choose(sessions, tried)
         if node is None:
             if missing and missing == len(tried):
-                raise KeyMissing()
-            raise NoNodeAvailable("no HSM node of the cluster answered")
+                raise BackingKeyMissing("no HSM node holds the key")
+            raise NoHsmAvailable("no HSM node of the cluster answered")
         tried.add(node.endpoint)
         op = make_op(node.token)
         if request_id:

@@ -154,9 +154,10 @@ class ClusterDirectory:
             return probe, desc
         except (grpc.aio.AioRpcError, OSError, ValueError) as exc:
             await self._forget(endpoint)
-            rpc = isinstance(exc, grpc.aio.AioRpcError)
-            detail = exc.details() if rpc else str(exc)
-            timed_out = exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED if rpc else isinstance(exc, TimeoutError)
+            if isinstance(exc, grpc.aio.AioRpcError):
+                detail, timed_out = exc.details() or "", exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            else:
+                detail, timed_out = str(exc), isinstance(exc, TimeoutError)
             return Probe(endpoint, False, error=detail or type(exc).__name__, at=now, timed_out=timed_out), None
 
     async def _stub(self, endpoint: str) -> hsm_grpc.HsmStub:

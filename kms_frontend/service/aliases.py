@@ -1,4 +1,4 @@
-"""Aliases (reference 3.7): alias/<name>, unique per account and Region, one key
+"""Aliases ("Using aliases" in the AWS KMS Developer Guide): alias/<name>, unique per account and Region, one key
 each, up to 50 per key, alias/aws/ reserved; deleting a key deletes its aliases."""
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from ..store.repository import (
     NotFoundError,
     Page,
 )
-from ..validation import Checks, page_limit, validate_alias_name
 from .catalog import Catalog
 from .context import Context
+from .input_rules import page_limit, validate_alias_name
+from .keys import refuse_pending_deletion
 
 MAX_ALIASES_PER_KEY = 50
 
@@ -24,10 +25,8 @@ class Aliases:
 
     async def create(self, alias_name: str, target_key_id: str) -> None:
         validate_alias_name(alias_name)
-        Checks().key_id(target_key_id, field="targetKeyId").done()
         key = self.catalog.resolve(target_key_id, allow_alias=False)
-        if key.key_state == "PendingDeletion":
-            raise errors.key_pending_deletion(key.arn)
+        refuse_pending_deletion(key)
         if alias_name in self.catalog.aliases:
             raise errors.alias_already_exists(self.catalog.arns.alias(alias_name))
         self._check_alias_quota(key)
@@ -45,12 +44,10 @@ class Aliases:
 
     async def update(self, alias_name: str, target_key_id: str) -> None:
         validate_alias_name(alias_name)
-        Checks().key_id(target_key_id, field="targetKeyId").done()
         if alias_name not in self.catalog.aliases:
             raise errors.alias_not_found(self.catalog.arns.alias(alias_name))
         key = self.catalog.resolve(target_key_id, allow_alias=False)
-        if key.key_state == "PendingDeletion":
-            raise errors.key_pending_deletion(key.arn)
+        refuse_pending_deletion(key)
         if self.catalog.aliases[alias_name].key_id != key.key_id:
             self._check_alias_quota(key)
         record = await self.ctx.db(self.ctx.repo.update_alias, alias_name, key.key_id, self.ctx.now_ms())
@@ -67,7 +64,6 @@ class Aliases:
         self.catalog.aliases.pop(alias_name, None)
 
     async def list(self, key_ref: str | None, limit: int | None, marker: str | None) -> Page[AliasRecord]:
-        Checks().key_id(key_ref, required=False).limit(limit).marker(marker).done()
         key_id = self.catalog.resolve(key_ref, allow_alias=False).key_id if key_ref else None
         try:
             return await self.ctx.db(self.ctx.repo.list_aliases, key_id=key_id,

@@ -8,11 +8,13 @@ take only a key id or ARN).
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from .. import errors
-from ..store.repository import AliasRecord, KeyRecord
+from ..store.repository import AliasRecord, KeyRecord, KeyState, NotFoundError, StaleRecordError
 from .context import Context
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -63,14 +65,34 @@ class Catalog:
         for k in await self._all_keys(store_id):
             self.keys[k.key_id] = k
 
-    def put(self, key: KeyRecord) -> KeyRecord:
-        self.keys[key.key_id] = key
-        return key
+    # ------------------------------------------------------------ the one write path of keys
 
-    def forget(self, key_id: str) -> None:
+    async def create_key(self, record: KeyRecord) -> KeyRecord:
+        """Store a new key (database first, then the catalogue)."""
+        return self._put(await self.ctx.db(self.ctx.repo.create_key, record))
+
+    async def update_key(self, key: KeyRecord, **changes: Any) -> KeyRecord:
+        """Change a key (database first, then the catalogue), retrying a stale read."""
+        for _ in range(3):
+            try:
+                return self._put(await self.ctx.db(self.ctx.repo.update_key, dataclasses.replace(key, **changes)))
+            except StaleRecordError:
+                key = self._put(await self.ctx.db(self.ctx.repo.get_key, key.key_id))
+        raise errors.internal("The key changed concurrently. Retry the request.")
+
+    async def delete_key(self, key_id: str) -> None:
+        """Remove a key and its aliases (database first, then the catalogue)."""
+        try:
+            await self.ctx.db(self.ctx.repo.delete_key, key_id)
+        except NotFoundError:
+            pass
         self.keys.pop(key_id, None)
         for name in [n for n, a in self.aliases.items() if a.key_id == key_id]:
             del self.aliases[name]
+
+    def _put(self, key: KeyRecord) -> KeyRecord:
+        self.keys[key.key_id] = key
+        return key
 
     def keys_of_store(self, store_id: str) -> list[KeyRecord]:
         return [k for k in self.keys.values() if k.custom_key_store_id == store_id]
@@ -83,7 +105,7 @@ class Catalog:
             raise errors.invalid_key_id(ref)
         key_id = self._key_id(ref, allow_alias)
         key = self.keys.get(key_id)
-        if key is None or key.key_state == "Creating":
+        if key is None or key.key_state == KeyState.CREATING:
             raise errors.key_not_found(self.arns.key(key_id))
         return key
 

@@ -21,14 +21,14 @@ log = logging.getLogger("kms_frontend.store")
 
 
 @dataclass
-class Settings:
+class FrontendSettings:
     account_id: str = "111122223333"
     region: str = "us-east-1"
     store_request_quota: int = 1800  # crypto requests per second per custom key store
 
 
 class Context:
-    def __init__(self, repo: MetadataRepository, box: SecretBox, settings: Settings,
+    def __init__(self, repo: MetadataRepository, box: SecretBox, settings: FrontendSettings,
                  clock: Callable[[], float] = time.time) -> None:
         self.repo, self.box, self.settings, self.clock = repo, box, settings, clock
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kms-db")

@@ -1,4 +1,5 @@
-"""Cryptographic operations (reference 3.4-3.6, 4, 6).
+"""Cryptographic operations (AWS KMS API Reference: Encrypt, Decrypt, ReEncrypt, GenerateDataKey,
+GenerateRandom; "Request quotas" in the AWS KMS Developer Guide).
 
 Encrypt / Decrypt / ReEncrypt / GenerateDataKey[WithoutPlaintext] /
 GenerateRandom. Key state rules come first, then the store's request quota,
@@ -11,27 +12,23 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-import grpc
-
-from protos.hsm.v1 import hsm_pb2 as hsm
 
 from .. import errors
 from ..ciphertext import CiphertextFormatError, aad_of_encoded, header_bytes, pack_encoded, unpack
-from ..cluster.calls import NoNodeAvailable
-from ..cluster.connector import CONNECTED, Connector
-from ..cluster.crypto_streams import HsmOpError, KeyMissing, run_op
-from ..store.repository import KeyRecord
-from ..validation import (
-    Checks,
+from ..cluster.errors import BackingKeyMissing, BadCiphertext, NoHsmAvailable
+from ..cluster.hsm_client import HsmClients, StoreHsmClient
+from ..store.repository import ConnectionState, KeyRecord, KeyState
+from .catalog import Catalog
+from .context import Context
+from .input_rules import (
     encoded_encryption_context,
+    require,
+    require_number_of_bytes,
     validate_data_key_spec,
     validate_encryption_context,
 )
-from .catalog import Catalog
-from .context import Context
 
 ALGORITHM = "SYMMETRIC_DEFAULT"
 
@@ -61,15 +58,15 @@ class Decrypted:
 
 
 class Crypto:
-    def __init__(self, ctx: Context, catalog: Catalog, connector: Connector) -> None:
-        self.ctx, self.catalog, self.connector = ctx, catalog, connector
+    def __init__(self, ctx: Context, catalog: Catalog, hsms: HsmClients) -> None:
+        self.ctx, self.catalog, self.hsms = ctx, catalog, hsms
         self._limits: dict[str, RateLimiter] = {}
 
     # ------------------------------------------------------------ shared rules
 
     def usable(self, ref: str, operation: str) -> KeyRecord:
         key = self.catalog.resolve(ref)
-        if key.key_state != "Enabled":
+        if key.key_state != KeyState.ENABLED:
             raise errors.key_state_error(key.arn, key.key_state)
         if key.key_usage != "ENCRYPT_DECRYPT":
             raise errors.invalid_key_usage(key.arn, key.key_usage, operation)
@@ -82,15 +79,22 @@ class Crypto:
         if not limiter.allow():
             raise errors.throttled()
 
-    async def _hsm(self, key: KeyRecord, make_op, throttle: bool = True) -> hsm.CryptoResult:  # type: ignore[no-untyped-def]
+    def _hsm(self, key: KeyRecord, throttle: bool = True) -> StoreHsmClient:
+        """The HSMs that hold ``key``, after the store's request quota."""
         if throttle:
             self._throttle(key.custom_key_store_id)
-        try:
-            return await run_op(self.connector.sessions.get(key.custom_key_store_id), make_op)
-        except NoNodeAvailable:
-            raise errors.cluster_unreachable(key.arn, key.cloud_hsm_cluster_id) from None
-        except KeyMissing:
-            raise errors.backing_key_missing(key.arn, key.cloud_hsm_cluster_id) from None
+        hsm = self.hsms.get(key.custom_key_store_id)
+        if hsm is None:
+            raise errors.cluster_unreachable(key.arn, key.cloud_hsm_cluster_id)
+        return hsm
+
+    @staticmethod
+    def _hsm_error(key: KeyRecord, exc: Exception) -> errors.KmsError:
+        if isinstance(exc, BackingKeyMissing):
+            return errors.backing_key_missing(key.arn, key.cloud_hsm_cluster_id)
+        if isinstance(exc, BadCiphertext):
+            return errors.invalid_ciphertext()
+        return errors.cluster_unreachable(key.arn, key.cloud_hsm_cluster_id)
 
     @staticmethod
     def _check_algorithm(key: KeyRecord, algorithm: str | None) -> None:
@@ -99,16 +103,10 @@ class Crypto:
         if algorithm is not None and algorithm != ALGORITHM:
             raise errors.InvalidKeyUsageException(f"Algorithm {algorithm} is incompatible with key spec {key.key_spec}.")
 
-    @staticmethod
-    def _check_common(grant_tokens: list[str], algorithm: str | None, field: str = "encryptionAlgorithm") -> None:
-        Checks().grant_tokens(grant_tokens).encryption_algorithm(algorithm, field=field).done()
-
     # ------------------------------------------------------------ operations
 
-    async def encrypt(self, ref: str, plaintext: bytes, context: Mapping[str, str], grant_tokens: list[str] = (),  # type: ignore[assignment]
+    async def encrypt(self, ref: str, plaintext: bytes, context: Mapping[str, str], grant_tokens: Sequence[str] = (),
                       algorithm: str | None = None, dry_run: bool = False) -> tuple[bytes, KeyRecord]:
-        Checks().key_id(ref).plaintext(plaintext).done()
-        self._check_common(list(grant_tokens), algorithm)
         encoded_context = encoded_encryption_context(context)
         key = self.usable(ref, "Encrypt")
         self._check_algorithm(key, algorithm)
@@ -120,17 +118,17 @@ class Crypto:
         handle = key.backing_key_handle or 0
         header = header_bytes(key.key_id, handle, key.custom_key_store_id)  # built once per key, then cached
         aad = aad_of_encoded(header, encoded_context)
-        # The operation is built in one go (a dict for the oneof member, no separate EncryptRequest
-        # message copied into it): it is rebuilt for each node tried, with that node's session.
-        result = await self._hsm(key, lambda token: hsm.CryptoOp(encrypt={
-            "session_token": token, "key_handle": handle, "plaintext": plaintext, "aad": aad}), throttle)
-        return pack_encoded(header, result.encrypt.iv, result.encrypt.ciphertext)
+        try:
+            iv, ciphertext = await self._hsm(key, throttle).encrypt(handle, plaintext, aad)
+        except (NoHsmAvailable, BackingKeyMissing) as exc:
+            raise self._hsm_error(key, exc) from None
+        return pack_encoded(header, iv, ciphertext)
 
-    async def decrypt(self, blob: bytes, context: Mapping[str, str], key_ref: str | None = None,
-                      grant_tokens: list[str] = (), algorithm: str | None = None,  # type: ignore[assignment]
+    async def decrypt(self, blob: bytes | None, context: Mapping[str, str], key_ref: str | None = None,
+                      grant_tokens: Sequence[str] = (), algorithm: str | None = None,
                       dry_run: bool = False) -> Decrypted:
-        Checks().ciphertext_blob(blob).key_id(key_ref, required=False).done()
-        self._check_common(list(grant_tokens), algorithm)
+        require(ciphertextBlob=blob)  # optional in the model only for the Recipient form (Nitro enclaves)
+        assert blob is not None
         validate_encryption_context(context)
         return await self._open(blob, context, key_ref, "Decrypt", dry_run, algorithm)
 
@@ -145,9 +143,9 @@ class Crypto:
             wanted = self.catalog.resolve(key_ref)
             if key is None or wanted.key_id != key.key_id:
                 raise errors.incorrect_key()
-        if key is None or key.key_state == "Creating":
+        if key is None or key.key_state == KeyState.CREATING:
             raise errors.invalid_ciphertext()
-        if key.key_state != "Enabled":
+        if key.key_state != KeyState.ENABLED:
             raise errors.key_state_error(key.arn, key.key_state)
         self._check_algorithm(key, algorithm)
         if parsed.header.custom_key_store_id != key.custom_key_store_id or parsed.header.key_handle != key.backing_key_handle:
@@ -156,23 +154,17 @@ class Crypto:
             raise errors.dry_run_succeeded()
         aad = parsed.aad(context)
         try:
-            result = await self._hsm(key, lambda token: hsm.CryptoOp(decrypt=hsm.DecryptRequest(
-                session_token=token, key_handle=key.backing_key_handle, iv=parsed.iv, ciphertext=parsed.ciphertext,
-                aad=aad)))
-        except HsmOpError as exc:
-            if exc.code == grpc.StatusCode.INVALID_ARGUMENT:
-                raise errors.invalid_ciphertext() from None
-            raise
-        return Decrypted(key, result.decrypt.plaintext)
+            plaintext = await self._hsm(key).decrypt(key.backing_key_handle or 0, parsed.iv, parsed.ciphertext, aad)
+        except (NoHsmAvailable, BackingKeyMissing, BadCiphertext) as exc:
+            raise self._hsm_error(key, exc) from None
+        return Decrypted(key, plaintext)
 
-    async def re_encrypt(self, blob: bytes, source_context: Mapping[str, str], source_key_ref: str | None,
+    async def re_encrypt(self, blob: bytes | None, source_context: Mapping[str, str], source_key_ref: str | None,
                          destination_key_ref: str, destination_context: Mapping[str, str],
                          source_algorithm: str | None = None, destination_algorithm: str | None = None,
-                         grant_tokens: list[str] = (), dry_run: bool = False) -> tuple[bytes, KeyRecord, KeyRecord]:  # type: ignore[assignment]
-        (Checks().ciphertext_blob(blob).key_id(source_key_ref, field="sourceKeyId", required=False)
-         .key_id(destination_key_ref, field="destinationKeyId").done())
-        self._check_common(list(grant_tokens), source_algorithm, "sourceEncryptionAlgorithm")
-        self._check_common([], destination_algorithm, "destinationEncryptionAlgorithm")
+                         grant_tokens: Sequence[str] = (), dry_run: bool = False) -> tuple[bytes, KeyRecord, KeyRecord]:
+        require(ciphertextBlob=blob)
+        assert blob is not None
         validate_encryption_context(source_context, field="sourceEncryptionContext")
         destination_encoded = encoded_encryption_context(destination_context, field="destinationEncryptionContext")
         destination = self.usable(destination_key_ref, "ReEncrypt")
@@ -184,11 +176,9 @@ class Crypto:
         return blob, opened.key, destination
 
     async def generate_data_key(self, ref: str, context: Mapping[str, str], number_of_bytes: int | None,
-                                key_spec: str | None, *, with_plaintext: bool, grant_tokens: list[str] = (),  # type: ignore[assignment]
+                                key_spec: str | None, *, with_plaintext: bool, grant_tokens: Sequence[str] = (),
                                 dry_run: bool = False) -> tuple[bytes, bytes, KeyRecord]:
-        Checks().key_id(ref).done()
         length = validate_data_key_spec(number_of_bytes, key_spec)
-        self._check_common(list(grant_tokens), None)
         encoded_context = encoded_encryption_context(context)
         operation = "GenerateDataKey" if with_plaintext else "GenerateDataKeyWithoutPlaintext"
         key = self.usable(ref, operation)
@@ -197,27 +187,26 @@ class Crypto:
         handle = key.backing_key_handle or 0
         header = header_bytes(key.key_id, handle, key.custom_key_store_id)
         aad = aad_of_encoded(header, encoded_context)
-        result = await self._hsm(key, lambda token: hsm.CryptoOp(data_key={
-            "session_token": token, "key_handle": handle, "length": length, "aad": aad}))
-        dk = result.data_key
-        return pack_encoded(header, dk.iv, dk.ciphertext), (dk.plaintext if with_plaintext else b""), key
+        try:
+            iv, ciphertext, plaintext = await self._hsm(key).data_key(handle, length, aad)
+        except (NoHsmAvailable, BackingKeyMissing) as exc:
+            raise self._hsm_error(key, exc) from None
+        return pack_encoded(header, iv, ciphertext), (plaintext if with_plaintext else b""), key
 
     async def generate_random(self, number_of_bytes: int | None, store_id: str | None) -> bytes:
-        Checks().number_of_bytes(number_of_bytes, required=True).custom_key_store_id(store_id, required=False).done()
-        assert number_of_bytes is not None
+        number_of_bytes = require_number_of_bytes(number_of_bytes)
         if not store_id:
             return os.urandom(number_of_bytes)
         store = await self.ctx.store_or_none(store_id)
         if store is None:
             raise errors.custom_key_store_not_found(store_id)
-        if store.connection_state != CONNECTED:
-            raise errors.custom_key_store_invalid_state(store_id, store.connection_state, "GenerateRandom", [CONNECTED])
+        if store.connection_state != ConnectionState.CONNECTED:
+            raise errors.custom_key_store_invalid_state(store_id, store.connection_state, "GenerateRandom",
+                                                        [ConnectionState.CONNECTED])
         self._throttle(store_id)
         try:
-            result = await run_op(self.connector.sessions.get(store_id), lambda token: hsm.CryptoOp(
-                random=hsm.GenerateRandomRequest(session_token=token, length=number_of_bytes)))
-        except NoNodeAvailable:
+            return await self.hsms.require(store_id).random(number_of_bytes)
+        except NoHsmAvailable:
             raise errors.KMSInvalidStateException(
                 f"KMS cannot communicate with CloudHSM cluster {store.cloud_hsm_cluster_id} of custom key store"
                 f" {store_id}. Make sure its HSMs are running and reachable.") from None
-        return result.random.random

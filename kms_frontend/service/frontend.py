@@ -1,35 +1,30 @@
-"""All operation families of the frontend, built once and shared by the adapters."""
+"""All operation families of the frontend, built once, and the one entry point both adapters use:
+:meth:`Services.call` (validate against the model, run the operation, shape its result)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable
+from typing import TypeVar
 
-from ..cluster.connector import Connector
-from ..cluster.directory import ClusterDirectory
+from ..cluster.hsm_client import HsmClients
 from .aliases import Aliases
 from .catalog import Catalog
+from .connections import Connections
 from .context import Context
 from .crypto import Crypto
 from .key_stores import KeyStores
-from .keys import Keys
+from .keys import KmsKeys
+from .model import Params, ServiceModel
+from .operations import OPERATIONS, Operation
 from .policies import Policies
+from .shapes import Shape
 from .tags import Tags
 
 T = TypeVar("T")
-
-# Operations that change nothing: a caller hanging up may cancel them at any await.
-_READS = frozenset({"Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
-                    "GenerateRandom"})
-_READ_PREFIXES = ("Describe", "List", "Get")
 _finishing: set[asyncio.Task] = set()
 
 
-def changes_state(operation: str) -> bool:
-    return operation not in _READS and not operation.startswith(_READ_PREFIXES)
-
-
-def run_to_end(operation: Coroutine[Any, Any, T]) -> Awaitable[T]:
+def run_to_end(operation: Awaitable[T]) -> Awaitable[T]:
     """Run an operation that changes state to its end even if its caller hangs up.
 
     Such an operation writes the metadata store, the HSMs and the in-memory
@@ -44,16 +39,34 @@ def run_to_end(operation: Coroutine[Any, Any, T]) -> Awaitable[T]:
 
 
 class Services:
-    def __init__(self, ctx: Context, directory: ClusterDirectory, connector: Connector) -> None:
-        self.ctx, self.directory, self.connector = ctx, directory, connector
+    def __init__(self, ctx: Context, hsms: HsmClients, model: ServiceModel | None = None,
+                 operations: dict[str, Operation] = OPERATIONS) -> None:
+        self.ctx, self.hsms, self.directory = ctx, hsms, hsms.directory
+        self.model = model or ServiceModel()
+        self.operations = operations
+        self.account_id = ctx.settings.account_id
         self.catalog = Catalog(ctx)
-        self.key_stores = KeyStores(ctx, directory, connector)
-        self.keys = Keys(ctx, self.catalog, directory, connector)
+        self.connections = Connections(ctx, hsms)
+        self.key_stores = KeyStores(ctx, self.directory, self.connections)
+        self.keys = KmsKeys(ctx, self.catalog, self.directory, hsms)
         self.aliases = Aliases(ctx, self.catalog)
-        self.tags = Tags(self.keys, self.catalog)
-        self.policies = Policies(self.keys, self.catalog)
-        self.crypto = Crypto(ctx, self.catalog, connector)
-        connector.on_keys_changed = self.catalog.reload_store
+        self.tags = Tags(self.catalog)
+        self.policies = Policies(self.catalog)
+        self.crypto = Crypto(ctx, self.catalog, hsms)
+        self.connections.on_keys_changed = self.catalog.reload_store
+
+    def offers(self, operation: str) -> bool:
+        return operation in self.operations
+
+    async def call(self, operation: str, params: Params) -> Shape | None:
+        """Run one operation by its AWS name: the model's checks first (every violation in one
+        ValidationException), then its rules. An operation that changes state runs to its end
+        even if the caller hangs up."""
+        op = self.operations[operation]
+        self.model.validate(operation, params)
+        if op.changes_state:
+            return await run_to_end(op.handler(self, params))
+        return await op.handler(self, params)
 
 
 async def finish_abandoned(timeout_s: float) -> None:

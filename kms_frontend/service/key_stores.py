@@ -1,10 +1,12 @@
-"""Custom key store operations: the AWS rules (section 1 of the reference).
+"""Custom key store operations: the AWS rules (AWS KMS API Reference: CreateCustomKeyStore,
+DescribeCustomKeyStores, UpdateCustomKeyStore, ConnectCustomKeyStore, DisconnectCustomKeyStore,
+DeleteCustomKeyStore).
 
 Create / Describe / Update / Connect / Disconnect / Delete, with the
 operation x ConnectionState matrix, the cluster preconditions (exists, ACTIVE,
 trust anchor, not in use by a store sharing its backup history, two active
 HSMs) and AWS's idempotent create. Connecting itself runs in the background
-(``cluster.connector``); this module only validates and moves the state.
+(:mod:`.connections`); this module only validates and moves the state.
 """
 from __future__ import annotations
 
@@ -14,30 +16,21 @@ import secrets
 from dataclasses import dataclass
 
 from .. import errors
-from ..cluster.connector import (
-    CONNECTED,
-    CONNECTING,
-    DISCONNECTED,
-    DISCONNECTING,
-    FAILED,
-    Connector,
-    open_password,
-    seal_password,
-)
 from ..cluster.directory import ClusterDirectory, ClusterInfo, trust_anchor_verifies
 from ..store.repository import (
+    ConnectionState,
     CustomKeyStoreRecord,
     DuplicateStoreNameError,
     InvalidMarkerError,
     NotFoundError,
     Page,
 )
-from ..validation import Checks
+from .connections import Connections, open_password, seal_password
 from .context import Context
+from .input_rules import require
 
 MAX_STORES = 10
 MIN_HSMS_CREATE = 2
-ALL_STATES = (CONNECTED, CONNECTING, DISCONNECTED, DISCONNECTING, FAILED)
 
 
 @dataclass
@@ -53,8 +46,8 @@ def new_store_id() -> str:
 
 
 class KeyStores:
-    def __init__(self, ctx: Context, directory: ClusterDirectory, connector: Connector) -> None:
-        self.ctx, self.directory, self.connector = ctx, directory, connector
+    def __init__(self, ctx: Context, directory: ClusterDirectory, connections: Connections) -> None:
+        self.ctx, self.directory, self.connections = ctx, directory, connections
 
     # ------------------------------------------------------------ helpers
 
@@ -86,18 +79,19 @@ class KeyStores:
 
     # ------------------------------------------------------------ operations
 
-    async def create(self, name: str, cluster_id: str, trust_anchor: str, password: str,
+    async def create(self, name: str, cluster_id: str | None, trust_anchor: str | None, password: str | None,
                      store_type: str | None = None) -> str:
-        (Checks().custom_key_store_name(name).cloud_hsm_cluster_id(cluster_id, required=True)
-         .trust_anchor_certificate(trust_anchor, required=True).key_store_password(password, required=True)
-         .custom_key_store_type(store_type).done())
+        # The model leaves these optional (an external key store has none of them); a CloudHSM
+        # key store needs all three.
+        require(cloudHsmClusterId=cluster_id, trustAnchorCertificate=trust_anchor, keyStorePassword=password)
+        assert cluster_id is not None and trust_anchor is not None and password is not None
         if store_type == "EXTERNAL_KEY_STORE":
             raise errors.UnsupportedOperationException(
                 "External key stores (XKS) are not supported here; create an AWS_CLOUDHSM custom key store.")
         existing = await self.ctx.db(self.ctx.repo.find_custom_key_store_by_name, name)
         if existing is not None:
             # AWS: a retry with identical properties returns the disconnected store it made.
-            if (existing.connection_state == DISCONNECTED and existing.cloud_hsm_cluster_id == cluster_id
+            if (existing.connection_state == ConnectionState.DISCONNECTED and existing.cloud_hsm_cluster_id == cluster_id
                     and existing.trust_anchor_certificate.strip() == trust_anchor.strip()
                     and self._password_matches(existing, password)):
                 return existing.custom_key_store_id
@@ -116,7 +110,7 @@ class KeyStores:
         record = CustomKeyStoreRecord(
             custom_key_store_id=store_id, custom_key_store_name=name, cloud_hsm_cluster_id=cluster_id,
             trust_anchor_certificate=trust_anchor, creation_date=self.ctx.now_ms(),
-            sealed_password=seal_password(self.ctx, store_id, password), connection_state=DISCONNECTED,
+            sealed_password=seal_password(self.ctx, store_id, password), connection_state=ConnectionState.DISCONNECTED,
             cluster_certificate_fingerprint=info.certificate_sha256)
         try:
             await self.ctx.db(self.ctx.repo.create_custom_key_store, record)
@@ -130,12 +124,6 @@ class KeyStores:
 
     async def describe(self, store_id: str | None = None, name: str | None = None, limit: int | None = None,
                        marker: str | None = None) -> Page[CustomKeyStoreRecord]:
-        checks = Checks().limit(limit).marker(marker)
-        if store_id is not None:
-            checks.custom_key_store_id(store_id)
-        if name is not None:
-            checks.custom_key_store_name(name)
-        checks.done()
         if store_id is not None and name is not None:
             raise errors.ValidationException("Specify either CustomKeyStoreId or CustomKeyStoreName, not both.")
         if store_id is not None:
@@ -151,15 +139,12 @@ class KeyStores:
             raise errors.InvalidMarkerException("The request was rejected because the marker is not valid.") from None
 
     async def update(self, req: UpdateRequest) -> None:
-        (Checks().custom_key_store_id(req.custom_key_store_id)
-         .custom_key_store_name(req.new_custom_key_store_name, required=False)
-         .key_store_password(req.key_store_password).cloud_hsm_cluster_id(req.cloud_hsm_cluster_id).done())
         store = await self.get(req.custom_key_store_id)
         changes: dict = {}
         if req.key_store_password is not None or req.cloud_hsm_cluster_id is not None:
-            self.require_state(store, "UpdateCustomKeyStore (KeyStorePassword or CloudHsmClusterId)", DISCONNECTED)
+            self.require_state(store, "UpdateCustomKeyStore (KeyStorePassword or CloudHsmClusterId)", ConnectionState.DISCONNECTED)
         elif req.new_custom_key_store_name is not None:
-            self.require_state(store, "UpdateCustomKeyStore", CONNECTED, DISCONNECTED)
+            self.require_state(store, "UpdateCustomKeyStore", ConnectionState.CONNECTED, ConnectionState.DISCONNECTED)
         if req.new_custom_key_store_name is not None and req.new_custom_key_store_name != store.custom_key_store_name:
             other = await self.ctx.db(self.ctx.repo.find_custom_key_store_by_name, req.new_custom_key_store_name)
             if other is not None:
@@ -184,28 +169,25 @@ class KeyStores:
                 raise errors.custom_key_store_name_in_use(req.new_custom_key_store_name or "") from None
 
     async def connect(self, store_id: str) -> None:
-        Checks().custom_key_store_id(store_id).done()
         store = await self.get(store_id)
-        self.require_state(store, "ConnectCustomKeyStore", DISCONNECTED, CONNECTING, CONNECTED)
-        if store.connection_state != DISCONNECTED:
+        self.require_state(store, "ConnectCustomKeyStore", ConnectionState.DISCONNECTED, ConnectionState.CONNECTING, ConnectionState.CONNECTED)
+        if store.connection_state != ConnectionState.DISCONNECTED:
             return  # already connecting or connected: nothing to do
         info = await self.directory.lookup(store.cloud_hsm_cluster_id)
         if info is not None and info.state != "ACTIVE":
             raise errors.cloud_hsm_cluster_not_active(store.cloud_hsm_cluster_id, info.state)
-        await self.ctx.update_store(store_id, connection_state=CONNECTING, connection_error_code=None)
-        self.connector.start_connect(store_id)
+        await self.ctx.update_store(store_id, connection_state=ConnectionState.CONNECTING, connection_error_code=None)
+        self.connections.start_connect(store_id)
 
     async def disconnect(self, store_id: str) -> None:
-        Checks().custom_key_store_id(store_id).done()
         store = await self.get(store_id)
-        self.require_state(store, "DisconnectCustomKeyStore", CONNECTED, CONNECTING, FAILED)
-        await self.ctx.update_store(store_id, connection_state=DISCONNECTING)
-        await self.connector.disconnect(store_id)
+        self.require_state(store, "DisconnectCustomKeyStore", ConnectionState.CONNECTED, ConnectionState.CONNECTING, ConnectionState.FAILED)
+        await self.ctx.update_store(store_id, connection_state=ConnectionState.DISCONNECTING)
+        await self.connections.disconnect(store_id)
 
     async def delete(self, store_id: str) -> None:
-        Checks().custom_key_store_id(store_id).done()
         store = await self.get(store_id)
-        self.require_state(store, "DeleteCustomKeyStore", DISCONNECTED)
+        self.require_state(store, "DeleteCustomKeyStore", ConnectionState.DISCONNECTED)
         count = await self.ctx.db(self.ctx.repo.count_keys, store_id)
         if count:
             raise errors.custom_key_store_has_cmks(store_id, count)

@@ -1,4 +1,5 @@
-"""KMS key operations for keys in a CloudHSM key store (reference section 3).
+"""KMS key operations for keys in a CloudHSM key store (AWS KMS Developer Guide, "Creating KMS
+keys in an AWS CloudHSM key store" and "Key states of AWS KMS keys").
 
 CreateKey spans the HSM and the metadata, ordered so a crash in the middle can
 be finished or cleaned up: the record is written as ``Creating`` first, then the
@@ -17,25 +18,21 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-import grpc
-
-from protos.hsm.v1 import hsm_pb2 as hsm
-
 from .. import errors
-from ..cluster.calls import NoNodeAvailable, on_any_node
-from ..cluster.connector import CONNECTED, Connector
 from ..cluster.directory import ClusterDirectory
+from ..cluster.errors import HsmClientError, HsmStorageFull, NoHsmAvailable, TooFewReplicas
+from ..cluster.hsm_client import HsmClients
 from ..store.repository import (
     AuditEvent,
+    ConnectionState,
     InvalidMarkerError,
     KeyRecord,
-    NotFoundError,
+    KeyState,
     Page,
-    StaleRecordError,
 )
-from ..validation import Checks, page_limit, validate_policy, validate_tags
 from .catalog import Catalog
 from .context import Context
+from .input_rules import page_limit, validate_pending_window, validate_policy, validate_tags
 
 log = logging.getLogger("kms_frontend.keys")
 DAY_MS = 86_400_000
@@ -72,34 +69,22 @@ class Orphan:
     label: str
 
 
-class Keys:
-    def __init__(self, ctx: Context, catalog: Catalog, directory: ClusterDirectory, connector: Connector) -> None:
-        self.ctx, self.catalog, self.directory, self.connector = ctx, catalog, directory, connector
+def refuse_pending_deletion(key: KeyRecord) -> None:
+    if key.key_state == KeyState.PENDING_DELETION:
+        raise errors.key_pending_deletion(key.arn)
+
+
+class KmsKeys:
+    """The life of KMS keys: create, describe, list, enable/disable, schedule and cancel deletion,
+    the deletion sweep, crash recovery, orphaned key material and the audit log."""
+
+    def __init__(self, ctx: Context, catalog: Catalog, directory: ClusterDirectory, hsms: HsmClients) -> None:
+        self.ctx, self.catalog, self.directory, self.hsms = ctx, catalog, directory, hsms
         self._in_flight: set[str] = set()  # keys a CreateKey of this process is creating right now
-
-    # ------------------------------------------------------------ helpers
-
-    async def _save(self, key: KeyRecord, **changes: object) -> KeyRecord:
-        """Update a key in the database, then the catalogue (retrying a stale read once)."""
-        for _ in range(3):
-            try:
-                saved = await self.ctx.db(self.ctx.repo.update_key, dataclasses.replace(key, **changes))
-                return self.catalog.put(saved)
-            except StaleRecordError:
-                key = self.catalog.put(await self.ctx.db(self.ctx.repo.get_key, key.key_id))
-        raise errors.internal("The key changed concurrently. Retry the request.")
-
-    @staticmethod
-    def refuse_pending_deletion(key: KeyRecord) -> None:
-        if key.key_state == "PendingDeletion":
-            raise errors.key_pending_deletion(key.arn)
 
     # ------------------------------------------------------------ CreateKey
 
     async def create(self, req: CreateKeyRequest) -> KeyRecord:
-        (Checks().description(req.description).key_usage(req.key_usage).key_spec(req.key_spec)
-         .customer_master_key_spec(req.customer_master_key_spec).origin(req.origin)
-         .custom_key_store_id(req.custom_key_store_id, required=False).policy(req.policy).done())
         origin = req.origin or "AWS_KMS"
         if req.custom_key_store_id and origin != "AWS_CLOUDHSM":
             raise errors.UnsupportedOperationException(
@@ -129,9 +114,9 @@ class Keys:
         store = await self.ctx.store_or_none(req.custom_key_store_id)  # type: ignore[arg-type]
         if store is None:
             raise errors.custom_key_store_not_found(req.custom_key_store_id)
-        if store.connection_state != CONNECTED:
+        if store.connection_state != ConnectionState.CONNECTED:
             raise errors.custom_key_store_invalid_state(store.custom_key_store_id, store.connection_state, "CreateKey",
-                                                        [CONNECTED])
+                                                        [ConnectionState.CONNECTED])
         info = await self.directory.lookup(store.cloud_hsm_cluster_id, max_age_s=2.0)
         active = info.active_hsms if info is not None else 0
         if active < MIN_HSMS_CREATE_KEY:
@@ -140,68 +125,55 @@ class Keys:
         arn = self.catalog.arns.key(key_id)
         record = KeyRecord(key_id=key_id, arn=arn, custom_key_store_id=store.custom_key_store_id,
                            cloud_hsm_cluster_id=store.cloud_hsm_cluster_id, creation_date=self.ctx.now_ms(),
-                           policy=policy, key_state="Creating", description=req.description or "",
+                           policy=policy, key_state=KeyState.CREATING, description=req.description or "",
                            tags=dict(req.tags))
-        record = self.catalog.put(await self.ctx.db(self.ctx.repo.create_key, record))
+        record = await self.catalog.create_key(record)
         self._in_flight.add(key_id)  # recover() must not take it for a crash leftover
         try:
             try:
                 handle = await self._generate_backing_key(store.custom_key_store_id, store.cloud_hsm_cluster_id, arn)
             except BaseException:
-                await self.ctx.db(self.ctx.repo.delete_key, key_id)
-                self.catalog.forget(key_id)
+                await self.catalog.delete_key(key_id)
                 raise
             log.info("key created", extra={"event": "key_created", "key_id": key_id, "key_handle": handle,
                                            "store": store.custom_key_store_id})
-            return await self._save(record, key_state="Enabled", backing_key_handle=handle)
+            return await self.catalog.update_key(record, key_state=KeyState.ENABLED, backing_key_handle=handle)
         finally:
             self._in_flight.discard(key_id)
 
     async def _generate_backing_key(self, store_id: str, cluster_id: str, arn: str) -> int:
-        sessions = self.connector.sessions.get(store_id)
-
-        async def generate(node):  # type: ignore[no-untyped-def]
-            r = await node.stub.GenerateKey(hsm.GenerateKeyRequest(
-                session_token=node.token, key_size_bytes=HSM_KEY_BYTES, label=arn, min_replicas=MIN_HSMS_CREATE_KEY,
-                timeout_ms=REPLICA_TIMEOUT_MS), timeout=REPLICA_TIMEOUT_MS / 1000 + 5)
-            return r.key_handle
         try:
-            return await on_any_node(sessions, generate)
-        except NoNodeAvailable as exc:
-            if exc.last_code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                raise errors.hsm_storage_full(cluster_id) from None
+            return await self.hsms.require(store_id).generate_key(
+                arn, size_bytes=HSM_KEY_BYTES, min_replicas=MIN_HSMS_CREATE_KEY, timeout_ms=REPLICA_TIMEOUT_MS)
+        except HsmStorageFull:
+            raise errors.hsm_storage_full(cluster_id) from None
+        except TooFewReplicas as exc:
+            raise errors.cloud_hsm_cluster_invalid_configuration(cluster_id, exc.confirmed, MIN_HSMS_CREATE_KEY) \
+                from None
+        except NoHsmAvailable:
             # the directory still counted HSMs that no longer answer
             raise errors.cloud_hsm_cluster_invalid_configuration(cluster_id, 0, MIN_HSMS_CREATE_KEY) from None
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:  # fewer than two HSMs confirmed the key
-                raise errors.cloud_hsm_cluster_invalid_configuration(cluster_id, 1, MIN_HSMS_CREATE_KEY) from None
-            raise
 
     async def recover(self) -> None:
         """Settle keys a crash left in ``Creating``: finish them if the cluster holds a
         backing key with their label, otherwise drop the record."""
         for key in [k for k in self.catalog.keys.values()
-                    if k.key_state == "Creating" and k.key_id not in self._in_flight]:
-            sessions = self.connector.sessions.get(key.custom_key_store_id)
+                    if k.key_state == KeyState.CREATING and k.key_id not in self._in_flight]:
             try:
-                found = await on_any_node(sessions, lambda n, key=key: n.stub.FindKeys(
-                    hsm.FindKeysRequest(session_token=n.token, label=key.arn), timeout=5))
-            except (NoNodeAvailable, grpc.aio.AioRpcError):
+                found = await self.hsms.require(key.custom_key_store_id).find_keys(label=key.arn)
+            except HsmClientError:
                 continue  # try again later, when the store's nodes answer
-            if found.key_handles:
-                await self._save(key, key_state="Enabled", backing_key_handle=found.key_handles[0])
+            if found:
+                await self.catalog.update_key(key, key_state=KeyState.ENABLED, backing_key_handle=found[0])
             else:
-                await self.ctx.db(self.ctx.repo.delete_key, key.key_id)
-                self.catalog.forget(key.key_id)
+                await self.catalog.delete_key(key.key_id)
 
     # ------------------------------------------------------------ reads
 
     def describe(self, ref: str) -> KeyRecord:
-        Checks().key_id(ref).done()
         return self.catalog.resolve(ref)
 
-    async def list(self, limit: int | None, marker: str | None) -> Page[KeyRecord]:
-        Checks().limit(limit).marker(marker).done()
+    async def list_keys(self, limit: int | None, marker: str | None) -> Page[KeyRecord]:
         try:
             return await self.ctx.db(self.ctx.repo.list_keys, limit=page_limit(limit, default=100, maximum=1000),
                                      marker=marker)
@@ -211,52 +183,51 @@ class Keys:
     # ------------------------------------------------------------ state changes
 
     async def enable(self, ref: str) -> None:
-        await self._set_enabled(ref, "Enabled")
+        await self._set_enabled(ref, KeyState.ENABLED)
 
     async def disable(self, ref: str) -> None:
-        await self._set_enabled(ref, "Disabled")
+        await self._set_enabled(ref, KeyState.DISABLED)
 
     async def _set_enabled(self, ref: str, target: str) -> None:
-        Checks().key_id(ref).done()
         key = self.catalog.resolve(ref, allow_alias=False)
-        self.refuse_pending_deletion(key)
-        if key.key_state == "Unavailable":
-            await self._save(key, desired_state=target)  # takes effect on reconnect (AWS footnote 12)
+        refuse_pending_deletion(key)
+        if key.key_state == KeyState.UNAVAILABLE:
+            # takes effect on reconnect (the key-state table of "Key states of AWS KMS keys")
+            await self.catalog.update_key(key, desired_state=target)
         elif key.key_state != target:
-            await self._save(key, key_state=target)
+            await self.catalog.update_key(key, key_state=target)
 
     async def update_description(self, ref: str, description: str) -> None:
-        Checks().key_id(ref).description(description).done()
         key = self.catalog.resolve(ref, allow_alias=False)
-        self.refuse_pending_deletion(key)
-        await self._save(key, description=description)
+        refuse_pending_deletion(key)
+        await self.catalog.update_key(key, description=description)
 
     async def schedule_deletion(self, ref: str, days: int | None) -> tuple[KeyRecord, int]:
-        Checks().key_id(ref).pending_window_in_days(days).done()
+        validate_pending_window(days)
         key = self.catalog.resolve(ref, allow_alias=False)
-        self.refuse_pending_deletion(key)
+        refuse_pending_deletion(key)
         window = days if days is not None else 30
-        previous = key.desired_state if key.key_state == "Unavailable" else key.key_state
-        key = await self._save(key, key_state="PendingDeletion", deletion_date=self.ctx.now_ms() + window * DAY_MS,
-                               desired_state=previous)
+        previous = key.desired_state if key.key_state == KeyState.UNAVAILABLE else key.key_state
+        key = await self.catalog.update_key(key, key_state=KeyState.PENDING_DELETION,
+                                            deletion_date=self.ctx.now_ms() + window * DAY_MS, desired_state=previous)
         return key, window
 
     async def cancel_deletion(self, ref: str) -> KeyRecord:
-        Checks().key_id(ref).done()
         key = self.catalog.resolve(ref, allow_alias=False)
-        if key.key_state != "PendingDeletion":
+        if key.key_state != KeyState.PENDING_DELETION:
             raise errors.key_not_pending_deletion(key.arn)
         store = await self.ctx.store_or_none(key.custom_key_store_id)
-        if store is not None and store.connection_state == CONNECTED:
-            return await self._save(key, key_state="Disabled", deletion_date=None, desired_state=None)
-        return await self._save(key, key_state="Unavailable", deletion_date=None, desired_state="Disabled")
+        if store is not None and store.connection_state == ConnectionState.CONNECTED:
+            return await self.catalog.update_key(key, key_state=KeyState.DISABLED, deletion_date=None,
+                                                 desired_state=None)
+        return await self.catalog.update_key(key, key_state=KeyState.UNAVAILABLE, deletion_date=None,
+                                             desired_state=KeyState.DISABLED)
 
     async def unsupported(self, ref: str, *, rotation: bool) -> None:
         """Rotation and imported material do not exist for CloudHSM key store keys."""
-        Checks().key_id(ref).done()
         key = self.catalog.resolve(ref, allow_alias=False)
         if rotation:
-            self.refuse_pending_deletion(key)
+            refuse_pending_deletion(key)
         raise errors.unsupported_origin(key.arn, key.origin)
 
     # ------------------------------------------------------------ deletion
@@ -265,13 +236,10 @@ class Keys:
         """Delete every key whose waiting period has ended (metadata, aliases, then
         best-effort backing key), recording the per-handle outcome."""
         due = [k for k in self.catalog.keys.values()
-               if k.key_state == "PendingDeletion" and k.deletion_date is not None and k.deletion_date <= self.ctx.now_ms()]
+               if k.key_state == KeyState.PENDING_DELETION and k.deletion_date is not None
+               and k.deletion_date <= self.ctx.now_ms()]
         for key in due:
-            try:
-                await self.ctx.db(self.ctx.repo.delete_key, key.key_id)
-            except NotFoundError:
-                pass
-            self.catalog.forget(key.key_id)
+            await self.catalog.delete_key(key.key_id)
             status = await self._delete_backing_key(key)
             await self.ctx.db(self.ctx.repo.append_audit_event, AuditEvent(
                 timestamp=self.ctx.now_ms(), event="DeleteKey", key_id=key.key_id,
@@ -288,10 +256,9 @@ class Keys:
         if key.backing_key_handle is None:
             return "SUCCESS"
         try:
-            await on_any_node(self.connector.sessions.get(key.custom_key_store_id), lambda n: n.stub.DeleteKey(
-                hsm.KeyRequest(session_token=n.token, key_handle=key.backing_key_handle), timeout=10))
+            await self.hsms.require(key.custom_key_store_id).delete_key(key.backing_key_handle)
             return "SUCCESS"
-        except (NoNodeAvailable, grpc.aio.AioRpcError):
+        except HsmClientError:
             return "FAILURE"
 
     async def run_deletions(self, interval_s: float = 1.0) -> None:
@@ -313,20 +280,19 @@ class Keys:
         store = await self.ctx.store_or_none(store_id)
         if store is None:
             raise errors.custom_key_store_not_found(store_id)
-        if store.connection_state != CONNECTED:
-            raise errors.custom_key_store_invalid_state(store_id, store.connection_state, "orphan cleanup", [CONNECTED])
-        sessions = self.connector.sessions.get(store_id)
+        if store.connection_state != ConnectionState.CONNECTED:
+            raise errors.custom_key_store_invalid_state(store_id, store.connection_state, "orphan cleanup",
+                                                        [ConnectionState.CONNECTED])
         try:
-            found = await on_any_node(sessions, lambda n: n.stub.FindKeys(hsm.FindKeysRequest(session_token=n.token),
-                                                                          timeout=10))
+            hsm = self.hsms.require(store_id)
+            found = await hsm.find_keys()
             known = {k.backing_key_handle for k in self.catalog.keys.values() if k.custom_key_store_id == store_id}
             out = []
-            for handle in found.key_handles:
+            for handle in found:
                 if handle in known:
                     continue
-                info = await on_any_node(sessions, lambda n, h=handle: n.stub.GetKeyInfo(
-                    hsm.KeyRequest(session_token=n.token, key_handle=h), timeout=10))
-                if info.owner_username != "kmsuser":
+                info = await hsm.key_info(handle)
+                if info.owner != "kmsuser":
                     continue
                 label_key = info.label.rsplit("/", 1)[-1]
                 named = self.catalog.keys.get(label_key)
@@ -335,27 +301,23 @@ class Keys:
                 outcome = "FOUND"
                 if delete:
                     try:
-                        await on_any_node(sessions, lambda n, h=handle: n.stub.DeleteKey(
-                            hsm.KeyRequest(session_token=n.token, key_handle=h), timeout=10))
+                        await hsm.delete_key(handle)
                         outcome = "DELETED"
-                    except grpc.aio.AioRpcError as exc:
-                        outcome = f"FAILED: {exc.details()}"
+                    except HsmClientError as exc:
+                        outcome = f"FAILED: {exc}"
                 out.append((Orphan(handle, info.label), outcome))
             return out
-        except NoNodeAvailable:
+        except NoHsmAvailable:
             raise errors.KMSInvalidStateException(
                 f"KMS cannot reach any HSM of cluster {store.cloud_hsm_cluster_id}; try again when its nodes are up.") \
                 from None
 
     # ------------------------------------------------------------ audit log
 
-    async def audit_events(self, after_id: int, limit: int, event: str, key_ref: str) -> list[AuditEvent]:
+    async def audit_events(self, after_id: int, limit: int | None, event: str | None,
+                           key_ref: str | None) -> list[AuditEvent]:
         """The audit log (backing key deletions ...), oldest first; a key by id or ARN."""
-        if after_id < 0:
-            raise errors.ValidationException(errors.validation_error([errors.validation_failure(
-                "afterId", "Member must have value greater than or equal to 0", after_id)]).message)
-        Checks().limit(limit or None).done()
-        key_id = key_ref.rsplit("/", 1)[-1] if key_ref.startswith("arn:") else key_ref
+        key_id = key_ref.rsplit("/", 1)[-1] if key_ref and key_ref.startswith("arn:") else key_ref
         return await self.ctx.db(self.ctx.repo.list_audit_events, after_id=after_id, limit=limit or 100,
                                  event=event or None, key_id=key_id or None)
 

@@ -12,9 +12,34 @@ record with the new version. Read, ``dataclasses.replace``, update.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- state names (AWS's spelling)
+
+
+class ConnectionState(StrEnum):
+    """A custom key store's ConnectionState (the AWS KMS API reference, ConnectionStateType)."""
+
+    CONNECTED = "CONNECTED"
+    CONNECTING = "CONNECTING"
+    DISCONNECTED = "DISCONNECTED"
+    DISCONNECTING = "DISCONNECTING"
+    FAILED = "FAILED"
+
+
+class KeyState(StrEnum):
+    """A KMS key's KeyState, as far as keys in a CloudHSM key store have them ("Key states of
+    AWS KMS keys" in the AWS KMS Developer Guide)."""
+
+    CREATING = "Creating"
+    ENABLED = "Enabled"
+    DISABLED = "Disabled"
+    PENDING_DELETION = "PendingDeletion"
+    UNAVAILABLE = "Unavailable"
 
 
 # ---------------------------------------------------------------- records
@@ -28,7 +53,7 @@ class CustomKeyStoreRecord:
     trust_anchor_certificate: str  # PEM
     creation_date: int  # ms since epoch
     sealed_password: bytes = field(repr=False)  # kmsuser password, sealed by the caller
-    connection_state: str = "DISCONNECTED"
+    connection_state: str = ConnectionState.DISCONNECTED
     connection_error_code: str | None = None
     custom_key_store_type: str = "AWS_CLOUDHSM"
     # the next kmsuser password, sealed, written before the HSM password is changed (rotation)
@@ -45,8 +70,8 @@ class KeyRecord:
     cloud_hsm_cluster_id: str
     creation_date: int
     policy: str
-    key_state: str = "Enabled"  # Creating | Enabled | Disabled | PendingDeletion | Unavailable
-    desired_state: str | None = None  # for Unavailable keys: the state to return to on reconnect
+    key_state: str = KeyState.ENABLED
+    desired_state: str | None = None  # for Unavailable keys: the KeyState to return to on reconnect
     description: str = ""
     deletion_date: int | None = None
     backing_key_handle: int | None = None  # uint64 HSM key handle; None while Creating

@@ -1,4 +1,5 @@
-"""Ciphertext blobs (reference 3.5, 3.6, 6): round trips through Encrypt / Decrypt / ReEncrypt /
+"""Ciphertext blobs ("Encryption context" in the AWS KMS Developer Guide;
+the blob layout in kms_frontend/ciphertext.py): round trips through Encrypt / Decrypt / ReEncrypt /
 GenerateDataKey[WithoutPlaintext], IncorrectKeyException, encryption-context binding, tampering
 with every byte, and blobs of another custom key store (a second cluster backs a second store).
 

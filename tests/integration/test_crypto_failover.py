@@ -1,4 +1,5 @@
-"""HSM node failures under load (reference 2.1, 2.4, 3.4 state facts): with 16 concurrent callers
+"""HSM node failures under load (ConnectionState and key states as the AWS KMS Developer Guide
+gives them): with 16 concurrent callers
 doing Encrypt+Decrypt, SIGKILLing one hsm-node process (and restarting it) produces no
 client-visible error; with every node down crypto fails with KMSInvalidStateException while the
 store stays CONNECTED and keys stay Enabled; when the nodes return the service resumes by itself."""

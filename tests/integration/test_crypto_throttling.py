@@ -1,4 +1,4 @@
-"""The per-custom-key-store request quota (reference 4): a frontend started with a small
+"""The per-custom-key-store request quota ("Request quotas" in the AWS KMS Developer Guide): a frontend started with a small
 --store-quota (KMS_STORE_QUOTA=20 cryptographic requests per second per store) answers
 ThrottlingException with AWS's message beyond it; management operations and GenerateRandom
 without a store do not count; the service recovers as the quota refills."""
@@ -113,7 +113,7 @@ async def test_a_pace_below_the_quota_is_never_throttled(env, key):
 
 
 async def test_re_encrypt_counts_as_one_request(env, key):
-    """ReEncrypt is one request against the store's quota (reference 4), though it both
+    """ReEncrypt is one request against the store's quota ("Request quotas"), though it both
     decrypts and encrypts in the cluster: paced at three quarters of the quota, never throttled."""
     async def encrypted() -> bytes:
         return (await env.encrypt(key.key_id, b"payload")).ciphertext_blob

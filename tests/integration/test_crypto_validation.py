@@ -1,4 +1,5 @@
-"""Every validation limit of the cryptographic operations (reference 3.5, 6), with AWS's
+"""Every validation limit of the cryptographic operations (AWS KMS API Reference: Encrypt, Decrypt,
+ReEncrypt, GenerateDataKey, GenerateRandom), with AWS's
 ValidationException messages, against real hsm-node processes and a real kms-frontend."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Custom key stores against real processes: the operation x ConnectionState matrix
-(reference section 1.8) in every state, and the kmsuser password rotation on connect.
+(CustomKeyStoreInvalidStateException in the AWS KMS API Reference) in every state, and the kmsuser password rotation on connect.
 
 One two-node cluster, one frontend and one store for the module. Every test leaves the
 store DISCONNECTED with a stored password the cluster accepts.

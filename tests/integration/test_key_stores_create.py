@@ -1,5 +1,6 @@
 """CreateCustomKeyStore preconditions and error catalogue, input validation, idempotent
-create, and DescribeCustomKeyStores (by id, by name, all, paging) - reference 1.1 to 1.4.
+create, and DescribeCustomKeyStores (by id, by name, all, paging) (AWS KMS API Reference:
+CreateCustomKeyStore, DescribeCustomKeyStores).
 
 Processes: cluster C1 (two nodes, lab A) and cluster U (lab B: another trust anchor),
 which starts with one active HSM and gets a second one later; one frontend.
@@ -19,7 +20,7 @@ from hsm_node import certs, provision
 from kms_frontend import errors
 from kms_frontend.cluster.directory import ClusterInfo
 from kms_frontend.sealing import SecretBox
-from kms_frontend.service.context import Context, Settings
+from kms_frontend.service.context import Context, FrontendSettings
 from kms_frontend.service.key_stores import MAX_STORES, KeyStores
 from kms_frontend.store.sqlite import SqliteRepository
 from protos.hsm.v1 import hsm_pb2 as pb
@@ -219,9 +220,9 @@ class FakeDirectory:
 
 
 async def test_at_most_ten_stores_in_any_state(tmp_path):
-    ctx = Context(SqliteRepository(tmp_path / "metadata.db"), SecretBox(os.urandom(32)), Settings())
+    ctx = Context(SqliteRepository(tmp_path / "metadata.db"), SecretBox(os.urandom(32)), FrontendSettings())
     directory = FakeDirectory()
-    stores = KeyStores(ctx, directory, connector=None)  # type: ignore[arg-type]
+    stores = KeyStores(ctx, directory, connections=None)  # type: ignore[arg-type]
     try:
         ids = [await stores.create(f"store-{i}", directory.add(), directory.anchor, CU_PASSWORD)
                for i in range(MAX_STORES)]

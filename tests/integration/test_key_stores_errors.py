@@ -1,5 +1,6 @@
 """Every ConnectionErrorCode from a real cause, the way out of FAILED, and moving a
-store between related and unrelated clusters (reference sections 1.4, 2.2).
+store between related and unrelated clusters (AWS KMS API Reference: UpdateCustomKeyStore, and ConnectionErrorCode
+in CustomKeyStoresListEntry).
 
 Processes: cluster C1 (two nodes, lab A) backing the store; cluster R restored from a
 backup of C1 (lab A, same cluster certificate: "shares a backup history"); cluster U, a

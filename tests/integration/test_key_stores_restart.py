@@ -1,7 +1,7 @@
 """Crashes and restarts: the frontend dying in the middle of the kmsuser password rotation
 (KMS_CRASH_AT), frontend restarts (SIGTERM and kill -9) keeping every store's state and
-its sessions, and CONNECTED not following the cluster's health (reference 2.1, 2.3;
-DESIGN decision 7).
+its sessions, and CONNECTED not following the cluster's health (AWS KMS Developer Guide:
+"Connecting and disconnecting an AWS CloudHSM key store"; DESIGN decision 7).
 
 Processes: cluster C1 (two nodes) backing store S; cluster C2 (two nodes, same lab)
 backing store D, which is only ever DISCONNECTED or FAILED; one frontend, restarted often.

@@ -1,4 +1,5 @@
-"""Key deletion end to end (reference 3.3, 5.9) with the frontend's injectable clock
+"""Key deletion end to end (AWS KMS Developer Guide: "Deleting AWS KMS keys", and the
+orphaned key material of a CloudHSM key store) with the frontend's injectable clock
 (KMS_CLOCK_OFFSET_FILE) and a fast deletion sweep: metadata and aliases go, the backing key goes
 from the HSM, the audit log records a DeleteKey event with the per-handle outcome; a deletion
 while the store is disconnected fails on the HSM side (FAILURE) and leaves orphaned key material

@@ -1,5 +1,6 @@
 """CreateKey rules, DescribeKey metadata, ListKeys paging, key references, aliases, tags and
-key policies for keys in a CloudHSM key store (reference 3.1, 3.2, 3.7-3.10), against real
+key policies for keys in a CloudHSM key store (AWS KMS Developer Guide:
+"Creating KMS keys in an AWS CloudHSM key store", aliases, tags, key policies), against real
 hsm-node processes and a real kms-frontend."""
 from __future__ import annotations
 
@@ -478,7 +479,7 @@ async def test_default_policy_and_put_get(env):
         "Sid": "Enable IAM User Permissions", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
         "Action": "kms:*", "Resource": "*"}]}
     assert json.loads(got.policy) == expected
-    assert got.policy == json.dumps(expected, separators=(",", ":"))  # the text of reference 3.9
+    assert got.policy == json.dumps(expected, separators=(",", ":"))  # the "Default key policy" of the AWS KMS Developer Guide
     r = await kms.ListKeyPolicies(k.ListKeyPoliciesRequest(key_id=md.key_id), timeout=CALL_TIMEOUT)
     assert list(r.policy_names) == ["default"] and not r.truncated
 

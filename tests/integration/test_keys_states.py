@@ -1,4 +1,4 @@
-"""The key-state table (reference 3.4) row by row for Enabled, Disabled, PendingDeletion and
+"""The key-state table ("Key states of AWS KMS keys", AWS KMS Developer Guide) row by row for Enabled, Disabled, PendingDeletion and
 Unavailable keys of a CloudHSM key store, against real hsm-node processes and a real
 kms-frontend: exact exception names and AWS's verbatim messages.
 
@@ -228,7 +228,8 @@ async def test_pending_deletion_row(env):
 
 async def test_schedule_key_deletion_window_limits(env):
     md, _ = await new_key(env, "alias/st-window")
-    for days, bound in ((6, "greater than or equal to 7"), (31, "less than or equal to 30"), (0, "greater than or equal to 7")):
+    # 0 is outside the model's 1..365 (checked first, as AWS does); 6 and 31 outside KMS's 7..30.
+    for days, bound in ((6, "greater than or equal to 7"), (31, "less than or equal to 30"), (0, "greater than or equal to 1")):
         await expect(env.kms.ScheduleKeyDeletion(k.ScheduleKeyDeletionRequest(key_id=md.key_id,
                                                                               pending_window_in_days=days)),
                      "ValidationException",

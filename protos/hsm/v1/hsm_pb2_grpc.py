@@ -28,6 +28,10 @@ if _version_not_supported:
 class HsmStub:
     """---------------------------------------------------------------- the client service
 
+    A refused call carries the node's rule error in its trailing metadata: "x-hsm-error" names it
+    (InsufficientReplicas, StorageFull, NotFound, ...), so refusals that share a status code can be
+    told apart without reading the message; an InsufficientReplicas refusal adds "x-hsm-replicas",
+    the number of nodes that held the write before it was taken back.
     """
 
     def __init__(self, channel):
@@ -206,6 +210,10 @@ class HsmStub:
 class HsmServicer:
     """---------------------------------------------------------------- the client service
 
+    A refused call carries the node's rule error in its trailing metadata: "x-hsm-error" names it
+    (InsufficientReplicas, StorageFull, NotFound, ...), so refusals that share a status code can be
+    told apart without reading the message; an InsufficientReplicas refusal adds "x-hsm-replicas",
+    the number of nodes that held the write before it was taken back.
     """
 
     def GetStatus(self, request, context):
@@ -594,6 +602,10 @@ def add_HsmServicer_to_server(servicer, server):
 class Hsm:
     """---------------------------------------------------------------- the client service
 
+    A refused call carries the node's rule error in its trailing metadata: "x-hsm-error" names it
+    (InsufficientReplicas, StorageFull, NotFound, ...), so refusals that share a status code can be
+    told apart without reading the message; an InsufficientReplicas refusal adds "x-hsm-replicas",
+    the number of nodes that held the write before it was taken back.
     """
 
     @staticmethod

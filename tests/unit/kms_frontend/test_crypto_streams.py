@@ -8,7 +8,8 @@ import itertools
 import pytest
 
 from kms_frontend.cluster import crypto_streams as cs
-from kms_frontend.cluster.sessions import NodeSession, StoreSessions
+from kms_frontend.cluster.errors import NoHsmAvailable
+from kms_frontend.cluster.kmsuser_sessions import KmsuserSessions, NodeSession
 from protos.hsm.v1 import hsm_pb2 as hsm
 from tests.harness import wait_until
 
@@ -48,8 +49,8 @@ class FakeStub:
         return self.calls[-1]
 
 
-def store(n: int = 3) -> StoreSessions:
-    sessions = StoreSessions.__new__(StoreSessions)
+def store(n: int = 3) -> KmsuserSessions:
+    sessions = KmsuserSessions.__new__(KmsuserSessions)
     sessions._rr = itertools.count()
     sessions.nodes = {}
     for i in range(n):
@@ -121,7 +122,7 @@ async def test_a_stalled_node_fails_over_after_the_timeout(monkeypatch):
 
 async def test_every_node_stalled_is_no_node_available(monkeypatch):
     monkeypatch.setattr(cs, "OP_TIMEOUT_S", 0.1)
-    with pytest.raises(cs.NoNodeAvailable):
+    with pytest.raises(NoHsmAvailable):
         await cs.run_op(store(2), lambda token: op(b"x"))
 
 

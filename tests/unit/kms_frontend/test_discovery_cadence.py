@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from kms_frontend.cluster.directory import ClusterDirectory, ClusterInfo
-from kms_frontend.cluster.sessions import Credential, StoreSessions
+from kms_frontend.cluster.kmsuser_sessions import Credential, KmsuserSessions
 from tests.harness import wait_until
 
 MEMBERS = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
@@ -46,7 +46,7 @@ async def test_discovery_polls_fast_only_while_degraded():
 
 async def test_session_upkeep_runs_right_after_a_discovery_round():
     d = directory_with(MEMBERS)
-    sessions = StoreSessions("cks-1", "cluster-a", "", d, "client", Credential("pw"))
+    sessions = KmsuserSessions("cks-1", "cluster-a", "", d, "client", Credential("pw"))
     rounds = 0
 
     async def maintain_once() -> None:

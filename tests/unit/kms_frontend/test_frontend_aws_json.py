@@ -1,5 +1,5 @@
-"""The AWS JSON adapter's pure parts: SigV4 verification against botocore's signer, the model
-checks read from botocore's KMS model, and the routing table's coverage of kms.proto."""
+"""The AWS JSON adapter's pure parts: SigV4 verification against botocore's signer, decoding and
+encoding by botocore's KMS model, and the operation table's coverage of kms.proto and the model."""
 from __future__ import annotations
 
 import datetime as dt
@@ -14,8 +14,9 @@ from botocore.credentials import Credentials
 
 from kms_frontend import errors
 from kms_frontend.api import sigv4
-from kms_frontend.api.aws_json import ROUTES
-from kms_frontend.api.aws_model import KmsModel, SerializationException
+from kms_frontend.api.aws_model import AwsJsonCodec, SerializationException
+from kms_frontend.service.model import ServiceModel
+from kms_frontend.service.operations import OPERATIONS
 from protos.kms.v1 import kms_pb2
 
 KEY_ID, SECRET = "AKIAEXAMPLEEXAMPLE01", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -89,27 +90,43 @@ def test_access_keys_configured_or_generated(tmp_path):
     assert sigv4.access_keys([], tmp_path) == keys  # stable
 
 
-def test_model_checks_and_decoding():
-    model = KmsModel()
-    assert model.parse("Encrypt", {"KeyId": "k", "Plaintext": "aGk=", "EncryptionContext": {"a": "b"}}) == {
+def test_decoding_and_encoding():
+    codec = AwsJsonCodec(ServiceModel())
+    assert codec.decode("Encrypt", {"KeyId": "k", "Plaintext": "aGk=", "EncryptionContext": {"a": "b"}}) == {
         "KeyId": "k", "Plaintext": b"hi", "EncryptionContext": {"a": "b"}}
-    assert model.parse("Encrypt", {"KeyId": "k", "Plaintext": "aGk=", "EncryptionContext": {"n": 1, "b": True}})[
+    assert codec.decode("Encrypt", {"KeyId": "k", "Plaintext": "aGk=", "EncryptionContext": {"n": 1, "b": True}})[
         "EncryptionContext"] == {"n": "1", "b": "true"}  # non-string context values read as strings
+    assert codec.decode("ListKeys", {"Limit": 5, "Unknown": "ignored"}) == {"Limit": 5}
+    for op, body in (("GenerateRandom", {"NumberOfBytes": "1"}), ("GenerateRandom", {"NumberOfBytes": 1.5}),
+                     ("GenerateRandom", {"NumberOfBytes": True}), ("Encrypt", {"KeyId": "k", "Plaintext": "%%"}),
+                     ("TagResource", {"KeyId": "k", "Tags": {"a": "b"}}), ("ListKeys", [])):
+        with pytest.raises(SerializationException):
+            codec.decode(op, body)
+    # Results: blobs as base64, timestamps (ms in the service) as epoch seconds, absent members left out.
+    assert codec.encode("Encrypt", {"CiphertextBlob": b"hi", "KeyId": "arn", "EncryptionAlgorithm": None}) == {
+        "CiphertextBlob": "aGk=", "KeyId": "arn"}
+    assert codec.encode("ScheduleKeyDeletion", {"KeyId": "arn", "DeletionDate": 1_700_000_000_500})[
+        "DeletionDate"] == 1_700_000_000.5
+    assert codec.encode("EnableKey", None) is None  # no output shape: an empty body
+
+
+def test_decoded_bodies_are_validated_with_every_failure_at_once():
+    model = ServiceModel()
     with pytest.raises(errors.ValidationException) as info:
-        model.parse("GenerateDataKey", {"KeySpec": "AES_1", "NumberOfBytes": 0})
+        model.validate("GenerateDataKey", AwsJsonCodec(model).decode("GenerateDataKey",
+                                                                     {"KeySpec": "AES_1", "NumberOfBytes": 0}))
     assert info.value.message == (
         "3 validation errors detected: Value null at 'keyId' failed to satisfy constraint: Member must not be null; "
         "Value '0' at 'numberOfBytes' failed to satisfy constraint: Member must have value greater than or equal "
         "to 1; Value 'AES_1' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: "
         "[AES_256, AES_128]")
-    for op, body in (("GenerateRandom", {"NumberOfBytes": "1"}), ("GenerateRandom", {"NumberOfBytes": 1.5}),
-                     ("GenerateRandom", {"NumberOfBytes": True}), ("Encrypt", {"KeyId": "k", "Plaintext": "%%"}),
-                     ("TagResource", {"KeyId": "k", "Tags": {"a": "b"}}), ("ListKeys", [])):
-        with pytest.raises(SerializationException):
-            model.parse(op, body)
 
 
-def test_every_kms_proto_operation_is_routed():
-    service = kms_pb2.DESCRIPTOR.services_by_name["Kms"]
-    assert set(ROUTES) == {m.name for m in service.methods}
-    assert set(ROUTES) <= set(KmsModel().operations)
+def test_every_kms_proto_operation_is_in_the_operation_table_and_the_model():
+    model = ServiceModel()
+    for service_name in ("Kms", "KmsAdmin"):
+        methods = {m.name for m in kms_pb2.DESCRIPTOR.services_by_name[service_name].methods}
+        assert methods <= set(OPERATIONS)
+    assert set(OPERATIONS) == {m.name for name in ("Kms", "KmsAdmin")
+                               for m in kms_pb2.DESCRIPTOR.services_by_name[name].methods}
+    assert set(OPERATIONS) <= set(model.operations)

@@ -8,21 +8,25 @@ import re
 import grpc
 import pytest
 
-from kms_frontend.api.grpc_service import Gate, rpc
+from kms_frontend.api.grpc_service import GrpcApi
 from kms_frontend.errors import METADATA_KEY
+from kms_frontend.service.frontend import Services
+from kms_frontend.service.model import ServiceModel
+from kms_frontend.service.operations import Operation
 from protos.kms.v1 import kms_pb2 as pb
 from protos.kms.v1 import kms_pb2_grpc as pb_grpc
 
 
-class SlowOperations(pb_grpc.KmsServicer):
+class SlowOperations:
+    """Stand-in operations behind the real ``Services.call`` and the real gRPC adapter."""
+
     def __init__(self) -> None:
-        self.gate = Gate()
         self.started = {"CreateKey": asyncio.Event(), "Encrypt": asyncio.Event()}
         self.release = asyncio.Event()
         self.finished: list[str] = []
         self.cancelled: list[str] = []
 
-    async def _work(self, name: str) -> None:
+    async def work(self, name: str) -> dict:
         self.started[name].set()
         try:
             await self.release.wait()
@@ -30,20 +34,27 @@ class SlowOperations(pb_grpc.KmsServicer):
             self.cancelled.append(name)
             raise
         self.finished.append(name)
+        return {}
 
-    @rpc
-    async def CreateKey(self, r: pb.CreateKeyRequest, context: object) -> pb.CreateKeyResponse:
-        await self._work("CreateKey")
-        return pb.CreateKeyResponse()
+    def services(self) -> Services:
+        async def describe_key(s, p):
+            raise RuntimeError(f"unexpected: {p['KeyId']}")
+        services = Services.__new__(Services)
+        services.model = ServiceModel()
+        services.operations = {
+            "CreateKey": Operation("CreateKey", lambda s, p: self.work("CreateKey"), changes_state=True),
+            "Encrypt": Operation("Encrypt", lambda s, p: self.work("Encrypt"), changes_state=False),
+            "DescribeKey": Operation("DescribeKey", describe_key, changes_state=False)}
+        return services
 
-    @rpc
-    async def Encrypt(self, r: pb.EncryptRequest, context: object) -> pb.EncryptResponse:
-        await self._work("Encrypt")
-        return pb.EncryptResponse()
 
-    @rpc
-    async def DescribeKey(self, r: pb.DescribeKeyRequest, context: object) -> pb.DescribeKeyResponse:
-        raise RuntimeError(f"unexpected: {r.key_id}")
+async def serve(ops: SlowOperations) -> tuple[grpc.aio.Server, GrpcApi, int]:
+    api = GrpcApi(ops.services())
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(tuple(api.handlers()))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, api, port
 
 
 async def wait_for(condition, timeout_s: float = 10.0):  # type: ignore[no-untyped-def]
@@ -55,20 +66,17 @@ async def wait_for(condition, timeout_s: float = 10.0):  # type: ignore[no-untyp
 
 async def test_state_changes_finish_after_the_caller_gives_up_and_reads_do_not():
     servicer = SlowOperations()
-    server = grpc.aio.server()
-    pb_grpc.add_KmsServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
+    server, api, port = await serve(servicer)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.KmsStub(channel)
             for name, call in (("CreateKey", stub.CreateKey(pb.CreateKeyRequest(), timeout=0.3)),
-                               ("Encrypt", stub.Encrypt(pb.EncryptRequest(), timeout=0.3))):
+                               ("Encrypt", stub.Encrypt(pb.EncryptRequest(key_id="k", plaintext=b"x"), timeout=0.3))):
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
                     await call
                 assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
                 assert servicer.started[name].is_set()
-            await wait_for(lambda: servicer.gate.in_flight == 0)
+            await wait_for(lambda: api.gate.in_flight == 0)
             await wait_for(lambda: servicer.cancelled == ["Encrypt"])  # the read went with its caller
             servicer.release.set()
             await wait_for(lambda: servicer.finished == ["CreateKey"])  # the state change did not
@@ -78,10 +86,7 @@ async def test_state_changes_finish_after_the_caller_gives_up_and_reads_do_not()
 
 
 async def test_an_unexpected_exception_is_an_internal_error_with_an_incident_id_only(caplog):
-    server = grpc.aio.server()
-    pb_grpc.add_KmsServicer_to_server(SlowOperations(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
+    server, _, port = await serve(SlowOperations())
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 
 from kms_frontend import errors
-from kms_frontend.service.context import Context, Settings
+from kms_frontend.service.context import Context, FrontendSettings
 from kms_frontend.store import NotFoundError, SqliteRepository
 from tests.unit.kms_frontend.test_frontend_store import key, store
 
 
 async def test_a_full_metadata_store_refuses_the_change_and_keeps_what_was_acknowledged(tmp_path):
     repo = SqliteRepository(tmp_path / "meta.db")
-    ctx = Context(repo, box=None, settings=Settings())  # type: ignore[arg-type]
+    ctx = Context(repo, box=None, settings=FrontendSettings())  # type: ignore[arg-type]
     await ctx.db(repo.create_custom_key_store, store(1))
     pages = repo._db.execute("PRAGMA page_count").fetchone()[0]
     repo._db.execute(f"PRAGMA max_page_count = {pages + 2}")

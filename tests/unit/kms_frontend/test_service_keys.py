@@ -4,58 +4,50 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
+from kms_frontend.cluster.errors import TooFewReplicas
+from kms_frontend.errors import CloudHsmClusterInvalidConfigurationException
 from kms_frontend.sealing import SecretBox
 from kms_frontend.service.catalog import Catalog
-from kms_frontend.service.context import Context, Settings
-from kms_frontend.service.keys import CreateKeyRequest, Keys
+from kms_frontend.service.context import Context, FrontendSettings
+from kms_frontend.service.keys import CreateKeyRequest, KmsKeys
 from kms_frontend.store import CustomKeyStoreRecord, KeyRecord, NotFoundError, SqliteRepository
 
 STORE = "cks-0000000000000000a"
 CLUSTER = "cluster-234567abcdef"
 
 
-@dataclass
-class Answer:
-    key_handle: int = 0
-    key_handles: list[int] = field(default_factory=list)
+class FakeHsm:
+    """The two typed-client methods CreateKey and the recovery sweep use."""
 
-
-class FakeStub:
     def __init__(self) -> None:
         self.generating = asyncio.Event()   # a GenerateKey is in progress
         self.release = asyncio.Event()      # let it finish
         self.labels: dict[str, int] = {}    # what the "cluster" holds
+        self.refuse: Exception | None = None
 
-    async def GenerateKey(self, req, timeout=None):  # noqa: N802 - gRPC method name
+    async def generate_key(self, label: str, *, size_bytes: int, min_replicas: int, timeout_ms: int) -> int:
+        if self.refuse is not None:
+            raise self.refuse
         self.generating.set()
         await self.release.wait()
-        self.labels[req.label] = 7
-        return Answer(key_handle=7)
+        self.labels[label] = 7
+        return 7
 
-    async def FindKeys(self, req, timeout=None):  # noqa: N802 - gRPC method name
-        return Answer(key_handles=[self.labels[req.label]] if req.label in self.labels else [])
-
-
-@dataclass
-class FakeNode:
-    stub: FakeStub
-    endpoint: str = "127.0.0.1:1"
-    token: str = "token"
+    async def find_keys(self, label: str | None = None) -> list[int]:
+        return [self.labels[label]] if label in self.labels else []
 
 
-class FakeSessions:
-    def __init__(self, node: FakeNode) -> None:
-        self.node = node
+class FakeHsms:
+    def __init__(self, hsm: FakeHsm) -> None:
+        self.hsm = hsm
 
-    def pick(self, exclude=frozenset()):
-        return None if self.node.endpoint in exclude else self.node
-
-    def invalidate(self, endpoint: str) -> None:
-        pass
+    def require(self, store_id: str) -> FakeHsm:
+        assert store_id == STORE
+        return self.hsm
 
 
 @dataclass
@@ -68,22 +60,17 @@ class FakeDirectory:
         return FakeClusterInfo()
 
 
-class FakeConnector:
-    def __init__(self, sessions: FakeSessions) -> None:
-        self.sessions = {STORE: sessions}
-
-
 @pytest.fixture
 async def keys(tmp_path):
     repo = SqliteRepository(tmp_path / "meta.db")
-    ctx = Context(repo, SecretBox(os.urandom(32)), Settings())
+    ctx = Context(repo, SecretBox(os.urandom(32)), FrontendSettings())
     repo.create_custom_key_store(CustomKeyStoreRecord(
         custom_key_store_id=STORE, custom_key_store_name="s", cloud_hsm_cluster_id=CLUSTER,
         trust_anchor_certificate="pem", creation_date=1, sealed_password=b"x", connection_state="CONNECTED"))
     catalog = Catalog(ctx)
-    stub = FakeStub()
-    k = Keys(ctx, catalog, FakeDirectory(), FakeConnector(FakeSessions(FakeNode(stub))))  # type: ignore[arg-type]
-    k.fake = stub  # type: ignore[attr-defined]
+    hsm = FakeHsm()
+    k = KmsKeys(ctx, catalog, FakeDirectory(), FakeHsms(hsm))  # type: ignore[arg-type]
+    k.fake = hsm  # type: ignore[attr-defined]
     yield k
     ctx.close()
 
@@ -109,7 +96,7 @@ async def test_recover_settles_crash_leftovers(keys):
                             custom_key_store_id=STORE, cloud_hsm_cluster_id=CLUSTER, creation_date=1, policy="{}",
                             key_state="Creating") for n in (1, 2))
     for record in (made, lost):
-        keys.catalog.put(keys.ctx.repo.create_key(record))
+        await keys.catalog.create_key(record)
     stub.labels[made.arn] = 9  # the crash came after the HSM made the key
     await keys.recover()
     assert keys.ctx.repo.get_key(made.key_id).key_state == "Enabled"
@@ -117,3 +104,11 @@ async def test_recover_settles_crash_leftovers(keys):
     with pytest.raises(NotFoundError):
         keys.ctx.repo.get_key(lost.key_id)
     assert lost.key_id not in keys.catalog.keys
+
+
+async def test_create_key_says_how_many_hsms_confirmed_when_too_few_did(keys):
+    keys.fake.refuse = TooFewReplicas(1, 2, "key generation needs 2 nodes ... only 1 did")
+    with pytest.raises(CloudHsmClusterInvalidConfigurationException) as caught:
+        await keys.create(CreateKeyRequest(custom_key_store_id=STORE, origin="AWS_CLOUDHSM"))
+    assert "has 1 active HSM(s)" in caught.value.message, caught.value.message
+    assert not [k for k in keys.catalog.keys.values()]  # the Creating record was taken back

@@ -1,15 +1,15 @@
-"""Connecting custom key stores to their clusters: the ConnectionState machine.
+"""Connecting custom key stores to their clusters: the ConnectionState machine (AWS KMS
+Developer Guide, "Connecting and disconnecting an AWS CloudHSM key store").
 
-ConnectCustomKeyStore returns at once; the work happens here: find the
-cluster, check kmsuser on every active node, log in, rotate the kmsuser
-password to a secret only the frontend knows, and keep sessions open while the
-store is CONNECTED. Failures end in FAILED with AWS's ConnectionErrorCode.
+ConnectCustomKeyStore returns at once; the work happens here: find the cluster, check kmsuser
+on every active node, log in, rotate the kmsuser password to a secret only the frontend knows,
+and keep sessions open while the store is CONNECTED. Failures end in FAILED with AWS's
+ConnectionErrorCode. The HSMs are reached only through the typed client (``cluster/``).
 
-The rotation is ordered so that a crash at any point leaves a password the
-frontend can still recover (see ``_rotate``): the new password is sealed and
-stored as *pending* before the HSM changes it, together with the version of the
-kmsuser record it replaces; afterwards the record's version tells, without a
-login attempt, which of the two passwords the cluster holds.
+The rotation is ordered so that a crash at any point leaves a password the frontend can still
+recover (see ``_rotate``): the new password is sealed and stored as *pending* before the HSM
+changes it, together with the version of the kmsuser record it replaces; afterwards the
+record's version tells, without a login attempt, which of the two passwords the cluster holds.
 """
 from __future__ import annotations
 
@@ -22,20 +22,22 @@ import secrets
 import string
 from collections.abc import Awaitable, Callable
 
-import grpc
+from ..cluster.directory import ClusterDirectory
+from ..cluster.errors import (
+    HsmCallFailed,
+    HsmClientError,
+    InvalidCredentials,
+    KmsuserLockedOut,
+    KmsuserLoggedIn,
+)
+from ..cluster.hsm_client import HsmClients, KmsuserOnNode, StoreHsmClient
+from ..cluster.kmsuser_sessions import Credential
+from ..store.repository import ConnectionState, CustomKeyStoreRecord
+from .context import Context
 
-from protos.hsm.v1 import hsm_pb2 as hsm
-
-from ..service.context import Context
-from ..store.repository import CustomKeyStoreRecord
-from .directory import ClusterDirectory
-from .sessions import Credential, StoreSessions
-
-log = logging.getLogger("kms_frontend.connector")
+log = logging.getLogger("kms_frontend.connections")
 ALPHANUMERIC = string.ascii_letters + string.digits
 PASSWORD_LENGTH = 32
-CONNECTED, CONNECTING, DISCONNECTED, DISCONNECTING, FAILED = (
-    "CONNECTED", "CONNECTING", "DISCONNECTED", "DISCONNECTING", "FAILED")
 
 
 class ConnectFailure(Exception):
@@ -63,10 +65,13 @@ def _crash_point(name: str) -> None:
         os._exit(137)
 
 
-class Connector:
-    def __init__(self, ctx: Context, directory: ClusterDirectory, client_id: str) -> None:
-        self.ctx, self.directory, self.client_id = ctx, directory, client_id
-        self.sessions: dict[str, StoreSessions] = {}
+class Connections:
+    """The ConnectionState machine of every custom key store, and the typed HSM clients of the
+    connected ones (``clients.get(store_id)``)."""
+
+    def __init__(self, ctx: Context, clients: HsmClients) -> None:
+        self.ctx, self.clients = ctx, clients
+        self.directory: ClusterDirectory = clients.directory
         self.on_keys_changed: Callable[[str], Awaitable[None]] | None = None  # keys of a store changed state
         self._tasks: dict[str, asyncio.Task] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -97,67 +102,64 @@ class Connector:
             # Keys become Unavailable at once (AWS), not once every HSM has answered the logout.
             await self.ctx.db(self.ctx.repo.mark_store_keys_unavailable, store_id)
             await self._keys_changed(store_id)
-            await self._drop_sessions(store_id)
-            await self.ctx.update_store(store_id, connection_state=DISCONNECTED, connection_error_code=None)
+            await self.clients.drop(store_id)
+            await self.ctx.update_store(store_id, connection_state=ConnectionState.DISCONNECTED, connection_error_code=None)
         log.info("disconnected", extra={"event": "store_disconnected", "store": store_id})
 
     async def resume(self) -> None:
         """At start: finish what a previous run left, re-open sessions of CONNECTED stores."""
         page = await self.ctx.db(self.ctx.repo.list_custom_key_stores, limit=1000)
         for store in page.items:
-            if store.connection_state == CONNECTING:
+            if store.connection_state == ConnectionState.CONNECTING:
                 self.start_connect(store.custom_key_store_id)
-            elif store.connection_state == DISCONNECTING:
+            elif store.connection_state == ConnectionState.DISCONNECTING:
                 await self.disconnect(store.custom_key_store_id)
-            elif store.connection_state == CONNECTED:
+            elif store.connection_state == ConnectionState.CONNECTED:
                 self._tasks[store.custom_key_store_id] = asyncio.get_running_loop().create_task(
                     self._reestablish(store.custom_key_store_id))
 
     async def close(self) -> None:
         for task in self._tasks.values():
             task.cancel()
-        for store_id in list(self.sessions):
-            await self._drop_sessions(store_id)
-
-    async def _drop_sessions(self, store_id: str) -> None:
-        s = self.sessions.pop(store_id, None)
-        if s is not None:
-            await s.close()
+        await self.clients.close()
 
     # ------------------------------------------------------------ connect
 
     async def _connect(self, store_id: str) -> None:
         async with self._lock(store_id):
             store = await self.ctx.store_or_none(store_id)
-            if store is None or store.connection_state != CONNECTING:
+            if store is None or store.connection_state != ConnectionState.CONNECTING:
                 return
-            sessions: StoreSessions | None = None
+            client: StoreHsmClient | None = None
             try:
-                sessions, credential = await self._open(store, rotate=True)
-                self.sessions[store_id] = sessions
-                sessions.start()
+                client = await self._open(store, rotate=True)
+                self.clients.publish(client)
+                client.start()
                 await self.ctx.db(self.ctx.repo.restore_store_keys, store_id)
                 await self._keys_changed(store_id)
-                await self.ctx.update_store(store_id, connection_state=CONNECTED, connection_error_code=None)
+                await self.ctx.update_store(store_id, connection_state=ConnectionState.CONNECTED, connection_error_code=None)
                 log.info("connected", extra={"event": "store_connected", "store": store_id,
-                                             "nodes": len(sessions.healthy())})
+                                             "nodes": client.open_sessions()})
             except asyncio.CancelledError:
-                if sessions is not None:
-                    await sessions.close()
+                await self._discard(store_id, client)
                 raise
             except ConnectFailure as exc:
-                await self._fail(store_id, sessions, exc.code, exc.detail)
-            except grpc.aio.AioRpcError as exc:
-                await self._fail(store_id, sessions, _network_or_internal(exc), exc.details() or exc.code().name)
+                await self._fail(store_id, client, exc.code, exc.detail)
+            except HsmCallFailed as exc:
+                await self._fail(store_id, client, "NETWORK_ERRORS" if exc.network else "INTERNAL_ERROR", str(exc))
             except Exception as exc:
                 log.exception("connect failed", extra={"event": "connect_error", "store": store_id})
-                await self._fail(store_id, sessions, "INTERNAL_ERROR", type(exc).__name__)
+                await self._fail(store_id, client, "INTERNAL_ERROR", type(exc).__name__)
 
-    async def _fail(self, store_id: str, sessions: StoreSessions | None, code: str, detail: str) -> None:
-        if sessions is not None:
-            await sessions.close()
-        self.sessions.pop(store_id, None)
-        await self.ctx.update_store(store_id, connection_state=FAILED, connection_error_code=code)
+    async def _discard(self, store_id: str, client: StoreHsmClient | None) -> None:
+        if client is not None and self.clients.get(store_id) is client:
+            await self.clients.drop(store_id)
+        elif client is not None:
+            await client.close()
+
+    async def _fail(self, store_id: str, client: StoreHsmClient | None, code: str, detail: str) -> None:
+        await self._discard(store_id, client)
+        await self.ctx.update_store(store_id, connection_state=ConnectionState.FAILED, connection_error_code=code)
         log.warning("connect failed", extra={"event": "store_connect_failed", "store": store_id, "code": code,
                                              "detail": detail})
 
@@ -169,15 +171,15 @@ class Connector:
         while True:
             async with self._lock(store_id):
                 store = await self.ctx.store_or_none(store_id)
-                if store is None or store.connection_state != CONNECTED:
+                if store is None or store.connection_state != ConnectionState.CONNECTED:
                     return
                 try:
-                    sessions, _ = await self._open(store, rotate=False)
-                    self.sessions[store_id] = sessions
-                    sessions.start()
+                    client = await self._open(store, rotate=False)
+                    self.clients.publish(client)
+                    client.start()
                     log.info("sessions re-established", extra={"event": "store_resumed", "store": store_id})
                     return
-                except (ConnectFailure, grpc.aio.AioRpcError) as exc:
+                except (ConnectFailure, HsmClientError) as exc:
                     log.warning("cannot re-establish sessions yet", extra={
                         "event": "store_resume_pending", "store": store_id, "detail": str(exc)[:200]})
                     if isinstance(exc, ConnectFailure) and exc.code in ("INVALID_CREDENTIALS", "USER_LOCKED_OUT"):
@@ -185,7 +187,7 @@ class Connector:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
 
-    async def _open(self, store: CustomKeyStoreRecord, *, rotate: bool) -> tuple[StoreSessions, Credential]:
+    async def _open(self, store: CustomKeyStoreRecord, *, rotate: bool) -> StoreHsmClient:
         store_id = store.custom_key_store_id
         # A fresh look (connecting is rare): a view even half a second old can show HSMs that
         # have died since, and the calls to them would then report network errors.
@@ -195,37 +197,33 @@ class Connector:
         if not info.active_endpoints:
             raise self._no_active_hsms(info.member_endpoints)
         current = open_password(self.ctx, store_id, store.sealed_password)
-        sessions = StoreSessions(store_id, info.cluster_id, store.trust_anchor_certificate, self.directory,
-                                 self.client_id, Credential(current["password"], int(current.get("version", 0))))
+        client = self.clients.new(store_id, info.cluster_id, store.trust_anchor_certificate,
+                                  Credential(current["password"], int(current.get("version", 0))))
         try:
-            users = {}
+            users: dict[str, KmsuserOnNode | None] = {}
             for endpoint in info.active_endpoints:
-                users[endpoint] = await sessions.kmsuser(endpoint)
+                users[endpoint] = await client.kmsuser(endpoint)
             missing = [e for e, u in users.items() if u is None]
             if missing:
                 raise ConnectFailure("USER_NOT_FOUND", f"kmsuser does not exist on {', '.join(missing)}")
-            if any(u.locked for u in users.values() if u is not None):
+            found = {e: u for e, u in users.items() if u is not None}
+            if any(u.locked for u in found.values()):
                 raise ConnectFailure("USER_LOCKED_OUT", "kmsuser is locked out")
-            newest = max(users.items(), key=lambda kv: kv[1].version)  # type: ignore[union-attr]
-            credential = await self._resolve_pending(store, sessions, newest[1].version)  # type: ignore[union-attr]
-            first = newest[0]
-            await _login(sessions, first, credential.password)
+            first, newest = max(found.items(), key=lambda kv: kv[1].version)
+            credential = await self._resolve_pending(store, newest.version)
+            await _login(client, first, credential.password)
             if rotate:
-                credential = await self._rotate(store_id, sessions, first, credential, newest[1].version)  # type: ignore[union-attr]
-            sessions.credential = credential
+                credential = await self._rotate(store_id, client, first, newest.version)
+            client.credential = credential
             for endpoint in info.active_endpoints:
                 if endpoint != first:
-                    with contextlib.suppress(grpc.aio.AioRpcError):
-                        user = await sessions.kmsuser(endpoint)
-                        if user is not None and user.version >= credential.version:
-                            await sessions.login(endpoint)
-            return sessions, credential
+                    await client.try_login(endpoint)
+            return client
         except BaseException:
-            await sessions.close()
+            await client.close()
             raise
 
-    async def _resolve_pending(self, store: CustomKeyStoreRecord, sessions: StoreSessions,
-                               cluster_version: int) -> Credential:
+    async def _resolve_pending(self, store: CustomKeyStoreRecord, cluster_version: int) -> Credential:
         """A rotation interrupted by a crash: which password does the cluster hold?"""
         store_id = store.custom_key_store_id
         current = open_password(self.ctx, store_id, store.sealed_password)
@@ -242,26 +240,24 @@ class Connector:
         log.info("interrupted rotation had reached the HSM", extra={"event": "rotation_recovered", "store": store_id})
         return Credential(pending["password"], cluster_version)
 
-    async def _rotate(self, store_id: str, sessions: StoreSessions, endpoint: str, old: Credential,
-                      old_version: int) -> Credential:
+    async def _rotate(self, store_id: str, client: StoreHsmClient, endpoint: str, old_version: int) -> Credential:
+        """AWS: connecting changes the kmsuser password to one only KMS knows."""
         new_password = "".join(secrets.choice(ALPHANUMERIC) for _ in range(PASSWORD_LENGTH))
         # 1. Remember the new password (sealed) before the HSM knows it.
         await self.ctx.db(self.ctx.repo.begin_password_rotation, store_id,
                           seal_password(self.ctx, store_id, new_password, replaces=old_version))
         _crash_point("rotation:pending-stored")
         # 2. Change it in the cluster (as kmsuser itself).
-        s = sessions.node(endpoint)
         try:
-            await s.stub.ChangePassword(hsm.ChangePasswordRequest(
-                session_token=s.token, username="kmsuser", new_password=new_password), timeout=15)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "logged in" in (exc.details() or ""):
-                await self.ctx.db(self.ctx.repo.abort_password_rotation, store_id)
-                raise ConnectFailure("USER_LOGGED_IN", "kmsuser is logged in elsewhere") from None
-            raise  # outcome unknown: the pending password stays until the version tells
+            await client.change_kmsuser_password(endpoint, new_password)
+        except KmsuserLoggedIn:
+            await self.ctx.db(self.ctx.repo.abort_password_rotation, store_id)
+            raise ConnectFailure("USER_LOGGED_IN", "kmsuser is logged in elsewhere") from None
+        # Any other failure: the outcome is unknown, and the pending password stays until the
+        # record's version tells (the next connect).
         _crash_point("rotation:hsm-changed")
         # 3. The new password is now the current one, with the record version it belongs to.
-        user = await sessions.kmsuser(endpoint)
+        user = await client.kmsuser(endpoint)
         version = user.version if user is not None else 0
         await self.ctx.db(self.ctx.repo.commit_password_rotation, store_id)
         await self.ctx.update_store(store_id, sealed_password=seal_password(self.ctx, store_id, new_password, version))
@@ -284,18 +280,10 @@ class Connector:
         return ConnectFailure("INSUFFICIENT_CLOUDHSM_HSMS", "the cluster has no active HSM")
 
 
-async def _login(sessions: StoreSessions, endpoint: str, password: str) -> None:
+async def _login(client: StoreHsmClient, endpoint: str, password: str) -> None:
     try:
-        await sessions.login(endpoint, password)
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
-            raise ConnectFailure("INVALID_CREDENTIALS", "the kmsuser password KMS holds is not the cluster's") from None
-        if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
-            raise ConnectFailure("USER_LOCKED_OUT", "kmsuser is locked out") from None
-        raise
-
-
-def _network_or_internal(exc: grpc.aio.AioRpcError) -> str:
-    if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return "NETWORK_ERRORS"
-    return "INTERNAL_ERROR"
+        await client.login(endpoint, password)
+    except InvalidCredentials:
+        raise ConnectFailure("INVALID_CREDENTIALS", "the kmsuser password KMS holds is not the cluster's") from None
+    except KmsuserLockedOut:
+        raise ConnectFailure("USER_LOCKED_OUT", "kmsuser is locked out") from None

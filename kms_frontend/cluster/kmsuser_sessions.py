@@ -59,7 +59,7 @@ class NodeSession:
         return bool(self.token) and (self.crypto_stream is None or not self.crypto_stream.stalled)
 
 
-class StoreSessions:
+class KmsuserSessions:
     def __init__(self, store_id: str, cluster_id: str, trust_anchor_pem: str, directory: ClusterDirectory,
                  client_id: str, credential: Credential) -> None:
         self.store_id, self.cluster_id = store_id, cluster_id
