@@ -1,0 +1,82 @@
+"""The drain gate, argv rewriting, JSON logs and the metrics server (plumbing/drain.py,
+argv.py, logs.py, metrics.py)."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.request
+
+import pytest
+from prometheus_client.core import GaugeMetricFamily
+
+from plumbing import logs
+from plumbing.argv import join_option_values
+from plumbing.drain import Gate
+from plumbing.metrics import MetricsServer
+
+
+async def test_quiesce_waits_for_calls_in_flight() -> None:
+    gate = Gate()
+    gate.in_flight = 1
+    assert await gate.quiesce(0.1) is False
+    gate.in_flight = 0
+    assert await gate.quiesce(0.5) is True
+
+
+async def test_quiesce_waits_until_callers_go_quiet() -> None:
+    gate = Gate()
+    gate.close()
+    gate.last_refused = time.monotonic()  # a caller was just refused
+    assert await gate.quiesce(Gate.QUIET_S / 2) is False
+    assert await gate.quiesce(Gate.QUIET_S * 5) is True
+
+
+async def test_quiesce_waits_for_what_the_server_adds() -> None:
+    gate, streams = Gate(), {"open"}
+    assert await gate.quiesce(0.1, idle=lambda: not streams) is False
+    streams.clear()
+    assert await gate.quiesce(0.5, idle=lambda: not streams) is True
+
+
+def test_secret_values_are_joined_to_their_option() -> None:
+    argv = ["--password", "-x", "listUsers", "--session", "--tok", "--json", "--password"]
+    assert join_option_values(argv, ("--password", "--session")) == [
+        "--password=-x", "listUsers", "--session=--tok", "--json", "--password"]
+
+
+def test_json_log_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        logs.setup("unit-test", "debug")
+        logging.getLogger("unit.logger").info("hello %s", "there", extra={"event": "greeting", "n": 2})
+    finally:
+        root.handlers[:], root.level = handlers, level
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["service"] == "unit-test" and line["logger"] == "unit.logger" and line["level"] == "info"
+    assert line["msg"] == "hello there" and line["event"] == "greeting" and line["n"] == 2
+    assert line["ts"].endswith("Z")
+
+
+class _OneGauge:
+    def collect(self):
+        yield GaugeMetricFamily("plumbing_unit_gauge", "A gauge computed on scrape.", value=7)
+
+
+def test_metrics_server_serves_collectors_and_the_default_registry() -> None:
+    server = MetricsServer("127.0.0.1:0", _OneGauge())
+    assert (server.host, server.port) == ("127.0.0.1", 0)
+    server.start()
+    try:
+        port = server._server.server_port
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        server.stop()
+    assert "plumbing_unit_gauge 7.0" in text
+    assert "python_info" in text  # the process-wide default registry
+
+
+def test_metrics_listen_is_checked() -> None:
+    with pytest.raises(ValueError, match="--metrics-listen wants HOST:PORT, got 'localhost'"):
+        MetricsServer("localhost")
