@@ -45,6 +45,7 @@ from typing import Any, NoReturn  # noqa: E402
 
 import grpc  # noqa: E402
 
+from plumbing.files import write_private  # noqa: E402
 from protos.hsm.v1 import hsm_pb2 as pb  # noqa: E402
 
 from . import (  # noqa: E402
@@ -449,7 +450,7 @@ def write_output(path: str | None, data: bytes, *, private: bool = False) -> Non
         return
     try:
         if private:
-            provision.write_private(Path(path), data)
+            write_private(path, data)
         else:
             Path(path).write_bytes(data)
     except OSError as exc:

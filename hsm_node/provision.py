@@ -2,10 +2,10 @@
 make a trust anchor, sign a node's cluster CSR, initialise and activate."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from plumbing.files import write_private
 from protos.hsm.v1 import hsm_pb2 as pb
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
@@ -21,18 +21,6 @@ class TrustAnchor:
     @property
     def cert_pem(self) -> str:
         return self.cert_path.read_text()
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file only its owner can read, durably."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def make_trust_anchor(directory: str | Path) -> TrustAnchor:

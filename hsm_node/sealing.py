@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
+from plumbing.files import create_private
+
 NONCE_LEN = 12
 
 
@@ -83,12 +85,7 @@ def load_master_key(path: str | None, env_value: str | None, *, create: bool) ->
     if not p.exists():
         if not create:
             raise ValueError(f"master key file {p} does not exist")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(base64.b64encode(os.urandom(32)).decode() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        create_private(p, (base64.b64encode(os.urandom(32)).decode() + "\n").encode())
     return _decode_master(p.read_text().strip(), str(p))
 
 

@@ -18,6 +18,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from plumbing.files import fsync_dir
+
 from . import records as rec
 from .sealing import SealError, open_sealed, seal, unwrap_storage_key, wrap_storage_key
 
@@ -119,7 +121,7 @@ class Storage:
             self._put_meta("format", FORMAT.encode())
             self._put_meta("node_id", node_id.encode())
             self._put_meta("storage_key", wrap_storage_key(master_key, node_id, storage_key))
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
     def close(self) -> None:
         self.db.close()
@@ -288,10 +290,3 @@ def is_storage_full(exc: BaseException) -> bool:
         return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

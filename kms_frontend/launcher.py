@@ -35,10 +35,9 @@ from typing import Any
 
 import grpc
 
+from plumbing.files import write_private
 from protos.kms.v1 import kms_pb2 as kms
 from protos.kms.v1 import kms_pb2_grpc as kms_grpc
-
-from .files import write_private
 
 DEFAULT_DIR = ".kms-cluster"
 STORE_NAME = "local-cloudhsm-store"

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .files import fsync_dir
+from plumbing.files import create_private
 
 log = logging.getLogger(__name__)
 
@@ -97,20 +97,7 @@ def load_master_key(path: str | os.PathLike[str], *, create: bool = True) -> byt
 
 
 def _create_key_file(path: Path) -> None:
-    """Write a fresh key to a temp file, fsync, then link it into place (never clobbers a rival)."""
+    """A fresh key, durably, never clobbering one another process created first (then theirs is used)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, secrets.token_bytes(MASTER_KEY_BYTES))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass  # another process created it first: use theirs
-    finally:
-        tmp.unlink()
-    fsync_dir(path.parent)
-    log.info("event=master_key_created path=%s", path)
+    if create_private(path, secrets.token_bytes(MASTER_KEY_BYTES)):
+        log.info("event=master_key_created path=%s", path)

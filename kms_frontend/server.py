@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from plumbing.files import write_private
 from protos.kms.v1 import kms_pb2_grpc as pb_grpc
 
 from . import logs
@@ -25,7 +26,6 @@ from .api.sigv4 import access_keys
 from .clock import OffsetClock
 from .cluster.connector import Connector
 from .cluster.directory import ClusterDirectory
-from .files import write_private
 from .observability import FrontendCollector, MetricsServer
 from .sealing import SecretBox
 from .service.context import Context, Settings
