@@ -1,7 +1,7 @@
 """Metrics and request ids of an HSM node.
 
-``/metrics`` (Prometheus text format) is served by :func:`start_metrics_server` on
-``--metrics-listen`` from a thread of its own, so a scrape never runs on the event
+``/metrics`` (Prometheus text format) is served by :class:`plumbing.metrics.MetricsServer`
+on ``--metrics-listen`` from a thread of its own, so a scrape never runs on the event
 loop. Two kinds of metric:
 
 * counted as requests happen: ``hsm_requests_total{method,code}`` and
@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -56,13 +56,6 @@ def request_id(context: Any) -> str:
         if key == REQUEST_ID_KEY and isinstance(value, str):
             return value[:MAX_REQUEST_ID]
     return ""
-
-
-class _Global(Collector):
-    """Everything in the process-wide default registry (the counters above, process metrics)."""
-
-    def collect(self) -> Iterable[Metric]:
-        return REGISTRY.collect()
 
 
 class NodeCollector(Collector):
@@ -120,33 +113,3 @@ class NodeCollector(Collector):
                 age.add_metric([], max(0.0, (n.now_ms() - latest.create_timestamp_ms) / 1000))
         yield age
 
-
-def split_listen(address: str) -> tuple[str, int]:
-    """``0.0.0.0:9100`` / ``[::]:9100`` / ``:9100`` -> (host, port)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"--metrics-listen wants HOST:PORT, got {address!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-class MetricsServer:
-    """``/metrics`` over HTTP on a thread of its own."""
-
-    def __init__(self, listen: str, *collectors: Collector) -> None:
-        self.listen = listen
-        self.host, self.port = split_listen(listen)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Global())
-        for c in collectors:
-            self.registry.register(c)
-        self._server: Any = None
-
-    def start(self) -> None:
-        self._server, _ = start_http_server(self.port, self.host, registry=self.registry)
-        log.info("metrics listening", extra={"event": "metrics_listening", "listen": self.listen})
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None

@@ -12,20 +12,20 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
-import sys
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from plumbing import logs
+from plumbing.drain import run_main, serve_until_signalled
+from plumbing.metrics import MetricsServer
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
-from . import logs
 from .api.servicer import HsmServicer
 from .cluster import ClusterService
 from .keys import Keys
 from .node import ACTIVE, HsmNode, NodeConfig
-from .observability import MetricsServer, NodeCollector
+from .observability import NodeCollector
 from .sealing import load_master_key
 from .storage import StorageError
 from .users import Users
@@ -43,7 +43,8 @@ class NodeServer:
         self.users, self.keys = Users(self.node), Keys(self.node)
         self.cluster = ClusterService(self.node, peer_listen)
         self.servicer = HsmServicer(self.node, self.users, self.keys, self.cluster)
-        self.metrics = MetricsServer(metrics_listen, NodeCollector(self.node, self.cluster)) if metrics_listen else None
+        self.metrics = MetricsServer(metrics_listen, NodeCollector(self.node, self.cluster),
+                                     log=logging.getLogger("hsm_node.metrics")) if metrics_listen else None
         self.health = health.aio.HealthServicer()
         self._tls_version = 0
         self._served_version = -1
@@ -151,24 +152,13 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
 
 async def run(args: argparse.Namespace) -> None:
     server = NodeServer(build_config(args), args.listen, args.peer_listen, args.metrics_listen)
-    await server.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, server.stopped.set)
-    await server.stopped.wait()
-    log.info("shutting down", extra={"event": "shutdown", "grace_s": args.shutdown_grace})
-    await server.stop(args.shutdown_grace)
+    await serve_until_signalled(server, args.shutdown_grace, log)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logs.setup("hsm-node", args.log_level)
-    try:
-        asyncio.run(run(args))
-    except (StorageError, ValueError, OSError) as exc:
-        log.error(str(exc), extra={"event": "startup_failed"})
-        print(f"hsm-node: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_main("hsm-node", run(args), (StorageError, ValueError, OSError), log)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,17 +14,19 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from plumbing import logs
+from plumbing.drain import Gate, run_main, serve_until_signalled
 from plumbing.files import write_private
+from plumbing.metrics import MetricsServer
 from protos.kms.v1 import kms_pb2_grpc as pb_grpc
 
-from . import logs
 from .api.aws_json import AwsJsonEndpoint
-from .api.grpc_service import Gate, KmsAdminServicer, KmsServicer
+from .api.grpc_service import KmsAdminServicer, KmsServicer
 from .api.sigv4 import access_keys
 from .clock import OffsetClock
 from .cluster.connector import Connector
 from .cluster.directory import ClusterDirectory
-from .observability import FrontendCollector, MetricsServer
+from .observability import FrontendCollector
 from .sealing import SecretBox
 from .service.context import Context, Settings
 from .service.frontend import Services, finish_abandoned
@@ -91,7 +91,8 @@ class Frontend:
         if args.metrics_listen:
             self.metrics = MetricsServer(args.metrics_listen, FrontendCollector(
                 self.ctx, self.connector, lambda: {"grpc": self.gate.in_flight,
-                                                   "aws": self.aws.in_flight if self.aws is not None else 0}))
+                                                   "aws": self.aws.in_flight if self.aws is not None else 0}),
+                log=logging.getLogger("kms_frontend.metrics"))
         self.stopped = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
@@ -186,25 +187,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace) -> None:
-    frontend = Frontend(args)
-    await frontend.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, frontend.stopped.set)
-    await frontend.stopped.wait()
-    log.info("shutting down", extra={"event": "shutdown", "grace_s": args.shutdown_grace})
-    await frontend.stop(args.shutdown_grace)
+    await serve_until_signalled(Frontend(args), args.shutdown_grace, log)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logs.setup("kms-frontend", args.log_level)
-    try:
-        asyncio.run(run(args))
-    except (SchemaVersionError, ValueError, OSError) as exc:
-        log.error(str(exc), extra={"event": "startup_failed"})
-        print(f"kms-frontend: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_main("kms-frontend", run(args), (SchemaVersionError, ValueError, OSError), log)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from plumbing.drain import Gate
 from protos.hsm.v1 import hsm_pb2 as pb
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
@@ -63,10 +64,11 @@ def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         code, detail = "OK", ""
-        self.in_flight += 1
+        gate: Gate = self.gate
+        gate.in_flight += 1
         try:
-            if self.draining:
-                self.last_refused = time.monotonic()
+            if gate.closed:
+                gate.last_refused = time.monotonic()
                 raise Unavailable(SHUTTING_DOWN)
             return await fn(self, request, context)
         except HsmError as exc:
@@ -85,7 +87,7 @@ def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
                                                    "request_id": request_id(context)})
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error in the HSM (incident {incident}; see the node log)")
         finally:
-            self.in_flight -= 1
+            gate.in_flight -= 1
             elapsed = time.perf_counter() - started
             seconds.observe(elapsed)
             counter = counters.get(code)
@@ -104,7 +106,6 @@ def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
 
 SHUTTING_DOWN = "the HSM is shutting down; retry on another node"
 DRAINING_METADATA = (("x-hsm-draining", "1"),)  # on a CryptoStream ended by a shutdown
-QUIET_S = 0.2
 
 
 class _Stream:
@@ -118,9 +119,7 @@ class _Stream:
 class HsmServicer(pb_grpc.HsmServicer):
     def __init__(self, node: HsmNode, users: Users, keys: Keys, cluster: Any = None) -> None:
         self.node, self.users, self.keys, self.cluster = node, users, keys, cluster
-        self.draining = False
-        self.in_flight = 0          # unary calls being served
-        self.last_refused = 0.0     # when a call was last refused for draining
+        self.gate = Gate()          # unary calls being served; closed at SIGTERM
         self._streams: set[_Stream] = set()
 
     # ------------------------------------------------------------ graceful stop
@@ -131,19 +130,14 @@ class HsmServicer(pb_grpc.HsmServicer):
         elsewhere) while those in flight finish, and end every CryptoStream once the batch it is on
         has been answered (its caller moves to another node at once, and drops its session here:
         sessions end with the process)."""
-        self.draining = True
+        self.gate.close()
         for st in list(self._streams):
             if st.waiting and st.task is not None:
                 st.task.cancel()  # idle between batches: nothing of the caller's is in progress here
 
     async def quiesce(self, timeout: float) -> bool:
         """Wait (at most ``timeout``) until no call or stream is open and none was refused lately."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.in_flight and not self._streams and time.monotonic() - self.last_refused >= QUIET_S:
-                return True
-            await asyncio.sleep(0.02)
-        return False
+        return await self.gate.quiesce(timeout, idle=lambda: not self._streams)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -311,8 +305,8 @@ class HsmServicer(pb_grpc.HsmServicer):
         st = _Stream(asyncio.current_task())
         self._streams.add(st)
         try:
-            if self.draining:
-                self.last_refused = time.monotonic()
+            if self.gate.closed:
+                self.gate.last_refused = time.monotonic()
                 await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN, trailing_metadata=DRAINING_METADATA)
             st.waiting = True
             async for batch in request_iterator:
@@ -339,16 +333,16 @@ class HsmServicer(pb_grpc.HsmServicer):
                                                              message="internal error in the HSM (see the node log)"))
                         self._crypto_failed(op, kind, "INTERNAL", "internal error")
                 yield reply
-                if self.draining:
+                if self.gate.closed:
                     break
                 st.waiting = True
         except asyncio.CancelledError:
-            if not (self.draining and st.waiting):
+            if not (self.gate.closed and st.waiting):
                 raise
             # drained while idle between batches
         finally:
             self._streams.discard(st)
-        if self.draining:
+        if self.gate.closed:
             await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN, trailing_metadata=DRAINING_METADATA)
 
     @staticmethod

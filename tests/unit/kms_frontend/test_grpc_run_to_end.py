@@ -8,8 +8,9 @@ import re
 import grpc
 import pytest
 
-from kms_frontend.api.grpc_service import Gate, rpc
+from kms_frontend.api.grpc_service import rpc
 from kms_frontend.errors import METADATA_KEY
+from plumbing.drain import Gate
 from protos.kms.v1 import kms_pb2 as pb
 from protos.kms.v1 import kms_pb2_grpc as pb_grpc
 
