@@ -45,7 +45,9 @@ from typing import Any, NoReturn  # noqa: E402
 
 import grpc  # noqa: E402
 
+from plumbing.addresses import split_endpoint  # noqa: E402
 from plumbing.files import write_private  # noqa: E402
+from plumbing.tls import presented_certificate  # noqa: E402
 from protos.hsm.v1 import hsm_pb2 as pb  # noqa: E402
 
 from . import (  # noqa: E402
@@ -143,7 +145,7 @@ def settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         or [DEFAULT_ENDPOINT]
     for e in endpoints:
         try:
-            client.split_endpoint(e)
+            split_endpoint(e)
         except ValueError as exc:
             raise usage_error(str(exc)) from None
     user_type = (args.login_type or env.get("HSM_USER_TYPE") or "").upper() or None
@@ -263,7 +265,7 @@ class Cli:
             return self._nodes[server.endpoint, tofu]
         if tofu:
             try:
-                shown = await asyncio.to_thread(client.fetch_server_certificate, server.endpoint)
+                shown = await asyncio.to_thread(presented_certificate, server.endpoint)
             except OSError as exc:
                 raise CliError("UNAVAILABLE", f"cannot reach {server}: {exc.strerror or exc or 'timed out'}") from None
             ch = client.channel(server.endpoint, shown)   # pinned: the certificate it just showed

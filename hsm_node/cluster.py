@@ -21,6 +21,8 @@ from typing import Any
 
 import grpc
 
+from plumbing.addresses import split_endpoint
+from plumbing.tls import presented_certificate
 from protos.hsm.v1 import hsm_pb2 as pb
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
@@ -146,12 +148,12 @@ class ClusterService:
         if not endpoint or not peer_endpoint:
             raise InvalidArgument("adding a node needs its endpoint and peer_endpoint (host:port)")
         try:
-            client.split_endpoint(endpoint)
-            client.split_endpoint(peer_endpoint)
+            split_endpoint(endpoint)
+            split_endpoint(peer_endpoint)
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
         try:
-            pinned = await asyncio.to_thread(client.fetch_server_certificate, endpoint)
+            pinned = await asyncio.to_thread(presented_certificate, endpoint)
             channel = client.channel(endpoint, pinned)
         except OSError as exc:
             raise Unavailable(f"cannot reach the new node at {endpoint}: {exc.strerror or exc}") from None

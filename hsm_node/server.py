@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from plumbing import logs
+from plumbing.addresses import split_listen
 from plumbing.drain import run_main, serve_until_signalled
 from plumbing.metrics import MetricsServer
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
@@ -133,15 +134,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _host(endpoint: str) -> str:
-    return endpoint.rsplit(":", 1)[0].strip("[]")
-
-
 def build_config(args: argparse.Namespace) -> NodeConfig:
     master = load_master_key(args.master_key_file, os.environ.get("HSM_MASTER_KEY"), create=True)
     endpoint = args.advertise or args.listen
     peer_endpoint = args.peer_advertise or args.peer_listen
-    hosts = list(dict.fromkeys(["localhost", "127.0.0.1", _host(endpoint), _host(peer_endpoint), *args.host]))
+    host = split_listen(endpoint, "--advertise" if args.advertise else "--listen")[0]
+    peer_host = split_listen(peer_endpoint, "--peer-advertise" if args.peer_advertise else "--peer-listen")[0]
+    hosts = list(dict.fromkeys(["localhost", "127.0.0.1", host, peer_host, *args.host]))
     hosts = [h for h in hosts if h not in ("0.0.0.0", "::", "")]
     return NodeConfig(
         data_dir=args.data_dir, master_key=master, endpoint=endpoint, peer_endpoint=peer_endpoint, hosts=hosts,

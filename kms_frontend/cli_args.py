@@ -38,6 +38,8 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from plumbing.addresses import split_endpoint
+
 EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_SERVICE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 252, 253, 254, 255, 130
 BINARY_FORMATS = ("base64", "raw-in-base64-out")
 SECRET_OPTIONS = ("--key-store-password",)
@@ -556,10 +558,13 @@ def parse_endpoint(value: str) -> tuple[str, bool | None]:
         if text.startswith(scheme):
             text, tls = text[len(scheme):], is_tls
     text = text.rstrip("/")
-    host, _, port = text.rpartition(":")
-    if "://" in text or "/" in text or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    try:
+        if "://" in text or "/" in text:
+            raise ValueError(text)
+        split_endpoint(text)
+    except ValueError:
         raise CliError(f"Bad value for --endpoint-url: '{value}': expected host:port, grpc://host:port or "
-                       "grpcs://host:port")
+                       "grpcs://host:port") from None
     return text, tls
 
 

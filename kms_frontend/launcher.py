@@ -35,6 +35,7 @@ from typing import Any
 
 import grpc
 
+from plumbing.addresses import split_endpoint
 from plumbing.files import write_private
 from protos.kms.v1 import kms_pb2 as kms
 from protos.kms.v1 import kms_pb2_grpc as kms_grpc
@@ -501,7 +502,7 @@ def _node_health(c: Cluster, n: dict) -> str:
     if not n["running"]:
         return "DOWN"
     try:
-        doc = c.node_status(NodeSpec(n["name"], int(n["endpoint"].rsplit(":", 1)[1]), 0))
+        doc = c.node_status(NodeSpec(n["name"], split_endpoint(n["endpoint"])[1], 0))
         return str(doc.get("state", "UNKNOWN"))
     except LauncherError:
         return "UNREACHABLE"
@@ -547,6 +548,15 @@ def parse_node(text: str) -> NodeSpec:
         raise argparse.ArgumentTypeError(f"expected [name=]host:port:peer-port, got {text!r}") from None
 
 
+def frontend_endpoint(text: str) -> tuple[str, int]:
+    """``host:port`` -> (host as it goes back into an address, port)."""
+    try:
+        host, port = split_endpoint(text, "--frontend")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return (f"[{host}]" if ":" in host else host), port
+
+
 def cmd_provision(args: argparse.Namespace) -> int:
     """What `up` does as an operator, for nodes and a frontend that run elsewhere
     (docker compose): initialise/activate, add nodes, create kmsuser, create and
@@ -554,8 +564,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     c = Cluster(Path(args.dir))
     s = c.state
     s.nodes = list(args.node)
-    host, _, port = args.frontend.rpartition(":")
-    s.frontend_host, s.frontend_port = host, int(port)
+    s.frontend_host, s.frontend_port = args.frontend
     if args.aws_access_keys_file:
         s.aws_access_key_id, _, s.aws_secret_access_key = Path(args.aws_access_keys_file).read_text().strip().partition(":")
     s.save(c.state_path)
@@ -594,7 +603,7 @@ def main(argv: list[str] | None = None) -> None:
     pr = sub.add_parser("provision", help="initialise, activate and connect nodes and a frontend running elsewhere")
     pr.add_argument("--node", type=parse_node, action="append", required=True,
                     help="[name=]host:port:peer-port of an hsm-node, repeatable; the first is initialised")
-    pr.add_argument("--frontend", required=True, help="host:port of the kms-frontend gRPC API")
+    pr.add_argument("--frontend", type=frontend_endpoint, required=True, help="host:port of the kms-frontend gRPC API")
     pr.add_argument("--aws-access-keys-file", help="ID:SECRET file the frontend accepts (shown in the env file)")
     pr.add_argument("--timeout", type=float, default=120.0)
     se = sub.add_parser("secrets", help="create deployment secrets (compose) if missing")

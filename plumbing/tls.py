@@ -13,9 +13,10 @@ import ssl
 from .addresses import split_endpoint
 
 
-def presented_certificate(endpoint: str, timeout: float = 5.0) -> str:
-    """The PEM certificate the server at ``endpoint`` presents (HTTP/2 ALPN, as gRPC)."""
-    host, port = split_endpoint(endpoint)
+def presented_certificate(endpoint: str, timeout: float = 5.0, *, what: str = "endpoint") -> str:
+    """The PEM certificate the server at ``endpoint`` presents (HTTP/2 ALPN, as gRPC). ``what``
+    names the endpoint in the error when it is not host:port."""
+    host, port = split_endpoint(endpoint, what)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE

@@ -27,6 +27,8 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from plumbing.addresses import split_listen
+
 from .. import errors, observability
 from ..service.frontend import Services, changes_state, run_to_end
 from ..service.key_stores import UpdateRequest
@@ -340,14 +342,6 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def split_host_port(address: str) -> tuple[str, int]:
-    """``127.0.0.1:4599`` / ``[::1]:4599`` / ``:4599`` -> (host, port)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"--aws-listen wants HOST:PORT, got {address!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 class AwsJsonEndpoint:
     """The aiohttp application serving the KMS API in the frontend's event loop."""
 
@@ -355,7 +349,7 @@ class AwsJsonEndpoint:
                  model: KmsModel | None = None, verifier: SigV4Verifier | None = None) -> None:
         self.services = services
         self.listen, self.grace = listen, grace
-        self.host, self.port = split_host_port(listen)
+        self.host, self.port = split_listen(listen, "--aws-listen")
         self.model = model or KmsModel()
         self.verifier = verifier or SigV4Verifier(keys, services.ctx.settings.region)
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from plumbing.addresses import split_listen
+
 from ..launcher import Cluster, LauncherError
 
 
@@ -352,7 +354,7 @@ class ComposeInjector(Injector):
             r = self._compose("port", "frontend", port, timeout=60)
             hostport = r.stdout.strip().splitlines()[-1] if r.returncode == 0 and r.stdout.strip() else ""
             if hostport:
-                addr = "127.0.0.1:" + hostport.rsplit(":", 1)[1]
+                addr = f"127.0.0.1:{split_listen(hostport, 'docker compose port')[1]}"
                 found[key] = addr if key == "endpoint" else f"http://{addr}"
         rc, doc, _ = _run_json(["docker", "exec", self._helper(), "cat", "/state/state.json"])
         if rc == 0 and isinstance(doc, dict):
