@@ -46,6 +46,8 @@ from typing import Any, NoReturn  # noqa: E402
 import grpc  # noqa: E402
 
 from plumbing.addresses import split_endpoint  # noqa: E402
+from plumbing.argv import join_option_values  # noqa: E402
+from plumbing.envfile import EnvFileError, with_env_file  # noqa: E402
 from plumbing.files import write_private  # noqa: E402
 from plumbing.tls import presented_certificate  # noqa: E402
 from protos.hsm.v1 import hsm_pb2 as pb  # noqa: E402
@@ -92,34 +94,14 @@ def no_trust_anchor_error(detail: str = "") -> CliError:
 
 # ---------------------------------------------------------------- environment & settings
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """``KEY=VALUE`` lines (``#`` comments, optional ``export`` and quotes)."""
-    values: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        line = line.removeprefix("export ").lstrip()
-        key, sep, value = line.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key.isidentifier():
-            raise usage_error(f"{path}:{number}: expected KEY=VALUE")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
-    return values
-
-
 def environment(environ: Mapping[str, str]) -> dict[str, str]:
     """Real environment over the env file (``HSM_ENV_FILE`` or ``./.kms-cluster/env``)."""
-    name = environ.get("HSM_ENV_FILE")
-    path = Path(name) if name else DEFAULT_ENV_FILE
-    if not name and not path.is_file():
-        return dict(environ)
     try:
-        return {**read_env_file(path), **environ}
+        return with_env_file(environ, "HSM_ENV_FILE", DEFAULT_ENV_FILE)
+    except EnvFileError as exc:
+        raise usage_error(str(exc)) from None
     except OSError as exc:
-        raise usage_error(f"cannot read the environment file {path} (HSM_ENV_FILE): {exc.strerror}") from None
+        raise usage_error(f"cannot read the environment file {exc.filename} (HSM_ENV_FILE): {exc.strerror}") from None
 
 
 def truthy(value: str | None) -> bool:
@@ -925,18 +907,9 @@ def add_command_arguments(name: str, sp: argparse.ArgumentParser) -> None:
 SECRET_VALUED = ("--session", "--password", "--preco-password")
 
 
-def join_secret_values(argv: Sequence[str]) -> list[str]:
-    """``--session TOKEN`` -> ``--session=TOKEN``: tokens and passwords may start
-    with '-', which argparse would otherwise take for an option."""
-    args, i = [], 0
-    while i < len(argv):
-        if argv[i] in SECRET_VALUED and i + 1 < len(argv):
-            args.append(f"{argv[i]}={argv[i + 1]}")
-            i += 2
-        else:
-            args.append(argv[i])
-            i += 1
-    return args
+def prepare_argv(argv: Sequence[str]) -> list[str]:
+    """``--session TOKEN`` -> ``--session=TOKEN``: tokens and passwords may start with '-'."""
+    return join_option_values(argv, SECRET_VALUED)
 
 
 def build_parser() -> Parser:
@@ -977,7 +950,7 @@ async def dispatch(args: argparse.Namespace, s: Settings) -> int:
 def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     try:
         env = environment(os.environ if environ is None else environ)
-        args = build_parser().parse_args(join_secret_values(sys.argv[1:] if argv is None else argv))
+        args = build_parser().parse_args(prepare_argv(sys.argv[1:] if argv is None else argv))
         return asyncio.run(dispatch(args, settings(args, env)))
     except CliError as exc:
         print(f"{PROG}: {exc.code}: {exc.message}", file=sys.stderr)

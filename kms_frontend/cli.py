@@ -55,6 +55,7 @@ from typing import Any, NoReturn  # noqa: E402
 import grpc  # noqa: E402
 from google.protobuf.message import Message  # noqa: E402
 
+from plumbing.argv import join_option_values  # noqa: E402
 from protos.kms.v1 import kms_pb2 as pb  # noqa: E402
 from protos.kms.v1 import kms_pb2_grpc as pb_grpc  # noqa: E402
 
@@ -524,14 +525,7 @@ def build_parser() -> Parser:
 def prepare_argv(argv: Sequence[str]) -> list[str]:
     """``kms help`` / ``kms encrypt help`` -> ``--help``; ``--key-store-password -x`` -> ``--key-store-password=-x``
     (a password may start with '-', which argparse would take for an option)."""
-    args, i = [], 0
-    while i < len(argv):
-        if argv[i] in SECRET_OPTIONS and i + 1 < len(argv):
-            args.append(f"{argv[i]}={argv[i + 1]}")
-            i += 2
-        else:
-            args.append(argv[i])
-            i += 1
+    args = join_option_values(argv, SECRET_OPTIONS)
     if args and args[-1] == "help" and (len(args) == 1 or args[-2] in COMMANDS_BY_NAME or args[-2] == "wait"
                                         or args[-2] in WAITERS):
         args[-1] = "--help"

@@ -39,6 +39,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from plumbing.addresses import split_endpoint
+from plumbing.envfile import EnvFileError, with_env_file
 
 EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_SERVICE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 252, 253, 254, 255, 130
 BINARY_FORMATS = ("base64", "raw-in-base64-out")
@@ -60,35 +61,15 @@ def param_error(option: str, message: str) -> CliError:
 # ---------------------------------------------------------------- environment file
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """``KEY=VALUE`` lines (``#`` comments, optional ``export`` and quotes)."""
-    values: dict[str, str] = {}
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        line = line.removeprefix("export ").lstrip()
-        key, sep, value = line.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key.isidentifier():
-            raise CliError(f"Unable to parse the environment file {path}: line {number}: expected KEY=VALUE",
-                           EXIT_CONFIG)
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
-    return values
-
-
 def environment(environ: Mapping[str, str], cwd: Path | None = None) -> dict[str, str]:
     """The real environment over the env file (``KMS_ENV_FILE``, else ``./.kms-cluster/env`` if present)."""
-    name = environ.get("KMS_ENV_FILE")
-    path = Path(name) if name else (cwd or Path.cwd()) / ".kms-cluster" / "env"
-    if not name and not path.is_file():
-        return dict(environ)
     try:
-        return {**read_env_file(path), **environ}
+        return with_env_file(environ, "KMS_ENV_FILE", (cwd or Path.cwd()) / ".kms-cluster" / "env")
+    except EnvFileError as exc:
+        raise CliError(f"Unable to parse the environment file {exc.path}: line {exc.line}: expected KEY=VALUE",
+                       EXIT_CONFIG) from None
     except OSError as exc:
-        raise CliError(f"Unable to read the environment file {path} (KMS_ENV_FILE): {exc.strerror}",
+        raise CliError(f"Unable to read the environment file {exc.filename} (KMS_ENV_FILE): {exc.strerror}",
                        EXIT_CONFIG) from None
 
 

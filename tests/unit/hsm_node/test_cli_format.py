@@ -48,13 +48,12 @@ def test_write_headline_and_holders() -> None:
     assert lines[3] == "createUser status unknown on server 3(h:4): UNAVAILABLE: x"
 
 
-def test_env_file_parsing(tmp_path: Path) -> None:
+def test_a_bad_env_file_is_a_usage_error(tmp_path: Path) -> None:
     f = tmp_path / "env"
-    f.write_text("# comment\n\nHSM_ENDPOINTS=a:1,b:2\nexport HSM_TRUST_ANCHOR='/x y/ca.crt'\nHSM_JSON=\"1\"\n")
-    assert cli.read_env_file(f) == {"HSM_ENDPOINTS": "a:1,b:2", "HSM_TRUST_ANCHOR": "/x y/ca.crt", "HSM_JSON": "1"}
-    f.write_text("not a pair\n")
-    with pytest.raises(cli.CliError, match="expected KEY=VALUE"):
-        cli.read_env_file(f)
+    f.write_text("HSM_JSON=1\nnot a pair\n")
+    with pytest.raises(cli.CliError) as exc:
+        cli.environment({"HSM_ENV_FILE": str(f)})
+    assert (exc.value.code, exc.value.message, exc.value.exit_code) == ("INVALID_ARGUMENT", f"{f}:2: expected KEY=VALUE", 2)
 
 
 def test_real_environment_wins_over_env_file(tmp_path: Path) -> None:
@@ -62,7 +61,7 @@ def test_real_environment_wins_over_env_file(tmp_path: Path) -> None:
     f.write_text("HSM_ENDPOINTS=file:1\nHSM_USERNAME=fromfile\n")
     env = cli.environment({"HSM_ENV_FILE": str(f), "HSM_ENDPOINTS": "real:2"})
     assert env["HSM_ENDPOINTS"] == "real:2" and env["HSM_USERNAME"] == "fromfile"
-    with pytest.raises(cli.CliError):
+    with pytest.raises(cli.CliError, match=r"cannot read the environment file .*missing \(HSM_ENV_FILE\): No such file"):
         cli.environment({"HSM_ENV_FILE": str(tmp_path / "missing")})
 
 
@@ -79,7 +78,7 @@ def test_settings_from_flags_and_environment() -> None:
 
 
 def test_values_starting_with_a_dash_are_kept() -> None:
-    argv = cli.join_secret_values(["--session", "-6hyZ8R9", "findKey", "--password", "-pw12345"])
+    argv = cli.prepare_argv(["--session", "-6hyZ8R9", "findKey", "--password", "-pw12345"])
     assert argv == ["--session=-6hyZ8R9", "findKey", "--password=-pw12345"]
     args = cli.build_parser().parse_args(argv)
     assert args.session == "-6hyZ8R9" and args.login_password == "-pw12345"

@@ -341,6 +341,7 @@ def test_bad_env_files_are_configuration_errors(tmp_path: Path) -> None:
     with pytest.raises(CliError) as e:
         ca.environment({"KMS_ENV_FILE": str(tmp_path / "bad")})
     assert e.value.exit_code == 253 and "line 1" in e.value.message
+    assert e.value.message == f"Unable to parse the environment file {tmp_path / 'bad'}: line 1: expected KEY=VALUE"
 
 
 def test_endpoint_forms() -> None:
