@@ -20,6 +20,7 @@ from plumbing import logs
 from plumbing.addresses import split_listen
 from plumbing.drain import run_main, serve_until_signalled
 from plumbing.metrics import MetricsServer
+from plumbing.options import add_process_options
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
 from .api.servicer import HsmServicer
@@ -126,11 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds between periodic backups [HSM_BACKUP_INTERVAL]")
     p.add_argument("--session-idle-timeout", type=float, default=float(env("HSM_SESSION_IDLE_TIMEOUT", "900")),
                    help="seconds before an idle login session expires [HSM_SESSION_IDLE_TIMEOUT]")
-    p.add_argument("--metrics-listen", default=env("HSM_METRICS_LISTEN", ""),
-                   help="serve Prometheus /metrics on HOST:PORT; empty disables it [HSM_METRICS_LISTEN]")
-    p.add_argument("--shutdown-grace", type=float, default=float(env("HSM_SHUTDOWN_GRACE", "5")),
-                   help="seconds in-flight calls get to finish after SIGTERM [HSM_SHUTDOWN_GRACE]")
-    p.add_argument("--log-level", default=env("HSM_LOG_LEVEL", "info"))
+    add_process_options(p, "HSM", grace_s=5, in_flight="calls")
     return p.parse_args(argv)
 
 

@@ -18,6 +18,7 @@ from plumbing import logs
 from plumbing.drain import Gate, run_main, serve_until_signalled
 from plumbing.files import write_private
 from plumbing.metrics import MetricsServer
+from plumbing.options import add_process_options
 from protos.kms.v1 import kms_pb2_grpc as pb_grpc
 
 from .api.aws_json import AwsJsonEndpoint
@@ -178,11 +179,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tls-key", default=env("KMS_TLS_KEY"), help="[KMS_TLS_KEY]")
     p.add_argument("--sweep-interval", type=float, default=float(env("KMS_SWEEP_INTERVAL", "1")),
                    help="seconds between key-deletion sweeps [KMS_SWEEP_INTERVAL]")
-    p.add_argument("--metrics-listen", default=env("KMS_METRICS_LISTEN", ""),
-                   help="serve Prometheus /metrics on HOST:PORT; empty disables it [KMS_METRICS_LISTEN]")
-    p.add_argument("--shutdown-grace", type=float, default=float(env("KMS_SHUTDOWN_GRACE", "10")),
-                   help="seconds in-flight requests get to finish after SIGTERM [KMS_SHUTDOWN_GRACE]")
-    p.add_argument("--log-level", default=env("KMS_LOG_LEVEL", "info"))
+    add_process_options(p, "KMS", grace_s=10, in_flight="requests")
     return p.parse_args(argv)
 
 

@@ -11,6 +11,7 @@ No domain rules live here, and nothing here imports ``protos``, ``hsm_node``,
 * ``addresses``  ``host:port`` parsing, strict, with the errors an operator can act on
 * ``tls``        the certificate a TLS server presents, unverified (trust on first use, discovery)
 * ``drain``      admission gate for a graceful stop, and a server process's run-until-signalled life
+* ``options``    the flags each server takes for the above (``--metrics-listen``, ``--shutdown-grace``, ``--log-level``)
 * ``envfile``    ``KEY=VALUE`` environment files under the real environment (the CLIs' defaults)
 * ``argv``       command-line rewriting the CLIs share
 """

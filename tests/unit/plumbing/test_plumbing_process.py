@@ -80,3 +80,19 @@ def test_metrics_server_serves_collectors_and_the_default_registry() -> None:
 def test_metrics_listen_is_checked() -> None:
     with pytest.raises(ValueError, match="--metrics-listen wants HOST:PORT, got 'localhost'"):
         MetricsServer("localhost")
+
+
+def test_process_options_and_their_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from plumbing.options import add_process_options
+
+    def parse(*argv: str) -> argparse.Namespace:
+        p = argparse.ArgumentParser()
+        add_process_options(p, "UNIT", grace_s=5, in_flight="calls")
+        return p.parse_args(list(argv))
+    assert vars(parse()) == {"metrics_listen": "", "shutdown_grace": 5.0, "log_level": "info"}
+    monkeypatch.setenv("UNIT_SHUTDOWN_GRACE", "2.5")
+    monkeypatch.setenv("UNIT_METRICS_LISTEN", ":9100")
+    assert vars(parse()) == {"metrics_listen": ":9100", "shutdown_grace": 2.5, "log_level": "info"}
+    assert parse("--log-level", "debug", "--shutdown-grace", "1").shutdown_grace == 1.0
