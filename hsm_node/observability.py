@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 from . import __version__
 
 if TYPE_CHECKING:
-    from .cluster import ClusterService
+    from .membership import Membership
     from .node import HsmNode
 
 log = logging.getLogger("hsm_node.metrics")
@@ -59,8 +59,8 @@ def request_id(context: Any) -> str:
 
 
 class NodeCollector(Collector):
-    def __init__(self, node: HsmNode, cluster: ClusterService | None = None) -> None:
-        self.node, self.cluster = node, cluster
+    def __init__(self, node: HsmNode, membership: Membership | None = None) -> None:
+        self.node, self.membership = node, membership
 
     def collect(self) -> Iterator[Metric]:
         n = self.node
@@ -88,7 +88,7 @@ class NodeCollector(Collector):
                                 " (from the peer's last reported positions).", labels=["peer"])
         healthy = GaugeMetricFamily("hsm_peer_healthy", "1 when the peer answered replication recently.",
                                     labels=["peer"])
-        replicator = getattr(self.cluster, "replicator", None)
+        replicator = getattr(self.membership, "replicator", None)
         if replicator is not None:
             local = dict(n.positions)
             for link in list(replicator.peers.values()):
@@ -102,7 +102,7 @@ class NodeCollector(Collector):
 
         age = GaugeMetricFamily("hsm_last_backup_age_seconds",
                                 "Seconds since the cluster's latest READY backup (absent: none).")
-        store = getattr(self.cluster, "store", None)
+        store = getattr(self.membership, "store", None)
         if store is not None and n.cluster_id:
             try:
                 latest = store.latest(n.cluster_id)

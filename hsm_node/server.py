@@ -24,13 +24,13 @@ from plumbing.options import add_process_options
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
 from .api.servicer import HsmServicer
-from .cluster import ClusterService
-from .keys import Keys
+from .keys import KeyRules
+from .membership import Membership
 from .node import ACTIVE, HsmNode, NodeConfig
 from .observability import NodeCollector
-from .sealing import load_master_key
 from .storage import StorageError
-from .users import Users
+from .storage_sealing import load_master_key
+from .users import UserRules
 
 log = logging.getLogger("hsm_node.server")
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -42,10 +42,10 @@ class NodeServer:
     def __init__(self, config: NodeConfig, listen: str, peer_listen: str, metrics_listen: str = "") -> None:
         self.config, self.listen, self.peer_listen = config, listen, peer_listen
         self.node = HsmNode(config)
-        self.users, self.keys = Users(self.node), Keys(self.node)
-        self.cluster = ClusterService(self.node, peer_listen)
-        self.servicer = HsmServicer(self.node, self.users, self.keys, self.cluster)
-        self.metrics = MetricsServer(metrics_listen, NodeCollector(self.node, self.cluster),
+        self.users, self.keys = UserRules(self.node), KeyRules(self.node)
+        self.membership = Membership(self.node, peer_listen)
+        self.servicer = HsmServicer(self.node, self.users, self.keys, self.membership)
+        self.metrics = MetricsServer(metrics_listen, NodeCollector(self.node, self.membership),
                                      log=logging.getLogger("hsm_node.metrics")) if metrics_listen else None
         self.health = health.aio.HealthServicer()
         self._tls_version = 0
@@ -74,7 +74,7 @@ class NodeServer:
             health_pb2.HealthCheckResponse.NOT_SERVING
         await self.health.set("hsm.v1.Hsm", status)
         if self.node.cluster_cert_pem:
-            await self.cluster.start_peer_server()
+            await self.membership.start_peer_server()
 
     async def start(self) -> None:
         pb_grpc.add_HsmServicer_to_server(self.servicer, self.server)
@@ -86,7 +86,7 @@ class NodeServer:
         await self.server.start()
         if self.metrics is not None:
             self.metrics.start()
-        await self.cluster.start()
+        await self.membership.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._sync_serving()
         log.info("listening", extra={"event": "listening", "listen": self.listen, "node_id": self.node.node_id,
@@ -103,7 +103,7 @@ class NodeServer:
         await self.servicer.quiesce(min(grace / 2, LAME_DUCK_MAX_S))
         await self.server.stop(max(0.5, deadline - asyncio.get_running_loop().time()))
         await self.node.finish_changes(deadline - asyncio.get_running_loop().time())
-        await self.cluster.stop()
+        await self.membership.stop()
         self.node.close()
         if self.metrics is not None:
             await asyncio.to_thread(self.metrics.stop)

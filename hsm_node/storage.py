@@ -3,7 +3,7 @@
 Every mutation is one transaction committed with ``synchronous=FULL`` in WAL
 mode before the call that caused it is acknowledged, so ``kill -9`` at any
 moment loses nothing that was acknowledged. Secret-bearing values are sealed
-under the node storage key (see ``sealing``); the storage key itself is only
+under the node storage key (see ``storage_sealing``); the storage key itself is only
 stored wrapped under the deployment secret, which never lives in this
 directory. The methods here are blocking: the node runs them on one worker
 thread.
@@ -21,7 +21,7 @@ from pathlib import Path
 from plumbing.files import fsync_dir
 
 from . import records as rec
-from .sealing import SealError, open_sealed, seal, unwrap_storage_key, wrap_storage_key
+from .storage_sealing import SealError, open_sealed, seal, unwrap_storage_key, wrap_storage_key
 
 FORMAT = "hsm-node/1"
 SCHEMA = """

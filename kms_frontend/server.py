@@ -28,7 +28,7 @@ from .clock import OffsetClock
 from .cluster.connector import Connector
 from .cluster.directory import ClusterDirectory
 from .observability import FrontendCollector
-from .sealing import SecretBox
+from .secret_box import SecretBox
 from .service.context import Context, Settings
 from .service.frontend import Services, finish_abandoned
 from .store.repository import SchemaVersionError

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from kms_frontend.sealing import SecretBox
+from kms_frontend.secret_box import SecretBox
 from kms_frontend.service.catalog import Catalog
 from kms_frontend.service.context import Context, Settings
 from kms_frontend.service.keys import CreateKeyRequest, Keys

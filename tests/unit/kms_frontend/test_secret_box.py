@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from kms_frontend.sealing import SealError, SecretBox, load_master_key
+from kms_frontend.secret_box import SealError, SecretBox, load_master_key
 
 
 def test_key_file_created_0600_and_reused(tmp_path):

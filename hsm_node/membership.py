@@ -57,7 +57,10 @@ class Snapshot:
     key_count: int
 
 
-class ClusterService:
+class Membership:
+    """The node's place in its cluster: members (add, remove, join, restore), the peer port and
+    its replicator, and the cluster's backups (taken, listed, deleted, restored)."""
+
     def __init__(self, node: HsmNode, peer_listen: str) -> None:
         self.node = node
         self.peer_listen = peer_listen

@@ -1,4 +1,4 @@
-"""Secrets at rest (hsm_node/sealing.py): record sealing, the wrapped storage
+"""Secrets at rest (hsm_node/storage_sealing.py): record sealing, the wrapped storage
 key, the master key loader and Argon2id password hashes."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import stat
 import pytest
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-from hsm_node import sealing
-from hsm_node.sealing import (
+from hsm_node import storage_sealing as sealing
+from hsm_node.storage_sealing import (
     NONCE_LEN,
     HashParams,
     SealError,

@@ -10,7 +10,7 @@ from .errors import NOT_LOGGED_IN, PermissionDenied, Unauthenticated
 
 
 @dataclass
-class Session:
+class LoginSession:
     token: str
     username: str
     user_id: int
@@ -19,20 +19,20 @@ class Session:
     last_used: float
 
 
-class Sessions:
+class LoginSessions:
     def __init__(self, idle_timeout_s: float = 900.0) -> None:
         self.idle_timeout_s = idle_timeout_s
-        self._by_token: dict[str, Session] = {}
+        self._by_token: dict[str, LoginSession] = {}
 
-    def open(self, username: str, user_id: int, user_type: str, client_id: str = "") -> Session:
+    def open(self, username: str, user_id: int, user_type: str, client_id: str = "") -> LoginSession:
         if client_id:  # one session per (user, client) on a node: a restarted client replaces its old one
             for s in [s for s in self._by_token.values() if s.username == username and s.client_id == client_id]:
                 del self._by_token[s.token]
-        s = Session(secrets.token_urlsafe(24), username, user_id, user_type, client_id, time.monotonic())
+        s = LoginSession(secrets.token_urlsafe(24), username, user_id, user_type, client_id, time.monotonic())
         self._by_token[s.token] = s
         return s
 
-    def get(self, token: str) -> Session:
+    def get(self, token: str) -> LoginSession:
         s = self._by_token.get(token) if token else None
         now = time.monotonic()
         if s is None or now - s.last_used > self.idle_timeout_s:
@@ -42,7 +42,7 @@ class Sessions:
         s.last_used = now
         return s
 
-    def require(self, token: str, *types: str) -> Session:
+    def require(self, token: str, *types: str) -> LoginSession:
         s = self.get(token)
         if s.user_type not in types:
             who = {"CO": "a crypto officer (CO)", "CU": "a crypto user (CU)", "PRECO": "the PRECO user"}
@@ -53,7 +53,7 @@ class Sessions:
     def close(self, token: str) -> None:
         self._by_token.pop(token, None)
 
-    def of_user(self, username: str) -> list[Session]:
+    def of_user(self, username: str) -> list[LoginSession]:
         self._expire()
         return [s for s in self._by_token.values() if s.username == username]
 
