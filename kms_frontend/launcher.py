@@ -231,7 +231,7 @@ class Cluster:
     # ------------------------------------------------------------ operator steps (hsm-mgmt)
 
     def hsm_mgmt(self, *args: str, endpoint: str | None = None, anchor: bool = True) -> Any:
-        cmd = [sys.executable, "-m", "hsm_node.cli", "--json"]
+        cmd = [sys.executable, "-m", "hsm_node.mgmt", "--json"]
         cmd += ["--endpoint", endpoint or self.state.nodes[0].endpoint]
         if anchor and self.anchor.exists():
             cmd += ["--trust-anchor", str(self.anchor)]

@@ -184,7 +184,7 @@ class LocalInjector(Injector):
             time.sleep(0.2)
 
     def mgmt(self, args: list[str], via: list[str]) -> tuple[int, Any, str]:
-        cmd = [sys.executable, "-m", "hsm_node.cli", "--json", "--rpc-timeout", str(self.rpc_timeout),
+        cmd = [sys.executable, "-m", "hsm_node.mgmt", "--json", "--rpc-timeout", str(self.rpc_timeout),
                "--trust-anchor", str(self.c.anchor)]
         for n in via:
             cmd += ["--endpoint", self.endpoint(n)]

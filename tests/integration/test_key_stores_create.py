@@ -15,7 +15,8 @@ import os
 
 import pytest
 
-from hsm_node import certs, provision
+from hsm_node import certs
+from hsm_node.mgmt import provision
 from kms_frontend import errors
 from kms_frontend.cluster.directory import ClusterInfo
 from kms_frontend.secret_box import SecretBox

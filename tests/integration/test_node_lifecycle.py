@@ -10,7 +10,8 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from hsm_node import certs, client, provision
+from hsm_node import certs, client
+from hsm_node.mgmt import provision
 from hsm_node.rules import PRECO_DEFAULT_PASSWORD
 from plumbing.tls import presented_certificate
 from protos.hsm.v1 import hsm_pb2 as pb

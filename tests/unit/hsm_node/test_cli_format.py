@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from hsm_node import cli
-from hsm_node import cli_output as out
+from hsm_node.mgmt import cli
+from hsm_node.mgmt import output as out
 from protos.hsm.v1 import hsm_pb2 as pb
 
 

@@ -52,16 +52,13 @@ from plumbing.files import write_private  # noqa: E402
 from plumbing.tls import presented_certificate  # noqa: E402
 from protos.hsm.v1 import hsm_pb2 as pb  # noqa: E402
 
-from . import (  # noqa: E402
-    certs,
-    cli_cluster,  # noqa: E402
-    client,
-    provision,
-)
-from . import cli_output as out  # noqa: E402
-from .cli_output import Holder, Server  # noqa: E402
-from .errors import HsmError  # noqa: E402
-from .rules import PRECO_DEFAULT_PASSWORD, PRECO_USERNAME  # noqa: E402
+from .. import certs, client  # noqa: E402
+from ..errors import HsmError  # noqa: E402
+from ..rules import PRECO_DEFAULT_PASSWORD, PRECO_USERNAME  # noqa: E402
+from . import cluster_commands as cli_cluster  # noqa: E402
+from . import output as out  # noqa: E402
+from . import provision  # noqa: E402
+from .output import Holder, Server  # noqa: E402
 
 PROG = "hsm-mgmt"
 DEFAULT_ENDPOINT = "127.0.0.1:2225"

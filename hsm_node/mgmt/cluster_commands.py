@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from protos.hsm.v1 import hsm_pb2 as pb
 
-from . import cli_output as out
+from . import output as out
 
 if TYPE_CHECKING:
     from .cli import Cli

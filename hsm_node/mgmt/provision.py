@@ -9,8 +9,8 @@ from plumbing.files import write_private
 from protos.hsm.v1 import hsm_pb2 as pb
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
-from . import certs
-from .rules import PRECO_DEFAULT_PASSWORD, PRECO_USERNAME
+from .. import certs
+from ..rules import PRECO_DEFAULT_PASSWORD, PRECO_USERNAME
 
 
 @dataclass
