@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from protos.hsm.v1 import hsm_pb2 as pb
 
 from . import output as out
-
-if TYPE_CHECKING:
-    from .cli import Cli
+from .context import Cli
 
 
 def _when(ms: int) -> str:
@@ -179,7 +177,7 @@ async def cmd_create_cluster_from_backup(cli: Cli, args: argparse.Namespace) -> 
           " cluster certificate (it shares the original's backup history). Add nodes with addNode.")
 
 
-CLUSTER_COMMANDS = [
+COMMANDS = [
     ("describeCluster", cmd_describe_cluster, "members, their health, lag and consistency hash"),
     ("checkConsistency", cmd_check_consistency, "compare every member's users/keys hash (exit 1 if they differ)"),
     ("addNode", cmd_add_node, "add an empty node: seeded from a fresh backup, then it catches up (as a CO)"),

@@ -1,7 +1,7 @@
 """Output of ``hsm-mgmt``: CMU/KMU-style text and ``--json`` documents.
 
 Pure functions from API messages to lines or JSON-ready dicts, so the command
-functions in ``cli`` only decide what to show. Nothing here ever receives a
+functions (``*_commands``) only decide what to show. Nothing here ever receives a
 password; session tokens appear only where ``loginHSM`` prints them on purpose.
 """
 from __future__ import annotations

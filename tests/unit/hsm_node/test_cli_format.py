@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hsm_node.mgmt import cli
+from hsm_node.mgmt import cli, context
 from hsm_node.mgmt import output as out
 from protos.hsm.v1 import hsm_pb2 as pb
 
@@ -51,30 +51,30 @@ def test_write_headline_and_holders() -> None:
 def test_a_bad_env_file_is_a_usage_error(tmp_path: Path) -> None:
     f = tmp_path / "env"
     f.write_text("HSM_JSON=1\nnot a pair\n")
-    with pytest.raises(cli.CliError) as exc:
-        cli.environment({"HSM_ENV_FILE": str(f)})
+    with pytest.raises(context.HsmMgmtError) as exc:
+        context.environment({"HSM_ENV_FILE": str(f)})
     assert (exc.value.code, exc.value.message, exc.value.exit_code) == ("INVALID_ARGUMENT", f"{f}:2: expected KEY=VALUE", 2)
 
 
 def test_real_environment_wins_over_env_file(tmp_path: Path) -> None:
     f = tmp_path / "env"
     f.write_text("HSM_ENDPOINTS=file:1\nHSM_USERNAME=fromfile\n")
-    env = cli.environment({"HSM_ENV_FILE": str(f), "HSM_ENDPOINTS": "real:2"})
+    env = context.environment({"HSM_ENV_FILE": str(f), "HSM_ENDPOINTS": "real:2"})
     assert env["HSM_ENDPOINTS"] == "real:2" and env["HSM_USERNAME"] == "fromfile"
-    with pytest.raises(cli.CliError, match=r"cannot read the environment file .*missing \(HSM_ENV_FILE\): No such file"):
-        cli.environment({"HSM_ENV_FILE": str(tmp_path / "missing")})
+    with pytest.raises(context.HsmMgmtError, match=r"cannot read the environment file .*missing \(HSM_ENV_FILE\): No such file"):
+        context.environment({"HSM_ENV_FILE": str(tmp_path / "missing")})
 
 
 def test_settings_from_flags_and_environment() -> None:
     args = cli.build_parser().parse_args(["listUsers", "--json", "--endpoint", "h:1", "--endpoint", "h:2"])
-    s = cli.settings(args, {"HSM_ENDPOINTS": "ignored:1", "HSM_USER_TYPE": "cu", "HSM_RPC_TIMEOUT": "3"})
+    s = context.settings(args, {"HSM_ENDPOINTS": "ignored:1", "HSM_USER_TYPE": "cu", "HSM_RPC_TIMEOUT": "3"})
     assert s.endpoints == ["h:1", "h:2"] and s.json and s.user_type == "CU" and s.rpc_timeout == 3.0
     args = cli.build_parser().parse_args(["--user-type", "CO", "createUser", "CU", "kmsuser", "secretPassw1"])
-    s = cli.settings(args, {"HSM_ENDPOINTS": "x:1, y:2"})
+    s = context.settings(args, {"HSM_ENDPOINTS": "x:1, y:2"})
     assert s.endpoints == ["x:1", "y:2"] and s.user_type == "CO" and args.user_type == "CU"
     assert args.password == "secretPassw1" and s.password is None
-    s = cli.settings(cli.build_parser().parse_args(["status"]), {})
-    assert s.endpoints == [cli.DEFAULT_ENDPOINT] and not s.json and s.trust_anchor is None
+    s = context.settings(cli.build_parser().parse_args(["status"]), {})
+    assert s.endpoints == [context.DEFAULT_ENDPOINT] and not s.json and s.trust_anchor is None
 
 
 def test_values_starting_with_a_dash_are_kept() -> None:
@@ -85,20 +85,20 @@ def test_values_starting_with_a_dash_are_kept() -> None:
 
 
 def test_session_tokens() -> None:
-    assert cli.parse_sessions("tok") == ("tok", {})
-    assert cli.parse_sessions("a:1=t1,b:2=t2") == ("", {"a:1": "t1", "b:2": "t2"})
-    with pytest.raises(cli.CliError):
-        cli.parse_sessions("a:1=,b")
+    assert context.parse_sessions("tok") == ("tok", {})
+    assert context.parse_sessions("a:1=t1,b:2=t2") == ("", {"a:1": "t1", "b:2": "t2"})
+    with pytest.raises(context.HsmMgmtError):
+        context.parse_sessions("a:1=,b")
 
 
 def test_credentials_prefer_per_type_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     env = {"HSM_CO_PASSWORD": "coPassword1", "HSM_CU_USERNAME": "alice", "HSM_PASSWORD": "generic1"}
-    c = cli.Cli(cli.settings(cli.build_parser().parse_args(["listUsers"]), env))
+    c = context.Cli(context.settings(cli.build_parser().parse_args(["listUsers"]), env))
     assert c.credentials("CO") == ("CO", "admin", "coPassword1")
     assert c.credentials("CU") == ("CU", "alice", "generic1")
     assert c.credentials("PRECO") == ("PRECO", "admin", "generic1")
-    bare = cli.Cli(cli.settings(cli.build_parser().parse_args(["listUsers"]), {}))
-    with pytest.raises(cli.CliError, match="no password"):
+    bare = context.Cli(context.settings(cli.build_parser().parse_args(["listUsers"]), {}))
+    with pytest.raises(context.HsmMgmtError, match="no password"):
         bare.credentials("CU")
     assert bare.credentials("PRECO") == ("PRECO", "admin", "password")
