@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kms_frontend import cli
-from kms_frontend import cli_args as ca
-from kms_frontend.cli_args import CliError
+from kms_frontend.cli import args as ca
+from kms_frontend.cli import main as cli
+from kms_frontend.cli.args import CliError
 from protos.kms.v1 import kms_pb2 as pb
 
 

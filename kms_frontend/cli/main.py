@@ -59,8 +59,9 @@ from plumbing.argv import join_option_values  # noqa: E402
 from protos.kms.v1 import kms_pb2 as pb  # noqa: E402
 from protos.kms.v1 import kms_pb2_grpc as pb_grpc  # noqa: E402
 
-from . import cli_args as ca  # noqa: E402
-from .cli_args import (  # noqa: E402
+from ..errors import METADATA_KEY  # noqa: E402
+from . import args as ca  # noqa: E402
+from .args import (  # noqa: E402
     EXIT_FAILED,
     EXIT_SERVICE,
     EXIT_USAGE,
@@ -73,7 +74,6 @@ from .cli_args import (  # noqa: E402
     redact,
     secret_values,
 )
-from .errors import METADATA_KEY  # noqa: E402
 
 PROG = "kms"
 DEFAULT_ENDPOINT = "127.0.0.1:7800"
