@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from kms_frontend.cli import args as ca
+from kms_frontend.cli import client as kms_client
+from kms_frontend.cli import commands, output, settings
 from kms_frontend.cli import main as cli
-from kms_frontend.cli.args import CliError
+from kms_frontend.cli.args import KmsCliError
 from protos.kms.v1 import kms_pb2 as pb
 
 
@@ -23,7 +25,7 @@ def parse(*argv: str) -> argparse.Namespace:
 
 def request(*argv: str, binary_format: str = "base64"):
     args = parse(*argv)
-    return cli.build_request(cli.COMMANDS_BY_NAME[args.command], args, binary_format)
+    return commands.build_request(commands.COMMANDS_BY_NAME[args.command], args, binary_format)
 
 
 # ---------------------------------------------------------------- file:// and fileb://
@@ -46,7 +48,7 @@ def test_paramfile_expands_home_and_variables(tmp_path: Path, monkeypatch: pytes
 
 
 def test_missing_paramfile_is_a_usage_error_worded_like_the_aws_cli(tmp_path: Path) -> None:
-    with pytest.raises(CliError) as e:
+    with pytest.raises(KmsCliError) as e:
         ca.load_paramfile("--plaintext", f"fileb://{tmp_path}/nope.bin")
     assert e.value.exit_code == 252
     assert e.value.message.startswith(f"Error parsing parameter '--plaintext': Unable to load paramfile "
@@ -55,7 +57,7 @@ def test_missing_paramfile_is_a_usage_error_worded_like_the_aws_cli(tmp_path: Pa
 
 def test_binary_file_through_file_prefix_says_to_use_fileb(tmp_path: Path) -> None:
     (tmp_path / "b.bin").write_bytes(b"\xff\xfe\x00")
-    with pytest.raises(CliError) as e:
+    with pytest.raises(KmsCliError) as e:
         ca.load_paramfile("--policy", f"file://{tmp_path}/b.bin")
     assert "please use the fileb:// prefix" in e.value.message and e.value.exit_code == 252
 
@@ -90,7 +92,7 @@ def test_blob_text_is_base64_unless_raw_in_base64_out() -> None:
 
 def test_blob_text_that_is_not_base64_is_refused_like_the_aws_cli() -> None:
     for bad in ("hello", "aGVsbG8", "a b=", "aGVs*G8="):
-        with pytest.raises(CliError) as e:
+        with pytest.raises(KmsCliError) as e:
             ca.blob_value("--plaintext", bad)
         assert e.value.message == f'Invalid base64: "{bad}"' and e.value.exit_code == 252
 
@@ -139,7 +141,7 @@ def test_context_json_and_json_file(tmp_path: Path) -> None:
     ('["a"]', "expected a JSON object"),
 ])
 def test_context_errors_are_usage_errors(value: str, fragment: str) -> None:
-    with pytest.raises(CliError) as e:
+    with pytest.raises(KmsCliError) as e:
         ca.map_value("--encryption-context", value)
     assert fragment in e.value.message and e.value.exit_code == 252
 
@@ -168,12 +170,12 @@ def test_tags_json_list(tmp_path: Path) -> None:
 
 
 def test_tags_with_wrong_member_names_fail_validation_like_the_aws_cli() -> None:
-    with pytest.raises(CliError) as e:
+    with pytest.raises(KmsCliError) as e:
         ca.tags_value("--tags", ["Key=a,Value=b"])
     assert e.value.message.splitlines()[0] == "Parameter validation failed:"
     assert 'Unknown parameter in Tags[0]: "Key", must be one of: TagKey, TagValue' in e.value.message
     assert 'Missing required parameter in Tags[0]: "TagValue"' in e.value.message
-    with pytest.raises(CliError):
+    with pytest.raises(KmsCliError):
         ca.tags_value("--tags", ['[{"TagKey": "a", "TagValue": 1}]'])
 
 
@@ -199,7 +201,7 @@ def test_integers_booleans_and_presence() -> None:
     assert not request("create-key", "--no-multi-region").multi_region
     r = request("generate-data-key", "--key-id", "k", "--number-of-bytes", "64")
     assert r.number_of_bytes == 64 and not r.HasField("key_spec")
-    with pytest.raises(CliError) as e:
+    with pytest.raises(KmsCliError) as e:
         request("list-keys", "--limit", "ten")
     assert e.value.message == "Error parsing parameter '--limit': expected an integer, received: 'ten'"
 
@@ -208,7 +210,7 @@ def test_timestamps_in_epoch_seconds_or_iso8601() -> None:
     assert ca.timestamp_ms("--valid-to", "1700000000") == 1_700_000_000_000
     assert ca.timestamp_ms("--valid-to", "1700000000.25") == 1_700_000_000_250
     assert ca.timestamp_ms("--valid-to", "2023-11-14T22:13:20Z") == 1_700_000_000_000
-    with pytest.raises(CliError):
+    with pytest.raises(KmsCliError):
         ca.timestamp_ms("--valid-to", "tomorrow")
 
 
@@ -219,7 +221,7 @@ def test_policy_from_file(tmp_path: Path) -> None:
 
 
 def test_every_command_maps_to_an_rpc_and_its_options_to_request_fields() -> None:
-    for cmd in cli.COMMANDS:
+    for cmd in commands.COMMANDS:
         service = pb.DESCRIPTOR.services_by_name[cmd.service]
         method = service.methods_by_name[cmd.rpc]
         assert method.input_type.name == cmd.request_type.__name__
@@ -230,12 +232,12 @@ def test_every_command_maps_to_an_rpc_and_its_options_to_request_fields() -> Non
             assert cmd.name.replace("-", "") == cmd.rpc.lower()
         if cmd.result_key:
             assert {"limit", "marker"} <= set(cmd.request_type.DESCRIPTOR.fields_by_name)
-    kinds = {p.option: p.kind for p in cli.COMMANDS_BY_NAME["import-key-material"].params}
+    kinds = {p.option: p.kind for p in commands.COMMANDS_BY_NAME["import-key-material"].params}
     assert kinds["--valid-to"] == "timestamp" and kinds["--import-token"] == "blob"
 
 
 def test_required_options_are_the_aws_required_members() -> None:
-    with pytest.raises(CliError) as e:
+    with pytest.raises(KmsCliError) as e:
         parse("encrypt", "--key-id", "k")
     assert e.value.exit_code == 252
     assert e.value.message.endswith("kms: error: the following arguments are required: --plaintext")
@@ -258,7 +260,7 @@ def test_key_metadata_is_shaped_like_aws() -> None:
                         origin="AWS_CLOUDHSM", custom_key_store_id="cks-1", cloud_hsm_cluster_id="cluster-1",
                         key_manager="CUSTOMER", customer_master_key_spec="SYMMETRIC_DEFAULT",
                         key_spec="SYMMETRIC_DEFAULT", encryption_algorithms=["SYMMETRIC_DEFAULT"])
-    data = ca.to_aws(pb.DescribeKeyResponse(key_metadata=md))
+    data = output.to_aws(pb.DescribeKeyResponse(key_metadata=md))
     assert list(data) == ["KeyMetadata"]
     assert list(data["KeyMetadata"]) == [
         "AWSAccountId", "KeyId", "Arn", "CreationDate", "Enabled", "Description", "KeyUsage", "KeyState", "Origin",
@@ -267,53 +269,53 @@ def test_key_metadata_is_shaped_like_aws() -> None:
     assert data["KeyMetadata"]["CreationDate"] == 1499988169.234
     assert data["KeyMetadata"]["Description"] == "" and data["KeyMetadata"]["MultiRegion"] is False
     md.deletion_date = 1_500_000_000_000
-    assert ca.to_aws(md)["DeletionDate"] == 1500000000.0
+    assert output.to_aws(md)["DeletionDate"] == 1500000000.0
 
 
 def test_binary_members_are_base64_and_empty_responses_print_nothing() -> None:
-    data = ca.to_aws(pb.EncryptResponse(ciphertext_blob=b"\x00\x01\xff", key_id="arn", encryption_algorithm="S"))
+    data = output.to_aws(pb.EncryptResponse(ciphertext_blob=b"\x00\x01\xff", key_id="arn", encryption_algorithm="S"))
     assert data == {"CiphertextBlob": "AAH/", "KeyId": "arn", "EncryptionAlgorithm": "S"}
-    assert ca.render(ca.to_aws(pb.EnableKeyResponse()), "json", None) == ""
-    assert ca.render(ca.to_aws(pb.EnableKeyResponse()), "text", None) == ""
-    assert ca.render({"CustomKeyStoreId": "cks-1"}, "json", None) == '{\n    "CustomKeyStoreId": "cks-1"\n}\n'
+    assert output.render(output.to_aws(pb.EnableKeyResponse()), "json", None) == ""
+    assert output.render(output.to_aws(pb.EnableKeyResponse()), "text", None) == ""
+    assert output.render({"CustomKeyStoreId": "cks-1"}, "json", None) == '{\n    "CustomKeyStoreId": "cks-1"\n}\n'
 
 
 def test_store_entries_leave_out_an_unset_error_code() -> None:
-    d = ca.to_aws(pb.CustomKeyStoresListEntry(custom_key_store_id="cks-1", connection_state="CONNECTED"))
+    d = output.to_aws(pb.CustomKeyStoresListEntry(custom_key_store_id="cks-1", connection_state="CONNECTED"))
     assert "ConnectionErrorCode" not in d
-    d = ca.to_aws(pb.CustomKeyStoresListEntry(connection_state="FAILED", connection_error_code="NETWORK_ERRORS"))
+    d = output.to_aws(pb.CustomKeyStoresListEntry(connection_state="FAILED", connection_error_code="NETWORK_ERRORS"))
     assert d["ConnectionErrorCode"] == "NETWORK_ERRORS"
 
 
 def test_audit_events_parse_details() -> None:
     resp = pb.ListAuditEventsResponse(events=[pb.AuditEventEntry(event_id=1, timestamp=1000, event="DeleteKey",
                                                                  key_id="k", details_json='{"a": 1}')])
-    assert cli.audit_events(resp) == {"Events": [{"EventId": 1, "Timestamp": 1.0, "Event": "DeleteKey",
+    assert commands.audit_events(resp) == {"Events": [{"EventId": 1, "Timestamp": 1.0, "Event": "DeleteKey",
                                                   "KeyId": "k", "Details": {"a": 1}}]}
 
 
 def test_text_output_follows_the_aws_cli_layout() -> None:
     data = {"KeyMetadata": {"KeyId": "k", "Enabled": True, "Arn": "a", "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"]}}
-    assert ca.format_text(data) == "KEYMETADATA\ta\tTrue\tk\nENCRYPTIONALGORITHMS\tSYMMETRIC_DEFAULT\n"
+    assert output.format_text(data) == "KEYMETADATA\ta\tTrue\tk\nENCRYPTIONALGORITHMS\tSYMMETRIC_DEFAULT\n"
     tags = {"Tags": [{"TagKey": "a", "TagValue": "1"}, {"TagKey": "b", "TagValue": ""}]}
-    assert ca.format_text(tags) == "TAGS\ta\t1\nTAGS\tb\t\n"
-    assert ca.format_text({"CiphertextBlob": "AAH/", "KeyId": "arn"}) == "AAH/\tarn\n"
-    assert ca.format_text(["x", "y"]) == "x\ty\n"
+    assert output.format_text(tags) == "TAGS\ta\t1\nTAGS\tb\t\n"
+    assert output.format_text({"CiphertextBlob": "AAH/", "KeyId": "arn"}) == "AAH/\tarn\n"
+    assert output.format_text(["x", "y"]) == "x\ty\n"
 
 
 def test_query_subset() -> None:
     data = {"Keys": [{"KeyId": "a"}, {"KeyId": "b"}], "KeyMetadata": {"KeyId": "k"}, "Blob": "AAH/"}
-    q = ca.parse_query
-    assert ca.apply_query(q("Blob"), data) == "AAH/"
-    assert ca.apply_query(q("KeyMetadata.KeyId"), data) == "k"
-    assert ca.apply_query(q("Keys[].KeyId"), data) == ["a", "b"]
-    assert ca.apply_query(q("Keys[1].KeyId"), data) == "b"
-    assert ca.apply_query(q("Keys[-1]"), data) == {"KeyId": "b"}
-    assert ca.apply_query(q("Missing.X"), data) is None
-    assert ca.render(data, "text", q("Blob")) == "AAH/\n"
-    assert ca.render(data, "text", q("Keys[].KeyId")) == "a\tb\n"
-    assert ca.render(data, "json", q("Nope")) == "null\n"
-    with pytest.raises(CliError) as e:
+    q = output.parse_query
+    assert output.apply_query(q("Blob"), data) == "AAH/"
+    assert output.apply_query(q("KeyMetadata.KeyId"), data) == "k"
+    assert output.apply_query(q("Keys[].KeyId"), data) == ["a", "b"]
+    assert output.apply_query(q("Keys[1].KeyId"), data) == "b"
+    assert output.apply_query(q("Keys[-1]"), data) == {"KeyId": "b"}
+    assert output.apply_query(q("Missing.X"), data) is None
+    assert output.render(data, "text", q("Blob")) == "AAH/\n"
+    assert output.render(data, "text", q("Keys[].KeyId")) == "a\tb\n"
+    assert output.render(data, "json", q("Nope")) == "null\n"
+    with pytest.raises(KmsCliError) as e:
         q("Keys[?KeyId=='a']")
     assert e.value.exit_code == 252
 
@@ -334,34 +336,34 @@ def test_env_file_defaults_real_environment_wins(tmp_path: Path) -> None:
 
 
 def test_bad_env_files_are_configuration_errors(tmp_path: Path) -> None:
-    with pytest.raises(CliError) as e:
+    with pytest.raises(KmsCliError) as e:
         ca.environment({"KMS_ENV_FILE": str(tmp_path / "missing")})
     assert e.value.exit_code == 253
     (tmp_path / "bad").write_text("JUST A LINE\n")
-    with pytest.raises(CliError) as e:
+    with pytest.raises(KmsCliError) as e:
         ca.environment({"KMS_ENV_FILE": str(tmp_path / "bad")})
     assert e.value.exit_code == 253 and "line 1" in e.value.message
     assert e.value.message == f"Unable to parse the environment file {tmp_path / 'bad'}: line 1: expected KEY=VALUE"
 
 
 def test_endpoint_forms() -> None:
-    assert cli.parse_endpoint("127.0.0.1:7800") == ("127.0.0.1:7800", None)
-    assert cli.parse_endpoint("grpc://kms.local:7800/") == ("kms.local:7800", False)
-    assert cli.parse_endpoint("grpcs://[::1]:7800") == ("[::1]:7800", True)
+    assert ca.parse_endpoint("127.0.0.1:7800") == ("127.0.0.1:7800", None)
+    assert ca.parse_endpoint("grpc://kms.local:7800/") == ("kms.local:7800", False)
+    assert ca.parse_endpoint("grpcs://[::1]:7800") == ("[::1]:7800", True)
     for bad in ("http://h:1", "h", "h:0", "h:port", "grpc://h:1/path"):
-        with pytest.raises(CliError):
-            cli.parse_endpoint(bad)
+        with pytest.raises(KmsCliError):
+            ca.parse_endpoint(bad)
 
 
 def test_settings_from_environment_and_options() -> None:
-    s = cli.resolve(parse("list-keys"), {}, [])
+    s = settings.resolve(parse("list-keys"), {}, [])
     assert (s.target, s.tls, s.output, s.binary_format, s.timeout) == ("127.0.0.1:7800", False, "json", "base64", 60)
-    s = cli.resolve(parse("list-keys"), {"KMS_ENDPOINT": "grpc://h:9", "KMS_CA_FILE": "/ca.pem", "KMS_OUTPUT": "text"}, [])
+    s = settings.resolve(parse("list-keys"), {"KMS_ENDPOINT": "grpc://h:9", "KMS_CA_FILE": "/ca.pem", "KMS_OUTPUT": "text"}, [])
     assert (s.target, s.tls, s.url, s.ca_file, s.output) == ("h:9", True, "grpcs://h:9", "/ca.pem", "text")
-    s = cli.resolve(parse("--endpoint-url", "h:1", "list-keys", "--cli-read-timeout", "0"), {"KMS_ENDPOINT": "x:2"}, [])
+    s = settings.resolve(parse("--endpoint-url", "h:1", "list-keys", "--cli-read-timeout", "0"), {"KMS_ENDPOINT": "x:2"}, [])
     assert s.target == "h:1" and s.timeout is None
-    with pytest.raises(CliError):
-        cli.resolve(parse("list-keys", "--output", "yaml"), {}, [])
+    with pytest.raises(KmsCliError):
+        settings.resolve(parse("list-keys", "--output", "yaml"), {}, [])
 
 
 def test_help_words_and_passwords_starting_with_a_dash() -> None:
@@ -370,7 +372,7 @@ def test_help_words_and_passwords_starting_with_a_dash() -> None:
     assert cli.prepare_argv(["create-alias", "--alias-name", "help"]) == ["create-alias", "--alias-name", "help"]
     assert cli.prepare_argv(["update-custom-key-store", "--key-store-password", "-dashPw1"]) == \
         ["update-custom-key-store", "--key-store-password=-dashPw1"]
-    assert cli.secret_values(["--key-store-password", "abcdefg", "--key-store-password=hijklmn"]) == \
+    assert ca.secret_values(["--key-store-password", "abcdefg", "--key-store-password=hijklmn"]) == \
         ["abcdefg", "hijklmn"]
 
 
@@ -406,7 +408,7 @@ class FakeClient:
     def __init__(self, n: int, paginate: bool = True) -> None:
         self.keys = [f"k{i}" for i in range(n)]
         self.calls: list[tuple[int, str | None]] = []
-        self.s = cli.resolve(parse("list-keys", *([] if paginate else ["--no-paginate"])), {}, [])
+        self.s = settings.resolve(parse("list-keys", *([] if paginate else ["--no-paginate"])), {}, [])
 
     def call(self, service: str, rpc: str, r: pb.ListKeysRequest) -> pb.ListKeysResponse:
         limit = r.limit if r.HasField("limit") else 3
@@ -421,8 +423,8 @@ class FakeClient:
 
 def list_keys(client: FakeClient, *argv: str) -> dict:
     args = parse("list-keys", *argv)
-    cmd = cli.COMMANDS_BY_NAME["list-keys"]
-    return cli.run_list(client, cmd, cli.build_request(cmd, args, "base64"), args)  # type: ignore[arg-type]
+    cmd = commands.COMMANDS_BY_NAME["list-keys"]
+    return kms_client.run_list(client, cmd, commands.build_request(cmd, args, "base64"), args)  # type: ignore[arg-type]
 
 
 def ids(result: dict) -> list[str]:
@@ -461,8 +463,8 @@ def test_marker_or_no_paginate_print_the_raw_page() -> None:
     assert ids(result) == ["k3", "k4", "k5"] and result["NextMarker"] == "6" and result["Truncated"] is True
     result = list_keys(FakeClient(7, paginate=False))
     assert ids(result) == ["k0", "k1", "k2"] and result["Truncated"] is True
-    with pytest.raises(CliError) as e:
+    with pytest.raises(KmsCliError) as e:
         list_keys(FakeClient(7), "--marker", "3", "--max-items", "1")
     assert e.value.exit_code == 252
-    with pytest.raises(CliError):
+    with pytest.raises(KmsCliError):
         list_keys(FakeClient(7), "--starting-token", "not-a-token")
