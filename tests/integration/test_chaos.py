@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from kms_frontend.chaos import checker, faults
+from cluster_tools.chaos import checker, faults
 from tests.harness import free_port
 
 OPS = ("encrypt", "decrypt", "generate-data-key", "re-encrypt", "generate-random")
@@ -21,18 +21,18 @@ def run(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedPr
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("chaos") / "cluster"
-    up = run("kms_frontend.launcher", "--dir", str(root), "up", "--detach", "--base-port", str(free_port()),
+    up = run("cluster_tools.launcher", "--dir", str(root), "up", "--detach", "--base-port", str(free_port()),
              "--port", str(free_port()), "--aws-port", str(free_port()), timeout=180)
     assert up.returncode == 0, up.stderr
     try:
         yield root
     finally:
-        run("kms_frontend.launcher", "--dir", str(root), "down")
+        run("cluster_tools.launcher", "--dir", str(root), "down")
 
 
 def test_kms_load_prints_the_table_and_writes_every_operation_to_the_json_report(cluster, tmp_path):
     report = tmp_path / "load.json"
-    r = run("kms_frontend.chaos.load", "--cluster-dir", str(cluster), "--duration", "2s", "--concurrency", "4",
+    r = run("cluster_tools.load", "--cluster-dir", str(cluster), "--duration", "2s", "--concurrency", "4",
             "--json-report", str(report))
     assert r.returncode == 0, r.stderr
     assert "req/s" in r.stdout and "p99" in r.stdout   # progress lines, then the table
@@ -48,7 +48,7 @@ def test_kms_load_prints_the_table_and_writes_every_operation_to_the_json_report
     assert doc["total"]["calls"] == sum(doc["operations"][op]["calls"] for op in OPS)
     assert doc["total"]["throughput_rps"] > 0 and doc["config"]["protocol"] == "grpc"
     # the same driver over the AWS JSON endpoint (boto3), endpoint and keys from state.json
-    aws = run("kms_frontend.chaos.load", "--cluster-dir", str(cluster), "--protocol", "aws", "--duration", "1s",
+    aws = run("cluster_tools.load", "--cluster-dir", str(cluster), "--protocol", "aws", "--duration", "1s",
               "--concurrency", "2", "--mix", "encrypt=1,decrypt=1", "--quiet")
     assert aws.returncode == 0, aws.stderr
     assert "\nencrypt " in aws.stdout and "errors by exception" not in aws.stdout
@@ -56,7 +56,7 @@ def test_kms_load_prints_the_table_and_writes_every_operation_to_the_json_report
 
 def test_chaos_run_with_kill_restart_and_pause_passes(cluster, tmp_path):
     out = tmp_path / "run"
-    r = run("kms_frontend.chaos.cli", "--cluster-dir", str(cluster), "--duration", "9s", "--seed", "3",
+    r = run("cluster_tools.chaos.cli", "--cluster-dir", str(cluster), "--duration", "9s", "--seed", "3",
             "--fault", "kill:hsm2@1s,restart:hsm2@2.5s,pause:hsm3@5.5s", "--pause-for", "1.5s",
             "--create-key-every", "2s", "--out", str(out), "--keep", "--quiet", timeout=150)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
@@ -91,7 +91,7 @@ def test_chaos_run_with_kill_restart_and_pause_passes(cluster, tmp_path):
 
 def test_chaos_run_with_remove_and_add_passes(cluster, tmp_path):
     out = tmp_path / "run"
-    r = run("kms_frontend.chaos.cli", "--cluster-dir", str(cluster), "--duration", "7s", "--seed", "4",
+    r = run("cluster_tools.chaos.cli", "--cluster-dir", str(cluster), "--duration", "7s", "--seed", "4",
             "--fault", "remove:hsm2@1s,add:hsm2@5s", "--remove-linger", "3s", "--create-key-every", "0.1s",
             "--mix", "encrypt=1,decrypt=1", "--out", str(out), "--quiet", timeout=150)
     assert "fault remove node2 -> removed" in r.stdout and "fault add node2 -> up" in r.stdout, r.stdout[-3000:]
@@ -100,7 +100,7 @@ def test_chaos_run_with_remove_and_add_passes(cluster, tmp_path):
 
 def test_chaos_node_down_across_membership_changes_catches_up(cluster, tmp_path):
     out = tmp_path / "run"
-    r = run("kms_frontend.chaos.cli", "--cluster-dir", str(cluster), "--duration", "10s", "--seed", "5",
+    r = run("cluster_tools.chaos.cli", "--cluster-dir", str(cluster), "--duration", "10s", "--seed", "5",
             "--fault", "kill:hsm3@0.3s,remove:hsm1@0.6s,add:hsm1@2s,remove:hsm2@4.5s,add:hsm2@6s,restart:hsm3@8.5s",
             "--rate", "20", "--mix", "encrypt=1,decrypt=1", "--create-key-every", "0", "--consistency-timeout", "5s",
             "--out", str(out), "--quiet", timeout=150)

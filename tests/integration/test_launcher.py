@@ -14,7 +14,7 @@ from tests.harness import free_port
 
 
 def launcher(root, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kms_frontend.launcher", "--dir", str(root), *args],
+    return subprocess.run([sys.executable, "-m", "cluster_tools.launcher", "--dir", str(root), *args],
                           capture_output=True, text=True, timeout=timeout)
 
 

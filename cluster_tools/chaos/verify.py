@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import history as hist
-from .clients import CallError, KmsClient
+from .. import history as hist
+from ..traffic.clients import CallError, KmsClient
 from .injectors import Injector
 
 ATTEMPTS = 5

@@ -26,12 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import checker, faults, traffic, verify
-from . import history as hist
-from . import target as tgt
-from .clients import make_client
-from .load import add_workload_arguments, check_workload_args, workload
-from .stats import report, table
+from .. import history as hist
+from ..traffic import driver
+from ..traffic import target as tgt
+from ..traffic.clients import make_client
+from ..traffic.options import add_workload_arguments, check_workload_args, workload
+from ..traffic.stats import report, table
+from . import checker, faults, verify
 
 ROOT_COMPOSE = Path(__file__).resolve().parents[2] / "compose.yaml"
 
@@ -107,7 +108,7 @@ class Run:
                        "random": a.random, "seed": a.seed, "interval_s": a.interval, "kinds": self.kinds,
                        "pause_for_s": a.pause_for, "remove_linger_s": a.remove_linger,
                        "allow_total_outage": a.allow_total_outage, "grace_s": a.grace,
-                       "mix": traffic.parse_mix(a.mix), "concurrency": a.concurrency, "rate": a.rate,
+                       "mix": driver.parse_mix(a.mix), "concurrency": a.concurrency, "rate": a.rate,
                        "processes": a.processes, "payload_size": a.payload_size}}
 
     def start_faults(self, t0: float) -> None:
@@ -137,9 +138,9 @@ class Run:
             return list(self.args.key_id)
         client = make_client(self.t, 1)
         try:
-            w = traffic.Workload(mix={"encrypt": 1}, keys=[], store_id=self.t.store_id, duration=0,
+            w = driver.Workload(mix={"encrypt": 1}, keys=[], store_id=self.t.store_id, duration=0,
                                  context={"tool": "kms-chaos"})
-            d = traffic.Driver(client, w, "setup", self.main)
+            d = driver.Driver(client, w, "setup", self.main)
             d.phase = "setup"
             for _ in range(self.args.keys):
                 await d.one("create-key")
@@ -149,16 +150,16 @@ class Run:
         finally:
             await client.close()
 
-    async def traffic(self, keys: list[str]) -> traffic.TrafficResult:
+    async def traffic(self, keys: list[str]) -> driver.TrafficResult:
         a = self.args
         w = workload(a, self.t, keys, "kms-chaos")
         w.create_key_every = a.create_key_every or None
 
-        def tick(elapsed: float, total: traffic.Stats, delta: traffic.Stats) -> None:
+        def tick(elapsed: float, total: driver.Stats, delta: driver.Stats) -> None:
             if not a.quiet:
                 down = self.runner.down_now() if self.runner else []
-                say(traffic.progress_line(elapsed, total, delta) + (f"  [{', '.join(down)}]" if down else ""))
-        return await traffic.run_traffic(self.t, w, a.processes, history_dir=self.out, on_tick=tick,
+                say(driver.progress_line(elapsed, total, delta) + (f"  [{', '.join(down)}]" if down else ""))
+        return await driver.run_traffic(self.t, w, a.processes, history_dir=self.out, on_tick=tick,
                                          on_start=self.start_faults)
 
     async def verify(self) -> None:
@@ -184,9 +185,9 @@ class Run:
 
 
 async def execute(args: argparse.Namespace, injector: faults.Injector, t: tgt.Target,
-                  out: Path) -> traffic.TrafficResult | None:
+                  out: Path) -> driver.TrafficResult | None:
     run = Run(args, injector, t, out)
-    result: traffic.TrafficResult | None = None
+    result: driver.TrafficResult | None = None
     main_task = asyncio.current_task()
     if main_task is not None:   # SIGTERM like Ctrl-C: stop, heal the nodes, keep the history
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
@@ -206,11 +207,11 @@ async def execute(args: argparse.Namespace, injector: faults.Injector, t: tgt.Ta
     return result
 
 
-def finish(args: argparse.Namespace, out: Path, result: traffic.TrafficResult | None) -> int:
+def finish(args: argparse.Namespace, out: Path, result: driver.TrafficResult | None) -> int:
     """Merge the history, judge it, write the report, print the verdict."""
     records = hist.merge(sorted(out.glob("history.*.jsonl")), out / "history.jsonl")
     verdict = checker.check(records, grace=args.grace, tolerated=tuple(args.tolerate or checker.DEFAULT_TOLERATED))
-    load = report(result.stats, result.elapsed, {"rate": args.rate}, traffic.OPS) if result else {}
+    load = report(result.stats, result.elapsed, {"rate": args.rate}, driver.OPS) if result else {}
     doc = {**verdict.to_dict(), "traffic": load, "history": str(out / "history.jsonl"), "records": len(records)}
     (out / "report.json").write_text(json.dumps(doc, indent=2) + "\n")
     if load:

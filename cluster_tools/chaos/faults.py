@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .history import History
+from ..history import History
 from .injectors import ComposeInjector, FaultError, Injector, LocalInjector
 
 __all__ = ["KINDS", "RANDOM_KINDS", "ComposeInjector", "FaultError", "FaultRunner", "FaultSpec", "Injector",
@@ -39,7 +39,7 @@ class FaultSpec:
 
 def parse_schedule(texts: list[str]) -> list[FaultSpec]:
     """``kill:hsm2@5s,restart:hsm2@10s`` (repeatable, comma-separated) -> specs ordered by time."""
-    from .target import parse_duration
+    from ..traffic.target import parse_duration
     specs = []
     for text in texts:
         for part in filter(None, (p.strip() for p in text.split(","))):

@@ -1,5 +1,5 @@
 """What a fault does to one HSM node: injectors for the local process cluster
-(``kms-cluster``'s state directory, signals and :class:`kms_frontend.launcher.Cluster`)
+(``kms-cluster``'s state directory, signals and :class:`cluster_tools.launcher.Cluster`)
 and for a compose project (docker kill / pause / unpause / restart, hsm-mgmt in the
 project's network). Blocking: the fault runner calls them in a thread.
 """
@@ -99,7 +99,7 @@ class Injector:
 
 class LocalInjector(Injector):
     """The ``kms-cluster`` process cluster: signals to the pids in state.json, and
-    :class:`kms_frontend.launcher.Cluster` to start nodes."""
+    :class:`cluster_tools.launcher.Cluster` to start nodes."""
 
     def __init__(self, directory: Path, rpc_timeout: float = 10.0) -> None:
         self.c = Cluster(directory)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import history as hist
+from .. import history as hist
 from .clients import CallError, KmsClient, make_client
 from .stats import Stats
 from .target import Target
