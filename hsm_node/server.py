@@ -16,7 +16,6 @@ import os
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from plumbing import logs
 from plumbing.addresses import split_listen
 from plumbing.drain import run_main, serve_until_signalled
 from plumbing.metrics import MetricsServer
@@ -153,8 +152,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logs.setup("hsm-node", args.log_level)
-    run_main("hsm-node", run(args), (StorageError, ValueError, OSError), log)
+    run_main("hsm-node", args.log_level, run(args), (StorageError, ValueError, OSError), log)
 
 
 if __name__ == "__main__":

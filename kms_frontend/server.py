@@ -14,7 +14,6 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from plumbing import logs
 from plumbing.drain import Gate, run_main, serve_until_signalled
 from plumbing.files import write_private
 from plumbing.metrics import MetricsServer
@@ -189,8 +188,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logs.setup("kms-frontend", args.log_level)
-    run_main("kms-frontend", run(args), (SchemaVersionError, ValueError, OSError), log)
+    run_main("kms-frontend", args.log_level, run(args), (SchemaVersionError, ValueError, OSError), log)
 
 
 if __name__ == "__main__":

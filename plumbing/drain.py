@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from . import logs
+
 
 class Gate:
     """Admission of calls. A handler counts itself in ``in_flight`` while it runs; once the
@@ -61,11 +63,13 @@ async def serve_until_signalled(server: Server, grace: float, log: logging.Logge
     await server.stop(grace)
 
 
-def run_main(prog: str, main: Coroutine[Any, Any, None], startup_errors: tuple[type[BaseException], ...],
-             log: logging.Logger) -> None:
-    """Run a server's main coroutine. An error it cannot start past (bad configuration, a port
-    taken, a locked data directory) ends the process with one log line, one line on stderr
-    (``<prog>: <message>``) and exit status 2; never a traceback."""
+def run_main(prog: str, log_level: str, main: Coroutine[Any, Any, None],
+             startup_errors: tuple[type[BaseException], ...], log: logging.Logger) -> None:
+    """Run a server process: JSON logs at ``log_level`` under the service name ``prog``, then its
+    main coroutine. An error it cannot start past (bad configuration, a port taken, a locked data
+    directory) ends the process with one log line, one line on stderr (``<prog>: <message>``) and
+    exit status 2; never a traceback."""
+    logs.setup(prog, log_level)
     try:
         asyncio.run(main)
     except startup_errors as exc:

@@ -96,3 +96,21 @@ def test_process_options_and_their_environment(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("UNIT_METRICS_LISTEN", ":9100")
     assert vars(parse()) == {"metrics_listen": ":9100", "shutdown_grace": 2.5, "log_level": "info"}
     assert parse("--log-level", "debug", "--shutdown-grace", "1").shutdown_grace == 1.0
+
+
+def test_run_main_turns_a_startup_error_into_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from plumbing.drain import run_main
+
+    async def cannot_start() -> None:
+        raise ValueError("--listen wants HOST:PORT, got 'x'")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        with pytest.raises(SystemExit) as exc:
+            run_main("unit-server", "info", cannot_start(), (ValueError, OSError), logging.getLogger("unit.server"))
+    finally:
+        root.handlers[:], root.level = handlers, level
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == "unit-server: --listen wants HOST:PORT, got 'x'"
+    assert json.loads(err[-2])["event"] == "startup_failed"
