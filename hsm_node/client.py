@@ -1,4 +1,5 @@
-"""Client connections to HSM nodes, for hsm-mgmt, tests and tools.
+"""Client connections to HSM nodes: the node itself uses them to reach a node it adds
+(``membership``), as do its container health check, ``hsm-mgmt``, the tools and the tests.
 
 A node with a cluster identity is verified against the trust anchor. An
 uninitialised node only has its bootstrap self-signed certificate, so the
