@@ -15,7 +15,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY protos ./protos
 COPY hsm_node ./hsm_node
+COPY plumbing ./plumbing
 COPY kms_frontend ./kms_frontend
+COPY cluster_tools ./cluster_tools
 RUN pip install . && rm -rf /root/.cache
 
 USER kms

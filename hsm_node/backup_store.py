@@ -38,7 +38,6 @@ import logging
 import os
 import re
 import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +45,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from plumbing.files import TMP_SUFFIX, fsync_dir, write_private
 
 __all__ = [
     "BACKUP_ID_RE",
@@ -85,7 +86,6 @@ _ID_LEN = 11
 
 BLOB_SUFFIX = ".backup"
 META_SUFFIX = ".json"
-TMP_SUFFIX = ".tmp"
 LOCK_NAME = ".lock"
 META_SCHEMA = 1
 
@@ -218,14 +218,6 @@ def _thread_lock_for(path: Path) -> threading.Lock:
         return _THREAD_LOCKS.setdefault(key, threading.Lock())
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class BackupStore:
     """Backups in one directory. Safe for concurrent use by several processes and threads."""
 
@@ -288,18 +280,7 @@ class BackupStore:
 
     def _write_file(self, target: Path, data: bytes) -> None:
         """Atomically and durably replace ``target`` with ``data``."""
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=self.path)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(self.path)
+        write_private(target, data)
 
     def _put_meta(self, meta: BackupMeta) -> None:
         self._write_file(self._meta_path(meta.backup_id), meta.to_json())
@@ -498,7 +479,7 @@ class BackupStore:
                 else:
                     remaining.append(meta)
             if changed:
-                _fsync_dir(self.path)
+                fsync_dir(self.path)
             # (b) retention, per cluster; backups without a cluster (copies) have none.
             by_cluster: dict[str, builtins.list[BackupMeta]] = {}
             for meta in remaining:
@@ -554,5 +535,5 @@ class BackupStore:
                 removed.append(name)
                 log.info("backup_store.removed_stale_file name=%s", name)
         if removed:
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
         return sorted(removed)

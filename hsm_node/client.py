@@ -1,4 +1,5 @@
-"""Client connections to HSM nodes, for hsm-mgmt, tests and tools.
+"""Client connections to HSM nodes: the node itself uses them to reach a node it adds
+(``membership``), as do its container health check, ``hsm-mgmt``, the tools and the tests.
 
 A node with a cluster identity is verified against the trust anchor. An
 uninitialised node only has its bootstrap self-signed certificate, so the
@@ -8,43 +9,19 @@ pinned for the rest of the channel's life.
 """
 from __future__ import annotations
 
-import socket
-import ssl
-
 import grpc
 
+from plumbing.tls import presented_certificate
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
 MAX_MESSAGE = 64 * 1024 * 1024
 OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
 
 
-def split_endpoint(endpoint: str) -> tuple[str, int]:
-    host, _, port = endpoint.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"endpoint {endpoint!r} is not host:port")
-    if not 0 < int(port) < 65536:
-        raise ValueError(f"endpoint {endpoint!r}: port {port} is out of range 1..65535")
-    return host.strip("[]"), int(port)
-
-
-def fetch_server_certificate(endpoint: str, timeout: float = 5.0) -> str:
-    """The certificate a node presents, unverified (trust on first use)."""
-    host, port = split_endpoint(endpoint)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["h2"])
-    with socket.create_connection((host, port), timeout=timeout) as sock, ctx.wrap_socket(sock) as tls:
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return ssl.DER_cert_to_PEM_cert(der)
-
-
 def channel(endpoint: str, trust_anchor_pem: str | bytes | None, *, client_key: bytes | None = None,
             client_chain: bytes | None = None) -> grpc.aio.Channel:
     """An aio channel to a node. ``trust_anchor_pem=None`` means trust-on-first-use."""
-    root = trust_anchor_pem if trust_anchor_pem is not None else fetch_server_certificate(endpoint)
+    root = trust_anchor_pem if trust_anchor_pem is not None else presented_certificate(endpoint)
     if isinstance(root, str):
         root = root.encode()
     creds = grpc.ssl_channel_credentials(root_certificates=root, private_key=client_key, certificate_chain=client_chain)

@@ -12,12 +12,14 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from plumbing.tls import presented_certificate
+
 from . import client
 
 
 async def check(endpoint: str, service: str) -> bool:
     try:
-        pinned = await asyncio.to_thread(client.fetch_server_certificate, endpoint, 3.0)
+        pinned = await asyncio.to_thread(presented_certificate, endpoint, 3.0)
     except OSError:
         return False
     async with client.channel(endpoint, pinned) as ch:

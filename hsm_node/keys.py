@@ -22,13 +22,13 @@ from .errors import (
     NotFound,
     PermissionDenied,
 )
+from .login_sessions import LoginSession
 from .node import ACTIVE, HsmNode, WriteOutcome
-from .sessions import Session
 
 DEFAULT_REPLICA_TIMEOUT_MS = 5000
 
 
-class Keys:
+class KeyRules:
     def __init__(self, node: HsmNode) -> None:
         self.node = node
         self.session_keys: dict[int, rec.KeyRecord] = {}  # non-persistent keys: this node, this run
@@ -174,7 +174,7 @@ class Keys:
 
     # ------------------------------------------------------------ helpers
 
-    def _cu(self, token: str) -> Session:
+    def _cu(self, token: str) -> LoginSession:
         self.node.require_state(ACTIVE)
         return self.node.sessions.require(token, "CU")
 
@@ -184,23 +184,23 @@ class Keys:
             raise NotFound(f"{INVALID_HANDLE} (handle {handle})")
         return key
 
-    def _usable(self, caller: Session, handle: int) -> rec.KeyRecord:
+    def _usable(self, caller: LoginSession, handle: int) -> rec.KeyRecord:
         key = self._key(handle)
         if key.owner_id != caller.user_id and caller.user_id not in key.shared:
             raise PermissionDenied(KEY_ACCESS_DENIED)
         return key
 
-    def _owned(self, caller: Session, handle: int) -> rec.KeyRecord:
+    def _owned(self, caller: LoginSession, handle: int) -> rec.KeyRecord:
         key = self._key(handle)
         if key.owner_id != caller.user_id:
             raise PermissionDenied(KEY_ACCESS_DENIED)
         return key
 
-    def _visible(self, caller: Session) -> list[tuple[int, rec.KeyRecord]]:
+    def _visible(self, caller: LoginSession) -> list[tuple[int, rec.KeyRecord]]:
         merged = {**self.node.records.keys, **self.session_keys}
         return sorted((h, k) for h, k in merged.items() if k.owner_id == caller.user_id or caller.user_id in k.shared)
 
-    def _check_share_targets(self, caller: Session, user_ids: list[int]) -> list[int]:
+    def _check_share_targets(self, caller: LoginSession, user_ids: list[int]) -> list[int]:
         out = []
         for uid in dict.fromkeys(user_ids):
             user = self.node.records.user_by_id(uid)

@@ -1,8 +1,8 @@
 """One HSM node: identity, lifecycle and the durable write path.
 
 The rules of each operation family live beside this module (``users``,
-``keys``, ``cluster``); this module holds what they share: the records in
-memory, the storage, the sessions, and ``write()``, the only way a record
+``keys``, ``membership``); this module holds what they share: the records in
+memory, the storage, the login sessions, and ``write()``, the only way a record
 changes: durable first, then replicated, then acknowledged.
 """
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any, TypeVar
 from . import certs
 from . import records as rec
 from .errors import InvalidArgument, StorageFull, WrongState
+from .login_sessions import LoginSessions
 from .rules import PRECO_DEFAULT_PASSWORD, PRECO_USERNAME
-from .sealing import hash_password, seal
-from .sessions import Sessions
 from .state import RecordState
 from .storage import OplogEntry, RecordChange, Storage, is_storage_full
+from .storage_sealing import hash_password, seal
 
 log = logging.getLogger("hsm_node")
 T = TypeVar("T")
@@ -59,7 +59,7 @@ class HsmNode:
         self.storage = Storage(config.data_dir, config.master_key)
         self.node_id = self.storage.node_id
         self.records = RecordState()
-        self.sessions = Sessions(config.session_idle_timeout_s)
+        self.sessions = LoginSessions(config.session_idle_timeout_s)
         self.login_failures: dict[str, int] = {}
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsm-db")
         self._write_lock = asyncio.Lock()

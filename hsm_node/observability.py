@@ -1,7 +1,7 @@
 """Metrics and request ids of an HSM node.
 
-``/metrics`` (Prometheus text format) is served by :func:`start_metrics_server` on
-``--metrics-listen`` from a thread of its own, so a scrape never runs on the event
+``/metrics`` (Prometheus text format) is served by :class:`plumbing.metrics.MetricsServer`
+on ``--metrics-listen`` from a thread of its own, so a scrape never runs on the event
 loop. Two kinds of metric:
 
 * counted as requests happen: ``hsm_requests_total{method,code}`` and
@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import __version__
 
 if TYPE_CHECKING:
-    from .cluster import ClusterService
+    from .membership import Membership
     from .node import HsmNode
 
 log = logging.getLogger("hsm_node.metrics")
@@ -58,16 +58,9 @@ def request_id(context: Any) -> str:
     return ""
 
 
-class _Global(Collector):
-    """Everything in the process-wide default registry (the counters above, process metrics)."""
-
-    def collect(self) -> Iterable[Metric]:
-        return REGISTRY.collect()
-
-
 class NodeCollector(Collector):
-    def __init__(self, node: HsmNode, cluster: ClusterService | None = None) -> None:
-        self.node, self.cluster = node, cluster
+    def __init__(self, node: HsmNode, membership: Membership | None = None) -> None:
+        self.node, self.membership = node, membership
 
     def collect(self) -> Iterator[Metric]:
         n = self.node
@@ -95,7 +88,7 @@ class NodeCollector(Collector):
                                 " (from the peer's last reported positions).", labels=["peer"])
         healthy = GaugeMetricFamily("hsm_peer_healthy", "1 when the peer answered replication recently.",
                                     labels=["peer"])
-        replicator = getattr(self.cluster, "replicator", None)
+        replicator = getattr(self.membership, "replicator", None)
         if replicator is not None:
             local = dict(n.positions)
             for link in list(replicator.peers.values()):
@@ -109,7 +102,7 @@ class NodeCollector(Collector):
 
         age = GaugeMetricFamily("hsm_last_backup_age_seconds",
                                 "Seconds since the cluster's latest READY backup (absent: none).")
-        store = getattr(self.cluster, "store", None)
+        store = getattr(self.membership, "store", None)
         if store is not None and n.cluster_id:
             try:
                 latest = store.latest(n.cluster_id)
@@ -120,33 +113,3 @@ class NodeCollector(Collector):
                 age.add_metric([], max(0.0, (n.now_ms() - latest.create_timestamp_ms) / 1000))
         yield age
 
-
-def split_listen(address: str) -> tuple[str, int]:
-    """``0.0.0.0:9100`` / ``[::]:9100`` / ``:9100`` -> (host, port)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"--metrics-listen wants HOST:PORT, got {address!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-class MetricsServer:
-    """``/metrics`` over HTTP on a thread of its own."""
-
-    def __init__(self, listen: str, *collectors: Collector) -> None:
-        self.listen = listen
-        self.host, self.port = split_listen(listen)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Global())
-        for c in collectors:
-            self.registry.register(c)
-        self._server: Any = None
-
-    def start(self) -> None:
-        self._server, _ = start_http_server(self.port, self.host, registry=self.registry)
-        log.info("metrics listening", extra={"event": "metrics_listening", "listen": self.listen})
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None

@@ -26,8 +26,8 @@ from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
 from . import records as rec
 from .node import ACTIVE, DELETED, HsmNode
-from .sealing import SealError, open_sealed, seal
 from .storage import OplogEntry, RecordChange
+from .storage_sealing import SealError, open_sealed, seal
 
 log = logging.getLogger("hsm_node.replication")
 BATCH = 1000

@@ -12,23 +12,24 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
-import sys
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from plumbing.addresses import split_listen
+from plumbing.drain import run_main, serve_until_signalled
+from plumbing.metrics import MetricsServer
+from plumbing.options import add_process_options
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
-from . import logs
 from .api.servicer import HsmServicer
-from .cluster import ClusterService
-from .keys import Keys
+from .keys import KeyRules
+from .membership import Membership
 from .node import ACTIVE, HsmNode, NodeConfig
-from .observability import MetricsServer, NodeCollector
-from .sealing import load_master_key
+from .observability import NodeCollector
 from .storage import StorageError
-from .users import Users
+from .storage_sealing import load_master_key
+from .users import UserRules
 
 log = logging.getLogger("hsm_node.server")
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -40,10 +41,11 @@ class NodeServer:
     def __init__(self, config: NodeConfig, listen: str, peer_listen: str, metrics_listen: str = "") -> None:
         self.config, self.listen, self.peer_listen = config, listen, peer_listen
         self.node = HsmNode(config)
-        self.users, self.keys = Users(self.node), Keys(self.node)
-        self.cluster = ClusterService(self.node, peer_listen)
-        self.servicer = HsmServicer(self.node, self.users, self.keys, self.cluster)
-        self.metrics = MetricsServer(metrics_listen, NodeCollector(self.node, self.cluster)) if metrics_listen else None
+        self.users, self.keys = UserRules(self.node), KeyRules(self.node)
+        self.membership = Membership(self.node, peer_listen)
+        self.servicer = HsmServicer(self.node, self.users, self.keys, self.membership)
+        self.metrics = MetricsServer(metrics_listen, NodeCollector(self.node, self.membership),
+                                     log=logging.getLogger("hsm_node.metrics")) if metrics_listen else None
         self.health = health.aio.HealthServicer()
         self._tls_version = 0
         self._served_version = -1
@@ -71,7 +73,7 @@ class NodeServer:
             health_pb2.HealthCheckResponse.NOT_SERVING
         await self.health.set("hsm.v1.Hsm", status)
         if self.node.cluster_cert_pem:
-            await self.cluster.start_peer_server()
+            await self.membership.start_peer_server()
 
     async def start(self) -> None:
         pb_grpc.add_HsmServicer_to_server(self.servicer, self.server)
@@ -83,7 +85,7 @@ class NodeServer:
         await self.server.start()
         if self.metrics is not None:
             self.metrics.start()
-        await self.cluster.start()
+        await self.membership.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._sync_serving()
         log.info("listening", extra={"event": "listening", "listen": self.listen, "node_id": self.node.node_id,
@@ -100,7 +102,7 @@ class NodeServer:
         await self.servicer.quiesce(min(grace / 2, LAME_DUCK_MAX_S))
         await self.server.stop(max(0.5, deadline - asyncio.get_running_loop().time()))
         await self.node.finish_changes(deadline - asyncio.get_running_loop().time())
-        await self.cluster.stop()
+        await self.membership.stop()
         self.node.close()
         if self.metrics is not None:
             await asyncio.to_thread(self.metrics.stop)
@@ -124,23 +126,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds between periodic backups [HSM_BACKUP_INTERVAL]")
     p.add_argument("--session-idle-timeout", type=float, default=float(env("HSM_SESSION_IDLE_TIMEOUT", "900")),
                    help="seconds before an idle login session expires [HSM_SESSION_IDLE_TIMEOUT]")
-    p.add_argument("--metrics-listen", default=env("HSM_METRICS_LISTEN", ""),
-                   help="serve Prometheus /metrics on HOST:PORT; empty disables it [HSM_METRICS_LISTEN]")
-    p.add_argument("--shutdown-grace", type=float, default=float(env("HSM_SHUTDOWN_GRACE", "5")),
-                   help="seconds in-flight calls get to finish after SIGTERM [HSM_SHUTDOWN_GRACE]")
-    p.add_argument("--log-level", default=env("HSM_LOG_LEVEL", "info"))
+    add_process_options(p, "HSM", grace_s=5, in_flight="calls")
     return p.parse_args(argv)
-
-
-def _host(endpoint: str) -> str:
-    return endpoint.rsplit(":", 1)[0].strip("[]")
 
 
 def build_config(args: argparse.Namespace) -> NodeConfig:
     master = load_master_key(args.master_key_file, os.environ.get("HSM_MASTER_KEY"), create=True)
     endpoint = args.advertise or args.listen
     peer_endpoint = args.peer_advertise or args.peer_listen
-    hosts = list(dict.fromkeys(["localhost", "127.0.0.1", _host(endpoint), _host(peer_endpoint), *args.host]))
+    host = split_listen(endpoint, "--advertise" if args.advertise else "--listen")[0]
+    peer_host = split_listen(peer_endpoint, "--peer-advertise" if args.peer_advertise else "--peer-listen")[0]
+    hosts = list(dict.fromkeys(["localhost", "127.0.0.1", host, peer_host, *args.host]))
     hosts = [h for h in hosts if h not in ("0.0.0.0", "::", "")]
     return NodeConfig(
         data_dir=args.data_dir, master_key=master, endpoint=endpoint, peer_endpoint=peer_endpoint, hosts=hosts,
@@ -151,24 +147,12 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
 
 async def run(args: argparse.Namespace) -> None:
     server = NodeServer(build_config(args), args.listen, args.peer_listen, args.metrics_listen)
-    await server.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, server.stopped.set)
-    await server.stopped.wait()
-    log.info("shutting down", extra={"event": "shutdown", "grace_s": args.shutdown_grace})
-    await server.stop(args.shutdown_grace)
+    await serve_until_signalled(server, args.shutdown_grace, log)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logs.setup("hsm-node", args.log_level)
-    try:
-        asyncio.run(run(args))
-    except (StorageError, ValueError, OSError) as exc:
-        log.error(str(exc), extra={"event": "startup_failed"})
-        print(f"hsm-node: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_main("hsm-node", args.log_level, run(args), (StorageError, ValueError, OSError), log)
 
 
 if __name__ == "__main__":

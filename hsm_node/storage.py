@@ -3,7 +3,7 @@
 Every mutation is one transaction committed with ``synchronous=FULL`` in WAL
 mode before the call that caused it is acknowledged, so ``kill -9`` at any
 moment loses nothing that was acknowledged. Secret-bearing values are sealed
-under the node storage key (see ``sealing``); the storage key itself is only
+under the node storage key (see ``storage_sealing``); the storage key itself is only
 stored wrapped under the deployment secret, which never lives in this
 directory. The methods here are blocking: the node runs them on one worker
 thread.
@@ -18,8 +18,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from plumbing.files import fsync_dir
+
 from . import records as rec
-from .sealing import SealError, open_sealed, seal, unwrap_storage_key, wrap_storage_key
+from .storage_sealing import SealError, open_sealed, seal, unwrap_storage_key, wrap_storage_key
 
 FORMAT = "hsm-node/1"
 SCHEMA = """
@@ -119,7 +121,7 @@ class Storage:
             self._put_meta("format", FORMAT.encode())
             self._put_meta("node_id", node_id.encode())
             self._put_meta("storage_key", wrap_storage_key(master_key, node_id, storage_key))
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
     def close(self) -> None:
         self.db.close()
@@ -288,10 +290,3 @@ def is_storage_full(exc: BaseException) -> bool:
         return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -23,9 +23,9 @@ from .errors import (
     Unauthenticated,
     WrongState,
 )
+from .login_sessions import LoginSession
 from .node import ACTIVE, INITIALIZED, HsmNode, WriteOutcome
-from .sealing import hash_password, verify_password
-from .sessions import Session
+from .storage_sealing import hash_password, verify_password
 
 log = logging.getLogger("hsm_node.users")
 MAX_USERS = 1024
@@ -33,7 +33,7 @@ _DUMMY_HASH = hash_password("not-a-real-password")  # equalises timing for unkno
 MANAGEABLE_TYPES = ("CO", "CU")
 
 
-class Users:
+class UserRules:
     def __init__(self, node: HsmNode) -> None:
         self.node = node
         # names and ids given to creations whose write has not landed yet (hashing the
@@ -45,7 +45,7 @@ class Users:
 
     # ------------------------------------------------------------ sessions
 
-    async def login(self, user_type: str, username: str, password: str, client_id: str = "") -> Session:
+    async def login(self, user_type: str, username: str, password: str, client_id: str = "") -> LoginSession:
         node = self.node
         node.require_state(INITIALIZED, ACTIVE)
         name = rules.username(username)
@@ -192,7 +192,7 @@ class Users:
         if owned:
             raise WrongState(f"user {user.name} owns {len(owned)} key(s) (e.g. handle {owned[0]}); delete them first")
 
-    async def _refuse_if_logged_in(self, name: str, caller: Session) -> None:
+    async def _refuse_if_logged_in(self, name: str, caller: LoginSession) -> None:
         """Nobody may change a user who is logged in, except the user itself
         from the same client (its own sessions)."""
         node = self.node

@@ -8,7 +8,7 @@ adapters (gRPC and AWS JSON) count, time and log a request, so they report alike
   the AWS exception name), observes ``kms_request_seconds{operation}`` and logs one
   ``event: "request"`` line: info for management operations, debug for successful
   crypto operations, info for failed ones. Never a request's fields.
-* ``/metrics`` is served by :class:`MetricsServer` from a thread of its own;
+* ``/metrics`` is served by :class:`plumbing.metrics.MetricsServer` from a thread of its own;
   :class:`FrontendCollector` computes store connection states and open HSM sessions
   on scrape.
 """
@@ -19,11 +19,11 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -111,13 +111,6 @@ def finish(api: str, operation: str, outcome: str, elapsed_s: float, request_id:
 # ---------------------------------------------------------------- /metrics
 
 
-class _Global(Collector):
-    """Everything in the process-wide default registry (the metrics above, process metrics)."""
-
-    def collect(self) -> Iterable[Metric]:
-        return REGISTRY.collect()
-
-
 class FrontendCollector(Collector):
     """Store connection states (one repository query per scrape, on the storage thread), the
     kmsuser sessions each connected store holds open, and the requests being handled now (read
@@ -153,33 +146,3 @@ class FrontendCollector(Collector):
             sessions.add_metric([store_id], count)
         yield sessions
 
-
-def split_listen(address: str) -> tuple[str, int]:
-    """``0.0.0.0:9100`` / ``[::]:9100`` / ``:9100`` -> (host, port)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"--metrics-listen wants HOST:PORT, got {address!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-class MetricsServer:
-    """``/metrics`` over HTTP on a thread of its own (a scrape never runs on the event loop)."""
-
-    def __init__(self, listen: str, *collectors: Collector) -> None:
-        self.listen = listen
-        self.host, self.port = split_listen(listen)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Global())
-        for c in collectors:
-            self.registry.register(c)
-        self._server: Any = None
-
-    def start(self) -> None:
-        self._server, _ = start_http_server(self.port, self.host, registry=self.registry)
-        mlog.info("metrics listening", extra={"event": "metrics_listening", "listen": self.listen})
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None

@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,16 +14,19 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from . import logs
+from plumbing.drain import Gate, run_main, serve_until_signalled
+from plumbing.files import write_private
+from plumbing.metrics import MetricsServer
+from plumbing.options import add_process_options
+
 from .api.aws_json import AwsJsonEndpoint
-from .api.grpc_service import Gate, GrpcApi
+from .api.grpc_service import GrpcApi
 from .api.sigv4 import access_keys
 from .clock import OffsetClock
 from .cluster.directory import ClusterDirectory
 from .cluster.hsm_client import HsmClients
-from .files import write_private
-from .observability import FrontendCollector, MetricsServer
-from .sealing import SecretBox
+from .observability import FrontendCollector
+from .secret_box import SecretBox
 from .service.context import Context, FrontendSettings
 from .service.frontend import Services, finish_abandoned
 from .store.repository import SchemaVersionError
@@ -89,7 +90,8 @@ class Frontend:
         if args.metrics_listen:
             self.metrics = MetricsServer(args.metrics_listen, FrontendCollector(
                 self.ctx, self.hsms.open_sessions, lambda: {"grpc": self.gate.in_flight,
-                                                   "aws": self.aws.in_flight if self.aws is not None else 0}))
+                                                            "aws": self.aws.in_flight if self.aws is not None else 0}),
+                log=logging.getLogger("kms_frontend.metrics"))
         self.stopped = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
@@ -173,34 +175,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tls-key", default=env("KMS_TLS_KEY"), help="[KMS_TLS_KEY]")
     p.add_argument("--sweep-interval", type=float, default=float(env("KMS_SWEEP_INTERVAL", "1")),
                    help="seconds between key-deletion sweeps [KMS_SWEEP_INTERVAL]")
-    p.add_argument("--metrics-listen", default=env("KMS_METRICS_LISTEN", ""),
-                   help="serve Prometheus /metrics on HOST:PORT; empty disables it [KMS_METRICS_LISTEN]")
-    p.add_argument("--shutdown-grace", type=float, default=float(env("KMS_SHUTDOWN_GRACE", "10")),
-                   help="seconds in-flight requests get to finish after SIGTERM [KMS_SHUTDOWN_GRACE]")
-    p.add_argument("--log-level", default=env("KMS_LOG_LEVEL", "info"))
+    add_process_options(p, "KMS", grace_s=10, in_flight="requests")
     return p.parse_args(argv)
 
 
 async def run(args: argparse.Namespace) -> None:
-    frontend = Frontend(args)
-    await frontend.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, frontend.stopped.set)
-    await frontend.stopped.wait()
-    log.info("shutting down", extra={"event": "shutdown", "grace_s": args.shutdown_grace})
-    await frontend.stop(args.shutdown_grace)
+    await serve_until_signalled(Frontend(args), args.shutdown_grace, log)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logs.setup("kms-frontend", args.log_level)
-    try:
-        asyncio.run(run(args))
-    except (SchemaVersionError, ValueError, OSError) as exc:
-        log.error(str(exc), extra={"event": "startup_failed"})
-        print(f"kms-frontend: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_main("kms-frontend", args.log_level, run(args), (SchemaVersionError, ValueError, OSError), log)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import grpc
 
-from hsm_node import client, provision
+from hsm_node import client
+from hsm_node.mgmt import provision
 from protos.hsm.v1 import hsm_pb2 as pb
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 

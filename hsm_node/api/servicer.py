@@ -1,6 +1,6 @@
 """gRPC servicer of the client port: translates messages, nothing more.
 
-Every rule lives in ``users``, ``keys``, ``cluster`` and ``node``; here a
+Every rule lives in ``users``, ``keys``, ``membership`` and ``node``; here a
 request becomes a call and an ``HsmError`` becomes a status with its message.
 """
 from __future__ import annotations
@@ -15,16 +15,18 @@ from typing import Any
 
 import grpc
 
+from plumbing.drain import Gate
 from protos.hsm.v1 import hsm_pb2 as pb
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 from protos.hsm.v1.metadata import DRAINING_KEY
 
 from .. import __version__
 from ..errors import HsmError, InvalidArgument, Unavailable
-from ..keys import Keys
+from ..keys import KeyRules
+from ..membership import Membership
 from ..node import HsmNode, WriteOutcome
 from ..observability import CRYPTO_OPS, REQUEST_SECONDS, REQUESTS, request_id
-from ..users import Users
+from ..users import UserRules
 
 log = logging.getLogger("hsm_node.api")
 
@@ -64,10 +66,11 @@ def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         code, detail = "OK", ""
-        self.in_flight += 1
+        gate: Gate = self.gate
+        gate.in_flight += 1
         try:
-            if self.draining:
-                self.last_refused = time.monotonic()
+            if gate.closed:
+                gate.last_refused = time.monotonic()
                 raise Unavailable(SHUTTING_DOWN)
             return await fn(self, request, context)
         except HsmError as exc:
@@ -86,7 +89,7 @@ def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
                                                    "request_id": request_id(context)})
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error in the HSM (incident {incident}; see the node log)")
         finally:
-            self.in_flight -= 1
+            gate.in_flight -= 1
             elapsed = time.perf_counter() - started
             seconds.observe(elapsed)
             counter = counters.get(code)
@@ -105,7 +108,6 @@ def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
 
 SHUTTING_DOWN = "the HSM is shutting down; retry on another node"
 DRAINING_METADATA = ((DRAINING_KEY, "1"),)  # on a CryptoStream ended by a shutdown
-QUIET_S = 0.2
 
 
 class _Stream:
@@ -117,11 +119,9 @@ class _Stream:
 
 
 class HsmServicer(pb_grpc.HsmServicer):
-    def __init__(self, node: HsmNode, users: Users, keys: Keys, cluster: Any = None) -> None:
-        self.node, self.users, self.keys, self.cluster = node, users, keys, cluster
-        self.draining = False
-        self.in_flight = 0          # unary calls being served
-        self.last_refused = 0.0     # when a call was last refused for draining
+    def __init__(self, node: HsmNode, users: UserRules, keys: KeyRules, membership: Membership | None = None) -> None:
+        self.node, self.users, self.keys, self.membership = node, users, keys, membership
+        self.gate = Gate()          # unary calls being served; closed at SIGTERM
         self._streams: set[_Stream] = set()
 
     # ------------------------------------------------------------ graceful stop
@@ -132,19 +132,14 @@ class HsmServicer(pb_grpc.HsmServicer):
         elsewhere) while those in flight finish, and end every CryptoStream once the batch it is on
         has been answered (its caller moves to another node at once, and drops its session here:
         sessions end with the process)."""
-        self.draining = True
+        self.gate.close()
         for st in list(self._streams):
             if st.waiting and st.task is not None:
                 st.task.cancel()  # idle between batches: nothing of the caller's is in progress here
 
     async def quiesce(self, timeout: float) -> bool:
         """Wait (at most ``timeout``) until no call or stream is open and none was refused lately."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.in_flight and not self._streams and time.monotonic() - self.last_refused >= QUIET_S:
-                return True
-            await asyncio.sleep(0.02)
-        return False
+        return await self.gate.quiesce(timeout, idle=lambda: not self._streams)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -312,8 +307,8 @@ class HsmServicer(pb_grpc.HsmServicer):
         st = _Stream(asyncio.current_task())
         self._streams.add(st)
         try:
-            if self.draining:
-                self.last_refused = time.monotonic()
+            if self.gate.closed:
+                self.gate.last_refused = time.monotonic()
                 await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN, trailing_metadata=DRAINING_METADATA)
             st.waiting = True
             async for batch in request_iterator:
@@ -340,16 +335,16 @@ class HsmServicer(pb_grpc.HsmServicer):
                                                              message="internal error in the HSM (see the node log)"))
                         self._crypto_failed(op, kind, "INTERNAL", "internal error")
                 yield reply
-                if self.draining:
+                if self.gate.closed:
                     break
                 st.waiting = True
         except asyncio.CancelledError:
-            if not (self.draining and st.waiting):
+            if not (self.gate.closed and st.waiting):
                 raise
             # drained while idle between batches
         finally:
             self._streams.discard(st)
-        if self.draining:
+        if self.gate.closed:
             await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN, trailing_metadata=DRAINING_METADATA)
 
     @staticmethod
@@ -358,20 +353,20 @@ class HsmServicer(pb_grpc.HsmServicer):
         log.info("crypto op failed", extra={"event": "crypto_failed", "op": kind, "code": code,
                                             "detail": message[:300], "request_id": op.request_id[:128]})
 
-    # ------------------------------------------------------------ cluster & backups (see cluster.py)
+    # ------------------------------------------------------------ membership & backups (see membership.py)
 
-    def _cluster(self) -> Any:
-        if self.cluster is None:
+    def _membership(self) -> Membership:
+        if self.membership is None:
             raise HsmError("cluster operations are not available on this node", grpc.StatusCode.UNIMPLEMENTED)
-        return self.cluster
+        return self.membership
 
     @rpc
     async def DescribeCluster(self, request: pb.Empty, context: Any) -> pb.Cluster:
-        return self._cluster().describe()
+        return self._membership().describe()
 
     @rpc
     async def AddNode(self, request: pb.AddNodeRequest, context: Any) -> pb.AddNodeResponse:
-        member, backup_id = await self._cluster().add_node(request.session_token, request.endpoint,
+        member, backup_id = await self._membership().add_node(request.session_token, request.endpoint,
                                                            request.peer_endpoint)
         return pb.AddNodeResponse(member=pb.Member(
             node_id=member.node_id, hsm_id=member.hsm_id, ordinal=member.ordinal, endpoint=member.endpoint,
@@ -379,43 +374,43 @@ class HsmServicer(pb_grpc.HsmServicer):
 
     @rpc
     async def RemoveNode(self, request: pb.RemoveNodeRequest, context: Any) -> pb.RemoveNodeResponse:
-        return pb.RemoveNodeResponse(backup_id=await self._cluster().remove_node(request.session_token, request.node_id))
+        return pb.RemoveNodeResponse(backup_id=await self._membership().remove_node(request.session_token, request.node_id))
 
     @rpc
     async def JoinCluster(self, request: pb.JoinClusterRequest, context: Any) -> pb.NodeStatus:
-        await self._cluster().join(request.backup_id, request.node_id_expected, request.ordinal, request.cluster_id)
+        await self._membership().join(request.backup_id, request.node_id_expected, request.ordinal, request.cluster_id)
         return self.status()
 
     @rpc
     async def RestoreCluster(self, request: pb.RestoreClusterRequest, context: Any) -> pb.RestoreClusterResponse:
-        cluster_id = await self._cluster().restore_cluster(request.backup_id)
+        cluster_id = await self._membership().restore_cluster(request.backup_id)
         return pb.RestoreClusterResponse(cluster_id=cluster_id, source_backup_id=request.backup_id)
 
     @rpc
     async def CreateBackup(self, request: pb.CreateBackupRequest, context: Any) -> pb.Backup:
-        return backup_pb(await self._cluster().create_backup(request.session_token))
+        return backup_pb(await self._membership().create_backup(request.session_token))
 
     @rpc
     async def ListBackups(self, request: pb.ListBackupsRequest, context: Any) -> pb.ListBackupsResponse:
-        metas = self._cluster().list_backups(request.cluster_id, request.include_deleted)
+        metas = self._membership().list_backups(request.cluster_id, request.include_deleted)
         return pb.ListBackupsResponse(backups=[backup_pb(m) for m in metas])
 
     @rpc
     async def DescribeBackup(self, request: pb.BackupRequest, context: Any) -> pb.Backup:
-        return backup_pb(self._cluster().describe_backup(request.backup_id))
+        return backup_pb(self._membership().describe_backup(request.backup_id))
 
     @rpc
     async def DeleteBackup(self, request: pb.BackupRequest, context: Any) -> pb.Backup:
-        return backup_pb(await self._cluster().delete_backup(request.session_token, request.backup_id))
+        return backup_pb(await self._membership().delete_backup(request.session_token, request.backup_id))
 
     @rpc
     async def RestoreBackup(self, request: pb.BackupRequest, context: Any) -> pb.Backup:
-        return backup_pb(await self._cluster().restore_backup(request.session_token, request.backup_id))
+        return backup_pb(await self._membership().restore_backup(request.session_token, request.backup_id))
 
     @rpc
     async def SetBackupRetention(self, request: pb.SetBackupRetentionRequest, context: Any) -> pb.Cluster:
-        await self._cluster().set_retention(request.session_token, request.days)
-        return self._cluster().describe()
+        await self._membership().set_retention(request.session_token, request.days)
+        return self._membership().describe()
 
 
 def backup_pb(m: Any) -> pb.Backup:

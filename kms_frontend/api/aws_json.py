@@ -25,6 +25,8 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from plumbing.addresses import split_listen
+
 from .. import errors, observability
 from ..service.frontend import Services
 from .aws_model import AwsJsonCodec, SerializationException
@@ -41,17 +43,6 @@ class UnknownOperationException(errors.KmsError):
     grpc_code = grpc.StatusCode.UNIMPLEMENTED
 
 
-# ---------------------------------------------------------------- wire format
-
-
-def split_host_port(address: str) -> tuple[str, int]:
-    """``127.0.0.1:4599`` / ``[::1]:4599`` / ``:4599`` -> (host, port)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"--aws-listen wants HOST:PORT, got {address!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 class AwsJsonEndpoint:
     """The aiohttp application serving the KMS API in the frontend's event loop."""
 
@@ -59,7 +50,7 @@ class AwsJsonEndpoint:
                  verifier: SigV4Verifier | None = None) -> None:
         self.services = services
         self.listen, self.grace = listen, grace
-        self.host, self.port = split_host_port(listen)
+        self.host, self.port = split_listen(listen, "--aws-listen")
         self.model = services.model
         self.codec = AwsJsonCodec(services.model)
         self.verifier = verifier or SigV4Verifier(keys, services.ctx.settings.region)

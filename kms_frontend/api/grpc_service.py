@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import grpc
 from google.protobuf.message import Message
 
+from plumbing.drain import Gate
 from protos.kms.v1 import kms_pb2 as pb
 
 from .. import errors, observability
@@ -22,30 +23,6 @@ from .proto_codec import ProtoCodec
 log = logging.getLogger("kms_frontend.api")
 
 
-class Gate:
-    """Admission of calls, for a graceful stop. gRPC's own shutdown cancels (CANCELLED) every call
-    that reached the server but was not yet handed to a handler, so on SIGTERM the gate closes
-    first: calls in flight finish, new ones are refused with UNAVAILABLE (retry elsewhere), and
-    the server is stopped once nothing is in flight and callers have gone quiet."""
-
-    QUIET_S = 0.2
-
-    def __init__(self) -> None:
-        self.closed = False
-        self.in_flight = 0
-        self.last_refused = 0.0
-
-    def close(self) -> None:
-        self.closed = True
-
-    async def quiesce(self, timeout: float) -> bool:
-        """Wait (at most ``timeout``) until no call is in flight and none was refused for QUIET_S."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.in_flight == 0 and time.monotonic() - self.last_refused >= self.QUIET_S:
-                return True
-            await asyncio.sleep(0.02)
-        return False
 
 
 SHUTTING_DOWN = "ShuttingDown"  # the outcome of calls refused by a closed gate (not an AWS exception)

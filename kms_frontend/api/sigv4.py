@@ -30,8 +30,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
+from plumbing.files import write_private
+
 from .. import errors
-from ..files import write_private
 
 log = logging.getLogger("kms_frontend.sigv4")
 

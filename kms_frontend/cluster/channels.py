@@ -12,11 +12,11 @@ in each ``CryptoOp`` instead (streams are not intercepted: no cost on that path)
 """
 from __future__ import annotations
 
-import socket
-import ssl
 from typing import Any
 
 import grpc
+
+from plumbing import tls
 
 from ..observability import REQUEST_ID, REQUEST_ID_KEY
 
@@ -40,23 +40,9 @@ class RequestIdInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
 _INTERCEPTORS = [RequestIdInterceptor()]
 
 
-def split(endpoint: str) -> tuple[str, int]:
-    host, _, port = endpoint.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"HSM endpoint {endpoint!r} is not host:port")
-    return host.strip("[]"), int(port)
-
-
-def presented_certificate(endpoint: str, timeout: float = 3.0) -> bytes:
+def presented_certificate(endpoint: str, timeout: float = 3.0) -> str:
     """The certificate a node presents (unverified), PEM."""
-    host, port = split(endpoint)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["h2"])
-    with socket.create_connection((host, port), timeout=timeout) as sock, ctx.wrap_socket(sock) as tls:
-        der = tls.getpeercert(binary_form=True)
-    return ssl.DER_cert_to_PEM_cert(der or b"").encode()
+    return tls.presented_certificate(endpoint, timeout, what="HSM endpoint")
 
 
 def secure(endpoint: str, root_pem: bytes | str) -> grpc.aio.Channel:

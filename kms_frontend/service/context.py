@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .. import errors
-from ..sealing import SecretBox
+from ..secret_box import SecretBox
 from ..store.repository import CustomKeyStoreRecord, MetadataRepository, NotFoundError, StaleRecordError
 
 T = TypeVar("T")

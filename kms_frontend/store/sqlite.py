@@ -37,6 +37,7 @@ from kms_frontend.store.repository import (
     StaleRecordError,
     StoreHasKeysError,
 )
+from plumbing.files import fsync_dir
 
 _V1 = [
     """CREATE TABLE custom_key_stores (
@@ -211,7 +212,7 @@ class SqliteRepository:
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
             if self.path != ":memory:":
-                _fsync_dir(Path(self.path).resolve().parent)
+                fsync_dir(Path(self.path).resolve().parent)
         except BaseException:
             self._db.close()
             raise
@@ -650,10 +651,3 @@ def _page(
         return Page([convert(row) for row in rows], marker_of(rows[-1]))
     return Page([convert(row) for row in rows])
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,5 +1,5 @@
-"""kms-load and kms-chaos against a real local cluster (`kms-cluster up --detach`), and the
-chaos checker on fabricated histories."""
+"""kms-load and kms-chaos against a real local cluster (`kms-cluster up --detach`). The checker
+on fabricated histories and the fault runner's safety rule: tests/unit/cluster_tools/chaos/."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from kms_frontend.chaos import checker, faults
 from tests.harness import free_port
 
 OPS = ("encrypt", "decrypt", "generate-data-key", "re-encrypt", "generate-random")
@@ -21,18 +20,18 @@ def run(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedPr
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("chaos") / "cluster"
-    up = run("kms_frontend.launcher", "--dir", str(root), "up", "--detach", "--base-port", str(free_port()),
+    up = run("cluster_tools.launcher", "--dir", str(root), "up", "--detach", "--base-port", str(free_port()),
              "--port", str(free_port()), "--aws-port", str(free_port()), timeout=180)
     assert up.returncode == 0, up.stderr
     try:
         yield root
     finally:
-        run("kms_frontend.launcher", "--dir", str(root), "down")
+        run("cluster_tools.launcher", "--dir", str(root), "down")
 
 
 def test_kms_load_prints_the_table_and_writes_every_operation_to_the_json_report(cluster, tmp_path):
     report = tmp_path / "load.json"
-    r = run("kms_frontend.chaos.load", "--cluster-dir", str(cluster), "--duration", "2s", "--concurrency", "4",
+    r = run("cluster_tools.load", "--cluster-dir", str(cluster), "--duration", "2s", "--concurrency", "4",
             "--json-report", str(report))
     assert r.returncode == 0, r.stderr
     assert "req/s" in r.stdout and "p99" in r.stdout   # progress lines, then the table
@@ -48,7 +47,7 @@ def test_kms_load_prints_the_table_and_writes_every_operation_to_the_json_report
     assert doc["total"]["calls"] == sum(doc["operations"][op]["calls"] for op in OPS)
     assert doc["total"]["throughput_rps"] > 0 and doc["config"]["protocol"] == "grpc"
     # the same driver over the AWS JSON endpoint (boto3), endpoint and keys from state.json
-    aws = run("kms_frontend.chaos.load", "--cluster-dir", str(cluster), "--protocol", "aws", "--duration", "1s",
+    aws = run("cluster_tools.load", "--cluster-dir", str(cluster), "--protocol", "aws", "--duration", "1s",
               "--concurrency", "2", "--mix", "encrypt=1,decrypt=1", "--quiet")
     assert aws.returncode == 0, aws.stderr
     assert "\nencrypt " in aws.stdout and "errors by exception" not in aws.stdout
@@ -56,7 +55,7 @@ def test_kms_load_prints_the_table_and_writes_every_operation_to_the_json_report
 
 def test_chaos_run_with_kill_restart_and_pause_passes(cluster, tmp_path):
     out = tmp_path / "run"
-    r = run("kms_frontend.chaos.cli", "--cluster-dir", str(cluster), "--duration", "9s", "--seed", "3",
+    r = run("cluster_tools.chaos.cli", "--cluster-dir", str(cluster), "--duration", "9s", "--seed", "3",
             "--fault", "kill:hsm2@1s,restart:hsm2@2.5s,pause:hsm3@5.5s", "--pause-for", "1.5s",
             "--create-key-every", "2s", "--out", str(out), "--keep", "--quiet", timeout=150)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
@@ -91,7 +90,7 @@ def test_chaos_run_with_kill_restart_and_pause_passes(cluster, tmp_path):
 
 def test_chaos_run_with_remove_and_add_passes(cluster, tmp_path):
     out = tmp_path / "run"
-    r = run("kms_frontend.chaos.cli", "--cluster-dir", str(cluster), "--duration", "7s", "--seed", "4",
+    r = run("cluster_tools.chaos.cli", "--cluster-dir", str(cluster), "--duration", "7s", "--seed", "4",
             "--fault", "remove:hsm2@1s,add:hsm2@5s", "--remove-linger", "3s", "--create-key-every", "0.1s",
             "--mix", "encrypt=1,decrypt=1", "--out", str(out), "--quiet", timeout=150)
     assert "fault remove node2 -> removed" in r.stdout and "fault add node2 -> up" in r.stdout, r.stdout[-3000:]
@@ -100,127 +99,9 @@ def test_chaos_run_with_remove_and_add_passes(cluster, tmp_path):
 
 def test_chaos_node_down_across_membership_changes_catches_up(cluster, tmp_path):
     out = tmp_path / "run"
-    r = run("kms_frontend.chaos.cli", "--cluster-dir", str(cluster), "--duration", "10s", "--seed", "5",
+    r = run("cluster_tools.chaos.cli", "--cluster-dir", str(cluster), "--duration", "10s", "--seed", "5",
             "--fault", "kill:hsm3@0.3s,remove:hsm1@0.6s,add:hsm1@2s,remove:hsm2@4.5s,add:hsm2@6s,restart:hsm3@8.5s",
             "--rate", "20", "--mix", "encrypt=1,decrypt=1", "--create-key-every", "0", "--consistency-timeout", "5s",
             "--out", str(out), "--quiet", timeout=150)
     assert "fault restart node3 -> up" in r.stdout, r.stdout[-3000:]
     assert r.returncode == 0 and "kms-chaos verdict: PASS" in r.stdout, r.stdout[-3000:]
-
-
-# ---------------------------------------------------------------- the checker on fabricated histories
-
-T0 = 1_000_000.0
-
-
-def op(id_: str, kind: str, start: float, end: float, ok: bool = True, **fields) -> dict:
-    return {"type": "op", "id": id_, "op": kind, "phase": fields.pop("phase", "run"), "start": T0 + start,
-            "end": T0 + end, "ok": ok, **fields}
-
-
-def err(name: str, message: str = "boom") -> dict:
-    return {"name": name, "message": message}
-
-
-def fabricated(extra: list[dict]) -> list[dict]:
-    return [
-        {"type": "run", "t0": T0, "nodes": {"node1": "up", "node2": "up"}},
-        {"type": "fault", "kind": "kill", "node": "node2", "start": T0 + 5, "end": T0 + 5.1, "ok": True, "after": "down"},
-        {"type": "fault", "kind": "restart", "node": "node2", "start": T0 + 10, "end": T0 + 12, "ok": True, "after": "up"},
-        op("w0-1", "encrypt", 1, 1.1, input={"sha256": "aa"}, result={"ciphertext": "Y3Qx", "plaintext_sha256": "aa"}),
-        op("w0-2", "encrypt", 2, 2.1, input={"sha256": "bb"}, result={"ciphertext": "Y3Qy", "plaintext_sha256": "bb"}),
-        op("w0-3", "re-encrypt", 3, 3.1, source="w0-1", result={"ciphertext": "Y3Qz", "plaintext_sha256": "aa"}),
-        op("w0-4", "create-key", 4, 4.1, result={"key_id": "k-1"}),
-        op("v-1", "decrypt", 30, 30.1, phase="verify", source="w0-1", result={"plaintext_sha256": "aa"}),
-        op("v-3", "decrypt", 30, 30.1, phase="verify", source="w0-3", result={"plaintext_sha256": "aa"}),
-        op("v-4", "key-check", 30, 30.1, phase="verify", source="w0-4",
-           result={"key_id": "k-1", "input_sha256": "cc", "plaintext_sha256": "cc"}),
-        {"type": "consistency", "at": T0 + 29, "consistent": True, "servers": [
-            {"endpoint": "a", "consistency_hash": "h"}, {"endpoint": "b", "consistency_hash": "h"}]},
-        *extra,
-    ]
-
-
-def test_checker_fails_a_lost_ciphertext_and_a_call_that_failed_while_a_node_was_up():
-    records = fabricated([
-        # w0-2's ciphertext no longer decrypts at the end: lost
-        op("v-2", "decrypt", 30, 30.1, ok=False, phase="verify", source="w0-2",
-           error=err("InvalidCiphertextException")),
-        # node2 is down, node1 is up: this must not fail
-        op("w0-5", "encrypt", 6, 6.2, ok=False, input={"sha256": "dd"},
-           error=err("KMSInvalidStateException", "KMS cannot communicate with your CloudHSM cluster")),
-        # the store's request quota: tolerated, counted apart
-        op("w0-6", "encrypt", 7, 7.1, ok=False, error=err("ThrottlingException")),
-        # a decrypt during the run that returned another plaintext
-        op("w0-7", "decrypt", 8, 8.1, source="w0-2", result={"plaintext_sha256": "ee"}),
-    ])
-    v = checker.check(records, grace=5.0)
-    assert not v.passed
-    checks = {c.name: c for c in v.checks}
-    assert checks["keys"].passed and checks["consistency"].passed and checks["recovery"].passed
-    lost = checks["ciphertexts"]
-    assert not lost.passed and lost.counts == {"acknowledged": 3, "recovered": 2, "decrypts_during_run": 1}
-    assert [f["kind"] for f in lost.failures] == ["lost_ciphertext", "wrong_plaintext"]
-    assert "w0-2 encrypt" in lost.failures[0]["evidence"] and "InvalidCiphertextException" in lost.failures[0]["evidence"]
-    avail = checks["availability"]
-    assert not avail.passed and [f["op"] for f in avail.failures] == ["w0-5"]
-    assert avail.counts["tolerated"] == {"ThrottlingException": 1}
-    assert avail.failures[0]["faults"] == ["node2 unavailable (kill@5.0s -> restart@10.0s)"]
-    text = v.render()
-    assert text.startswith("kms-chaos verdict: FAIL")
-    assert "w0-5 encrypt 6.00s..6.20s KMSInvalidStateException" in text and "node2 unavailable" in text
-
-
-def test_checker_excuses_failures_while_too_few_nodes_were_available():
-    records = fabricated([
-        {"type": "fault", "kind": "pause", "node": "node1", "start": T0 + 6, "end": T0 + 6.01, "ok": True,
-         "after": "paused"},
-        {"type": "fault", "kind": "resume", "node": "node1", "start": T0 + 8, "end": T0 + 8.01, "ok": True,
-         "after": "up"},
-        op("v-2", "decrypt", 30, 30.1, phase="verify", source="w0-2", result={"plaintext_sha256": "bb"}),
-        op("w0-5", "encrypt", 7, 7.5, ok=False, error=err("KMSInvalidStateException")),   # no node at all
-        # node1 is available again from 8.01 + 5 s grace; node2 only from 12 + 5 s
-        op("w0-6", "create-key", 14, 14.5, ok=False, error=err("CloudHsmClusterInvalidConfigurationException")),
-        op("w0-7", "encrypt", 14.2, 14.3, ok=False, error=err("KMSInvalidStateException")),
-    ])
-    v = checker.check(records, grace=5.0)
-    avail = {c.name: c for c in v.checks}["availability"]
-    # w0-5: no node was available; w0-6: CreateKey needs two nodes and only node1 was
-    assert avail.counts["excused_too_few_nodes"] == 2
-    assert [f["op"] for f in avail.failures] == ["w0-7"] and not v.passed
-    assert checker.check(records[:-1], grace=5.0).passed
-
-
-# ---------------------------------------------------------------- the safety rule, with a fake injector
-
-
-class FakeInjector(faults.Injector):
-    def __init__(self, n: int) -> None:
-        self.nodes = [f"node{i}" for i in range(1, n + 1)]
-        self.calls: list[tuple[str, str]] = []
-        for kind in faults.KINDS:   # each fault only records that it was asked for
-            setattr(self, kind, lambda node, *via, kind=kind: self.calls.append((kind, node)) or kind)
-
-    def running(self, node: str) -> bool:
-        return True
-
-
-class Quiet:
-    def write(self, record: dict) -> None:
-        pass
-
-
-async def test_faults_never_take_the_last_node_down_unless_allowed():
-    inj = FakeInjector(2)
-    runner = faults.FaultRunner(inj, Quiet(), 0.0, pause_for=0, say=lambda _: None)
-    assert (await runner.apply("kill", inj.resolve("hsm1")))["ok"]
-    refused = await runner.apply("pause", "node2")
-    assert refused["skipped"].startswith("it would leave no HSM node up") and inj.calls == [("kill", "node1")]
-    assert runner.pick(__import__("random").Random(1), faults.RANDOM_KINDS) == ("restart", "node1")
-    await runner.heal()
-    assert runner.state == {"node1": "up", "node2": "up"} and inj.calls[-1] == ("restart", "node1")
-    brave = faults.FaultRunner(inj, Quiet(), 0.0, allow_total_outage=True, say=lambda _: None)
-    assert (await brave.apply("kill", "node1"))["ok"] and (await brave.apply("kill", "node2"))["ok"]
-    assert faults.parse_schedule(["kill:hsm2@5s,restart:hsm2@1.5m", "pause:node1@500ms"]) == [
-        faults.FaultSpec("pause", "node1", 0.5), faults.FaultSpec("kill", "hsm2", 5.0),
-        faults.FaultSpec("restart", "hsm2", 90.0)]

@@ -18,7 +18,7 @@ SECRETS = (CO_PASSWORD, CU_PASSWORD, "alicePassword1", "wrongPassword9")
 
 
 class Mgmt:
-    """Runs ``python -m hsm_node.cli`` with a controlled environment and checks
+    """Runs ``python -m hsm_node.mgmt`` with a controlled environment and checks
     what every run printed: never a traceback, never a password."""
 
     def __init__(self, cwd: Path, **env: str) -> None:
@@ -29,7 +29,7 @@ class Mgmt:
 
     async def __call__(self, *args: str, stdin: bytes | None = None, **env: str) -> Result:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hsm_node.cli", *args, cwd=self.cwd, env={**self.env, **env},
+            sys.executable, "-m", "hsm_node.mgmt", *args, cwd=self.cwd, env={**self.env, **env},
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=60)
         r = Result(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))

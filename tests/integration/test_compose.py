@@ -150,7 +150,7 @@ def test_kms_chaos_on_the_compose_cluster_passes(compose, tmp_path):
     under load, then the same verdict as on the local cluster."""
     out = tmp_path / "run"
     r = subprocess.run(
-        [sys.executable, "-m", "kms_frontend.chaos.cli", "--target", "compose", "--project", compose.project,
+        [sys.executable, "-m", "cluster_tools.chaos.cli", "--target", "compose", "--project", compose.project,
          "--compose-file", str(ROOT / "compose.yaml"), "--duration", "15s", "--seed", "5",
          "--fault", "kill:hsm2@2s,restart:hsm2@5s,pause:hsm3@9s", "--pause-for", "2s", "--create-key-every", "3s",
          "--out", str(out), "--keep", "--quiet"],

@@ -16,10 +16,11 @@ import os
 
 import pytest
 
-from hsm_node import certs, provision
+from hsm_node import certs
+from hsm_node.mgmt import provision
 from kms_frontend import errors
 from kms_frontend.cluster.directory import ClusterInfo
-from kms_frontend.sealing import SecretBox
+from kms_frontend.secret_box import SecretBox
 from kms_frontend.service.context import Context, FrontendSettings
 from kms_frontend.service.key_stores import MAX_STORES, KeyStores
 from kms_frontend.store.sqlite import SqliteRepository

@@ -14,7 +14,7 @@ from tests.harness import free_port
 
 
 def launcher(root, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kms_frontend.launcher", "--dir", str(root), *args],
+    return subprocess.run([sys.executable, "-m", "cluster_tools.launcher", "--dir", str(root), *args],
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -46,7 +46,7 @@ async def test_up_status_down_and_resume(tmp_path):
         assert "HSM_TRUST_ANCHOR=" in env and "HSM_CO_PASSWORD=" in env and "KMS_ENDPOINT=" in env
         assert (root / "env").stat().st_mode & 0o077 == 0  # credentials: owner only
         # hsm-mgmt picks the environment file up: the operator can act at once
-        users = subprocess.run([sys.executable, "-m", "hsm_node.cli", "--json", "listUsers"], capture_output=True,
+        users = subprocess.run([sys.executable, "-m", "hsm_node.mgmt", "--json", "listUsers"], capture_output=True,
                                text=True, env={"HSM_ENV_FILE": str(root / "env"), "PATH": ""}, timeout=60)
         assert users.returncode == 0, users.stderr
         assert {"admin", "kmsuser"} <= {u["username"] for s in json.loads(users.stdout)["servers"] for u in s["users"]}

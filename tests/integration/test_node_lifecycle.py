@@ -10,8 +10,10 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from hsm_node import certs, client, provision
+from hsm_node import certs, client
+from hsm_node.mgmt import provision
 from hsm_node.rules import PRECO_DEFAULT_PASSWORD
+from plumbing.tls import presented_certificate
 from protos.hsm.v1 import hsm_pb2 as pb
 from tests.harness import CO_PASSWORD, login, refused
 
@@ -138,7 +140,7 @@ async def test_tls_identity_follows_the_cluster_and_other_cas_are_refused(lab) -
 
     # before initialisation the node only has its bootstrap certificate: the anchor does not vouch for it
     await refused(status_with(anchor_pem), grpc.StatusCode.UNAVAILABLE)
-    boot = x509.load_pem_x509_certificate(client.fetch_server_certificate(node.endpoint).encode())
+    boot = x509.load_pem_x509_certificate(presented_certificate(node.endpoint).encode())
     assert boot.issuer == boot.subject  # self-signed
 
     await provision.initialize(node.stub(), lab.anchor)
@@ -156,7 +158,7 @@ async def test_tls_identity_follows_the_cluster_and_other_cas_are_refused(lab) -
         await plain.close()
 
     # the presented chain is node certificate <- cluster certificate <- trust anchor
-    leaf = x509.load_pem_x509_certificate(client.fetch_server_certificate(node.endpoint).encode())
+    leaf = x509.load_pem_x509_certificate(presented_certificate(node.endpoint).encode())
     cluster_cert = x509.load_pem_x509_certificate(status.cluster_certificate_pem.encode())
     leaf.verify_directly_issued_by(cluster_cert)
     cluster_cert.verify_directly_issued_by(x509.load_pem_x509_certificate(anchor_pem.encode()))

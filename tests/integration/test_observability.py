@@ -25,7 +25,7 @@ import pytest
 from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
-from kms_frontend.sealing import SecretBox
+from kms_frontend.secret_box import SecretBox
 from kms_frontend.store.sqlite import SqliteRepository
 from protos.hsm.v1 import hsm_pb2 as h
 from protos.kms.v1 import kms_pb2 as k

@@ -4,7 +4,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pytest
 from prometheus_client import REGISTRY
 
 from kms_frontend import observability as obs
@@ -37,18 +36,6 @@ def test_finish_counts_and_times_one_request():
     obs.finish("aws", "UnitOp", "ok", 0.002, "rid-3")
     assert count("ok") == 2 and count("NotFoundException") == 1
     assert REGISTRY.get_sample_value("kms_request_seconds_count", {"operation": "UnitOp"}) == timed + 3
-
-
-@pytest.mark.parametrize("address, expected", [
-    ("0.0.0.0:9100", ("0.0.0.0", 9100)), (":9100", ("0.0.0.0", 9100)), ("[::1]:9100", ("::1", 9100)),
-])
-def test_metrics_listen_address(address, expected):
-    assert obs.split_listen(address) == expected
-
-
-def test_metrics_listen_address_needs_a_port():
-    with pytest.raises(ValueError):
-        obs.split_listen("localhost")
 
 
 def test_prometheus_scrape_config_names_the_compose_services():

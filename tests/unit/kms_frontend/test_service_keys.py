@@ -10,7 +10,7 @@ import pytest
 
 from kms_frontend.cluster.errors import TooFewReplicas
 from kms_frontend.errors import CloudHsmClusterInvalidConfigurationException
-from kms_frontend.sealing import SecretBox
+from kms_frontend.secret_box import SecretBox
 from kms_frontend.service.catalog import Catalog
 from kms_frontend.service.context import Context, FrontendSettings
 from kms_frontend.service.keys import CreateKeyRequest, KmsKeys

@@ -1,0 +1,624 @@
+"""``kms-cluster``: the whole thing on one machine, as real processes.
+
+    kms-cluster up [--nodes 3] [--dir .kms-cluster]     start (or resume) and stay in the foreground
+    kms-cluster up --detach                              start and return
+    kms-cluster status [--json]                          endpoints, ids, node health
+    kms-cluster down                                     stop everything that `up` started
+
+``up`` starts N hsm-node processes and a kms-frontend on loopback; the first
+time it also does what an operator does (through ``hsm-mgmt``, as a person
+would): initialise and activate the cluster, add the other nodes, create
+``kmsuser``; then it creates and connects a custom key store. All state lives
+under one directory, so a second ``up`` resumes the same cluster. The
+directory's ``env`` file holds the endpoints, trust anchor and CO credentials
+that ``kms`` and ``hsm-mgmt`` read by default.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import secrets
+import shlex
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from plumbing.addresses import split_endpoint
+from plumbing.files import write_private
+from protos.kms.v1 import kms_pb2 as kms
+from protos.kms.v1 import kms_pb2_grpc as kms_grpc
+
+DEFAULT_DIR = ".kms-cluster"
+STORE_NAME = "local-cloudhsm-store"
+ALNUM = string.ascii_letters + string.digits
+
+
+class LauncherError(Exception):
+    pass
+
+
+@dataclass
+class NodeSpec:
+    name: str
+    port: int
+    peer_port: int
+    host: str = "127.0.0.1"
+    metrics_port: int = 0  # 0: no /metrics
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def peer_endpoint(self) -> str:
+        return f"{self.host}:{self.peer_port}"
+
+
+@dataclass
+class State:
+    nodes: list[NodeSpec] = field(default_factory=list)
+    frontend_port: int = 7800
+    frontend_host: str = "127.0.0.1"
+    frontend_metrics_port: int = 0
+    aws_port: int = 4599
+    cluster_id: str = ""
+    store_id: str = ""
+    co_password: str = ""
+    kmsuser_initial_password: str = ""
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = ""
+    region: str = "us-east-1"
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> State:
+        if not path.exists():
+            return cls()
+        doc = json.loads(path.read_text())
+        doc["nodes"] = [NodeSpec(**n) for n in doc.get("nodes", [])]
+        return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
+
+    def save(self, path: Path) -> None:
+        write_private(path, json.dumps(asdict(self), indent=2).encode())
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def pick_port(preferred: int, taken: set[int]) -> int:
+    port = preferred
+    while port in taken or not port_free(port):
+        port += 1
+    taken.add(port)
+    return port
+
+
+def password(n: int = 24) -> str:
+    return "".join(secrets.choice(ALNUM) for _ in range(n))
+
+
+class Cluster:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory.resolve()
+        self.state_path = self.dir / "state.json"
+        self.state = State.load(self.state_path)
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    # ------------------------------------------------------------ paths
+
+    @property
+    def anchor(self) -> Path:
+        return self.dir / "ca" / "customerCA.crt"
+
+    @property
+    def env_path(self) -> Path:
+        return self.dir / "env"
+
+    def log(self, name: str) -> Path:
+        return self.dir / "logs" / f"{name}.log"
+
+    # ------------------------------------------------------------ processes
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        self.log(name).parent.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log(name), "ab")  # noqa: SIM115 - owned by the child from here on
+        proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=logf, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        logf.close()
+        self.procs[name] = proc
+        self.state.pids[name] = proc.pid
+
+    def start_node(self, spec: NodeSpec, interval: float | None) -> None:
+        cmd = [sys.executable, "-m", "hsm_node.server", "--data-dir", str(self.dir / "nodes" / spec.name),
+               "--listen", spec.endpoint, "--peer-listen", spec.peer_endpoint,
+               "--master-key-file", str(self.dir / "secrets" / "hsm-master.key"),
+               "--backup-dir", str(self.dir / "backups")]
+        if interval is not None:
+            cmd += ["--backup-interval", str(interval)]
+        if spec.metrics_port:
+            cmd += ["--metrics-listen", f"127.0.0.1:{spec.metrics_port}"]
+        self._spawn(spec.name, cmd, {})
+
+    def start_frontend(self) -> None:
+        s = self.state
+        cmd = [sys.executable, "-m", "kms_frontend.server", "--listen", f"127.0.0.1:{s.frontend_port}",
+               "--data-dir", str(self.dir / "frontend"),
+               "--master-key-file", str(self.dir / "secrets" / "frontend-master.key"),
+               "--region", s.region]
+        for n in s.nodes:
+            cmd += ["--hsm-endpoint", n.endpoint]
+        if s.frontend_metrics_port:
+            cmd += ["--metrics-listen", f"127.0.0.1:{s.frontend_metrics_port}"]
+        env = {"KMS_AWS_LISTEN": f"127.0.0.1:{s.aws_port}",
+               "KMS_AWS_ACCESS_KEYS": f"{s.aws_access_key_id}:{s.aws_secret_access_key}"}
+        self._spawn("frontend", cmd, env)
+
+    def stop_all(self, timeout: float = 15.0) -> None:
+        """SIGTERM (the processes drain and exit), then SIGKILL whatever is left."""
+        pids = dict(self.state.pids)
+        for pid in pids.values():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name, pid in pids.items():
+            while _alive(pid, self.procs.get(name)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid, self.procs.get(name)):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+        self.state.pids.clear()
+        self.state.save(self.state_path)
+
+    def running(self) -> dict[str, bool]:
+        return {name: _alive(pid, None) for name, pid in self.state.pids.items()}
+
+    # ------------------------------------------------------------ one node (used by kms-chaos)
+
+    def node_spec(self, name: str) -> NodeSpec:
+        for spec in self.state.nodes:
+            if spec.name == name:
+                return spec
+        raise LauncherError(f"no node named {name} in {self.state_path}")
+
+    def node_running(self, name: str) -> bool:
+        pid = self.state.pids.get(name)
+        return pid is not None and _alive(pid, self.procs.get(name))
+
+    def stop_node(self, name: str, timeout: float = 10.0) -> None:
+        """SIGTERM one process (it drains and exits), SIGKILL it after ``timeout``."""
+        pid = self.state.pids.get(name)
+        if pid is None:
+            return
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            if not _alive(pid, self.procs.get(name)):
+                break
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
+                os.kill(pid, signal.SIGCONT)  # a paused (SIGSTOP) process handles SIGTERM only once continued
+            deadline = time.monotonic() + timeout
+            while _alive(pid, self.procs.get(name)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self.state.pids.pop(name, None)
+        self.state.save(self.state_path)
+
+    def restart_node(self, name: str, interval: float | None = None, timeout: float = 30.0) -> dict:
+        """Stop the node if it runs, start it again on the same data directory and ports,
+        record its pid, and wait until it answers; returns its status."""
+        spec = self.node_spec(name)
+        self.stop_node(name)
+        self.start_node(spec, interval)
+        self.state.save(self.state_path)
+        return self.wait_node(spec, timeout)
+
+    # ------------------------------------------------------------ operator steps (hsm-mgmt)
+
+    def hsm_mgmt(self, *args: str, endpoint: str | None = None, anchor: bool = True) -> Any:
+        cmd = [sys.executable, "-m", "hsm_node.mgmt", "--json"]
+        cmd += ["--endpoint", endpoint or self.state.nodes[0].endpoint]
+        if anchor and self.anchor.exists():
+            cmd += ["--trust-anchor", str(self.anchor)]
+        env = {**os.environ, "HSM_ENV_FILE": os.devnull, "HSM_CO_USERNAME": "admin",
+               "HSM_CO_PASSWORD": self.state.co_password}
+        r = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            shown = " ".join(shlex.quote(a) for a in args[:1])
+            raise LauncherError(f"hsm-mgmt {shown} failed: {r.stderr.strip() or r.stdout.strip()}")
+        out = r.stdout.strip()
+        try:
+            return json.loads(out) if out else None
+        except ValueError:
+            return out
+
+    def node_status(self, spec: NodeSpec) -> dict:
+        doc = self.hsm_mgmt("status", endpoint=spec.endpoint)
+        servers = doc.get("servers", []) if isinstance(doc, dict) else []
+        if not servers or "error" in servers[0]:
+            raise LauncherError(f"{spec.name} did not report its status: {doc}")
+        return servers[0]
+
+    def wait_node(self, spec: NodeSpec, timeout: float = 30.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            proc = self.procs.get(spec.name)
+            if proc is not None and proc.poll() is not None:
+                raise LauncherError(f"{spec.name} exited with {proc.returncode}; see {self.log(spec.name)}")
+            try:
+                return self.node_status(spec)
+            except LauncherError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def provision(self) -> None:
+        s = self.state
+        first = s.nodes[0]
+        status = self.wait_node(first)
+        if status.get("state") == "UNINITIALIZED":
+            self.hsm_mgmt("initialize", "--trust-anchor-dir", str(self.anchor.parent), anchor=False)
+            s.co_password = s.co_password or password()
+            s.save(self.state_path)
+            self.hsm_mgmt("activate", s.co_password)
+        s.cluster_id = self.node_status(first)["cluster_id"]
+        for spec in s.nodes[1:]:
+            if self.wait_node(spec).get("state") == "UNINITIALIZED":
+                self.hsm_mgmt("addNode", spec.endpoint, spec.peer_endpoint)
+        users = self.hsm_mgmt("listUsers")
+        names = {u.get("username") for server in users.get("servers", []) for u in server.get("users", [])}
+        if "kmsuser" not in names:
+            s.kmsuser_initial_password = password()
+            s.save(self.state_path)
+            self.hsm_mgmt("createUser", "CU", "kmsuser", s.kmsuser_initial_password)
+
+    # ------------------------------------------------------------ the key store (kms.v1 over gRPC)
+
+    async def ensure_store(self, timeout: float = 60.0) -> None:
+        s = self.state
+        async with grpc.aio.insecure_channel(f"{s.frontend_host}:{s.frontend_port}") as ch:
+            stub = kms_grpc.KmsStub(ch)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    await stub.DescribeCustomKeyStores(kms.DescribeCustomKeyStoresRequest(), timeout=2)
+                    break
+                except grpc.aio.AioRpcError:
+                    if self.procs.get("frontend") and self.procs["frontend"].poll() is not None:
+                        raise LauncherError(f"the frontend exited; see {self.log('frontend')}") from None
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
+            if not s.store_id:
+                r = await _retry_until(deadline, lambda: stub.CreateCustomKeyStore(kms.CreateCustomKeyStoreRequest(
+                    custom_key_store_name=STORE_NAME, cloud_hsm_cluster_id=s.cluster_id,
+                    trust_anchor_certificate=self.anchor.read_text(), key_store_password=s.kmsuser_initial_password)))
+                s.store_id = r.custom_key_store_id
+                s.save(self.state_path)
+            store = (await stub.DescribeCustomKeyStores(kms.DescribeCustomKeyStoresRequest(
+                custom_key_store_id=s.store_id))).custom_key_stores[0]
+            if store.connection_state == "DISCONNECTED":
+                await stub.ConnectCustomKeyStore(kms.ConnectCustomKeyStoreRequest(custom_key_store_id=s.store_id))
+            while True:
+                store = (await stub.DescribeCustomKeyStores(kms.DescribeCustomKeyStoresRequest(
+                    custom_key_store_id=s.store_id))).custom_key_stores[0]
+                if store.connection_state == "CONNECTED":
+                    return
+                if store.connection_state == "FAILED":
+                    raise LauncherError(f"custom key store {s.store_id} failed to connect: {store.connection_error_code}")
+                if time.monotonic() > deadline:
+                    raise LauncherError(f"custom key store {s.store_id} is still {store.connection_state}")
+                await asyncio.sleep(0.2)
+
+    # ------------------------------------------------------------ outputs
+
+    def write_env(self) -> None:
+        s = self.state
+        lines = {
+            "HSM_ENDPOINTS": ",".join(n.endpoint for n in s.nodes),
+            "HSM_TRUST_ANCHOR": str(self.anchor),
+            "HSM_CO_USERNAME": "admin",
+            "HSM_CO_PASSWORD": s.co_password,
+            "KMS_ENDPOINT": f"{s.frontend_host}:{s.frontend_port}",
+            "AWS_ENDPOINT_URL_KMS": f"http://127.0.0.1:{s.aws_port}",
+            "AWS_ACCESS_KEY_ID": s.aws_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": s.aws_secret_access_key,
+            "AWS_REGION": s.region,
+            "AWS_DEFAULT_REGION": s.region,
+        }
+        write_private(self.env_path, "".join(f"{k}={v}\n" for k, v in lines.items()).encode())
+
+    def status(self) -> dict:
+        s = self.state
+        alive = self.running()
+        return {
+            "directory": str(self.dir), "cluster_id": s.cluster_id, "custom_key_store_id": s.store_id,
+            "kms_endpoint": f"127.0.0.1:{s.frontend_port}", "aws_endpoint_url": f"http://127.0.0.1:{s.aws_port}",
+            "region": s.region, "aws_access_key_id": s.aws_access_key_id,
+            "aws_secret_access_key": s.aws_secret_access_key,
+            "trust_anchor": str(self.anchor), "env_file": str(self.env_path),
+            "frontend": {"running": alive.get("frontend", False), "log": str(self.log("frontend")),
+                         "metrics": _metrics_url(s.frontend_metrics_port)},
+            "nodes": [{"name": n.name, "endpoint": n.endpoint, "peer_endpoint": n.peer_endpoint,
+                       "running": alive.get(n.name, False), "log": str(self.log(n.name)),
+                       "metrics": _metrics_url(n.metrics_port)} for n in s.nodes],
+        }
+
+
+def _metrics_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/metrics" if port else ""
+
+
+def _alive(pid: int, proc: subprocess.Popen | None) -> bool:
+    if proc is not None:
+        return proc.poll() is None
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:  # a zombie child of ours, or another process that reused the pid
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+async def _retry_until(deadline: float, call: Any) -> Any:
+    """Right after start the frontend may not have discovered the cluster yet."""
+    while True:
+        try:
+            return await call()
+        except grpc.aio.AioRpcError as exc:
+            trailing = dict(exc.trailing_metadata() or ())
+            if trailing.get("x-aws-exception") not in ("CloudHsmClusterNotFoundException",
+                                                       "CloudHsmClusterInvalidConfigurationException") \
+                    or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+# ------------------------------------------------------------------ commands
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    c = Cluster(Path(args.dir))
+    s = c.state
+    if any(c.running().values()):
+        print(f"kms-cluster: already running from {c.dir} (kms-cluster status; kms-cluster down)", file=sys.stderr)
+        return 1
+    c.dir.mkdir(parents=True, exist_ok=True)
+    secrets_dir = c.dir / "secrets"
+    if not (secrets_dir / "hsm-master.key").exists():
+        write_private(secrets_dir / "hsm-master.key", (base64.b64encode(os.urandom(32)).decode() + "\n").encode())
+    taken: set[int] = {p for n in s.nodes for p in (n.port, n.peer_port)}
+    for i in range(len(s.nodes), args.nodes):
+        s.nodes.append(NodeSpec(f"node{i + 1}", pick_port(args.base_port + 2 * i, taken),
+                                pick_port(args.base_port + 1 + 2 * i, taken),
+                                metrics_port=pick_port(args.metrics_port + 1 + i, taken)))
+    if not s.aws_access_key_id:
+        s.frontend_port = pick_port(args.port, taken)
+        s.aws_port = pick_port(args.aws_port, taken)
+        s.frontend_metrics_port = pick_port(args.metrics_port, taken)
+        s.aws_access_key_id = "AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(16))
+        s.aws_secret_access_key = base64.b64encode(os.urandom(30)).decode()
+        s.region = args.region
+    s.save(c.state_path)
+    try:
+        for spec in s.nodes:
+            c.start_node(spec, args.backup_interval)
+        s.save(c.state_path)
+        c.provision()
+        c.start_frontend()
+        s.save(c.state_path)
+        asyncio.run(c.ensure_store())
+        c.write_env()
+    except BaseException as exc:  # whatever happened, leave no process behind
+        detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else (str(exc) or type(exc).__name__)
+        print(f"kms-cluster: {detail}\nlogs: {c.dir / 'logs'}", file=sys.stderr)
+        c.stop_all()
+        return 1
+    print_summary(c)
+    if args.detach:
+        return 0
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["now"] = True
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print("Running. Ctrl-C stops everything (state is kept; `kms-cluster up` resumes).")
+    while not stop["now"]:
+        time.sleep(0.2)
+        dead = [n for n, p in c.procs.items() if p.poll() is not None]
+        if dead:
+            print(f"kms-cluster: {', '.join(dead)} exited (killed for an experiment?); the rest keep running",
+                  file=sys.stderr)
+            for n in dead:
+                c.procs.pop(n)
+    print("Stopping...")
+    c.stop_all()
+    print("Stopped.")
+    return 0
+
+
+def print_summary(c: Cluster) -> None:
+    st = c.status()
+    nodes = "\n".join(f"    {n['name']}: {n['endpoint']} (peer {n['peer_endpoint']})" for n in st["nodes"])
+    print(f"""
+Cluster {st['cluster_id']} with {len(st['nodes'])} HSM nodes:
+{nodes}
+KMS frontend (gRPC):   {st['kms_endpoint']}
+AWS endpoint (JSON):   {st['aws_endpoint_url']}   region {st['region']}
+  aws_access_key_id     {st['aws_access_key_id']}
+  aws_secret_access_key {st['aws_secret_access_key']}
+Custom key store:      {st['custom_key_store_id']} (CONNECTED)
+Trust anchor:          {st['trust_anchor']}
+Credentials and endpoints for kms / hsm-mgmt / AWS SDKs: {st['env_file']}
+Logs:                  {c.dir / 'logs'}
+Metrics (Prometheus):  {st['frontend']['metrics'] or '-'} (nodes: kms-cluster status --json)
+
+Next:
+  kms create-key --origin AWS_CLOUDHSM --custom-key-store-id {st['custom_key_store_id']}
+  kms describe-custom-key-stores
+  hsm-mgmt listUsers
+  set -a; . {st['env_file']}; set +a; aws kms list-keys    # AWS CLI / boto3 pick up AWS_ENDPOINT_URL_KMS
+""")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    c = Cluster(Path(args.dir))
+    if not c.state_path.exists():
+        print(f"kms-cluster: no cluster in {c.dir} (run kms-cluster up)", file=sys.stderr)
+        return 1
+    st = c.status()
+    if args.json:
+        for n in st["nodes"]:
+            n["health"] = _node_health(c, n)
+        print(json.dumps(st, indent=2))
+        return 0
+    print(f"cluster {st['cluster_id']}  store {st['custom_key_store_id']}  frontend {st['kms_endpoint']}"
+          f" ({'running' if st['frontend']['running'] else 'stopped'})  aws {st['aws_endpoint_url']}")
+    for n in st["nodes"]:
+        print(f"  {n['name']:<8} {n['endpoint']:<18} {'running' if n['running'] else 'stopped':<8} {_node_health(c, n)}")
+    return 0
+
+
+def _node_health(c: Cluster, n: dict) -> str:
+    if not n["running"]:
+        return "DOWN"
+    try:
+        doc = c.node_status(NodeSpec(n["name"], split_endpoint(n["endpoint"])[1], 0))
+        return str(doc.get("state", "UNKNOWN"))
+    except LauncherError:
+        return "UNREACHABLE"
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    c = Cluster(Path(args.dir))
+    if not c.state.pids:
+        print("kms-cluster: nothing running")
+        return 0
+    c.stop_all()
+    print(f"stopped (state kept in {c.dir}; `kms-cluster up` resumes, delete the directory to start afresh)")
+    return 0
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    """Deployment secrets for compose (kept if present): the HSM nodes' deployment
+    secret, the frontend's sealing key and a local AWS access key pair."""
+    d = Path(args.secrets_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    made = []
+    for name, make in (
+        ("hsm-master.key", lambda: (base64.b64encode(os.urandom(32)).decode() + "\n").encode()),  # base64
+        ("frontend-master.key", lambda: os.urandom(32)),  # raw bytes, as kms-frontend creates it
+        ("aws-access-keys", lambda: ("AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567")
+                                                      for _ in range(16))
+                                     + ":" + base64.b64encode(os.urandom(30)).decode()).encode()),
+    ):
+        if not (d / name).exists():
+            write_private(d / name, make())
+            made.append(name)
+    print(f"secrets in {d}: {', '.join(made) + ' created' if made else 'already present'}")
+    return 0
+
+
+def parse_node(text: str) -> NodeSpec:
+    """name=host:port:peer_port, or host:port:peer_port (named after the host)."""
+    name, _, rest = text.rpartition("=")
+    try:
+        host, port, peer = rest.split(":")
+        return NodeSpec(name or host, int(port), int(peer), host)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected [name=]host:port:peer-port, got {text!r}") from None
+
+
+def frontend_endpoint(text: str) -> tuple[str, int]:
+    """``host:port`` -> (host as it goes back into an address, port)."""
+    try:
+        host, port = split_endpoint(text, "--frontend")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return (f"[{host}]" if ":" in host else host), port
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    """What `up` does as an operator, for nodes and a frontend that run elsewhere
+    (docker compose): initialise/activate, add nodes, create kmsuser, create and
+    connect the custom key store. Idempotent: a second run changes nothing."""
+    c = Cluster(Path(args.dir))
+    s = c.state
+    s.nodes = list(args.node)
+    s.frontend_host, s.frontend_port = args.frontend
+    if args.aws_access_keys_file:
+        s.aws_access_key_id, _, s.aws_secret_access_key = Path(args.aws_access_keys_file).read_text().strip().partition(":")
+    s.save(c.state_path)
+    try:
+        c.provision()
+        asyncio.run(c.ensure_store(timeout=args.timeout))
+        c.write_env()
+    except (LauncherError, grpc.aio.AioRpcError, OSError, subprocess.TimeoutExpired) as exc:
+        detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+        print(f"kms-cluster provision: {detail}", file=sys.stderr)
+        return 1
+    print(json.dumps({"cluster_id": s.cluster_id, "custom_key_store_id": s.store_id, "connection_state": "CONNECTED",
+                      "nodes": [n.endpoint for n in s.nodes], "trust_anchor": str(c.anchor),
+                      "aws_access_key_id": s.aws_access_key_id, "env_file": str(c.env_path)}, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="kms-cluster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dir", default=env("KMS_CLUSTER_DIR", DEFAULT_DIR), help="state directory [KMS_CLUSTER_DIR]")
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start (or resume) the local cluster")
+    up.add_argument("--nodes", type=int, default=int(env("KMS_CLUSTER_NODES", "3")), help="HSM nodes (default 3)")
+    up.add_argument("--base-port", type=int, default=2225, help="first HSM node port (first run; +2 per node)")
+    up.add_argument("--port", type=int, default=7800, help="frontend gRPC port (first run)")
+    up.add_argument("--aws-port", type=int, default=4599, help="AWS JSON endpoint port (first run)")
+    up.add_argument("--metrics-port", type=int, default=9100,
+                    help="frontend /metrics port (first run); nodes take the next ones")
+    up.add_argument("--region", default="us-east-1")
+    up.add_argument("--backup-interval", type=float, default=None, help="seconds between periodic backups")
+    up.add_argument("--detach", action="store_true", help="return once everything is up")
+    st = sub.add_parser("status", help="endpoints, ids and node health")
+    st.add_argument("--json", action="store_true")
+    sub.add_parser("down", help="stop everything `up` started")
+    pr = sub.add_parser("provision", help="initialise, activate and connect nodes and a frontend running elsewhere")
+    pr.add_argument("--node", type=parse_node, action="append", required=True,
+                    help="[name=]host:port:peer-port of an hsm-node, repeatable; the first is initialised")
+    pr.add_argument("--frontend", type=frontend_endpoint, required=True, help="host:port of the kms-frontend gRPC API")
+    pr.add_argument("--aws-access-keys-file", help="ID:SECRET file the frontend accepts (shown in the env file)")
+    pr.add_argument("--timeout", type=float, default=120.0)
+    se = sub.add_parser("secrets", help="create deployment secrets (compose) if missing")
+    se.add_argument("secrets_dir")
+    args = p.parse_args(argv)
+    if args.command == "up" and not 1 <= args.nodes <= 28:
+        p.error("--nodes must be between 1 and 28 (CloudHSM allows 28 HSMs per cluster)")
+    try:
+        commands = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "provision": cmd_provision,
+                    "secrets": cmd_secrets}
+        sys.exit(commands[args.command](args))
+    except BrokenPipeError:  # e.g. `kms-cluster status | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

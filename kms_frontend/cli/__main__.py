@@ -1,0 +1,4 @@
+"""``python -m kms_frontend.cli`` runs ``kms``."""
+from kms_frontend.cli.main import main
+
+main()

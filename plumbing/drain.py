@@ -1,0 +1,78 @@
+"""A server process's graceful stop, and its life from start to SIGTERM.
+
+gRPC's own shutdown cancels (CANCELLED) every call that reached the server but was not
+yet handed to a handler. So on SIGTERM a server first closes its :class:`Gate`: calls in
+flight finish, new ones are refused (UNAVAILABLE: retry elsewhere), and gRPC is stopped
+only once nothing is in flight and callers have gone quiet (:meth:`Gate.quiesce`).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from . import logs
+
+
+class Gate:
+    """Admission of calls. A handler counts itself in ``in_flight`` while it runs; once the
+    gate is ``closed`` it refuses the call instead and notes when (``last_refused``)."""
+
+    QUIET_S = 0.2
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.in_flight = 0
+        self.last_refused = 0.0
+
+    def close(self) -> None:
+        self.closed = True
+
+    async def quiesce(self, timeout: float, idle: Callable[[], bool] = lambda: True) -> bool:
+        """Wait (at most ``timeout``) until no call is in flight, none was refused for QUIET_S,
+        and ``idle()`` holds (e.g. no stream open)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.in_flight == 0 and time.monotonic() - self.last_refused >= self.QUIET_S and idle():
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+
+class Server(Protocol):
+    stopped: asyncio.Event
+
+    async def start(self) -> None: ...
+
+    async def stop(self, grace: float) -> None: ...
+
+
+async def serve_until_signalled(server: Server, grace: float, log: logging.Logger) -> None:
+    """Start ``server``, run until SIGTERM or SIGINT (or ``server.stopped`` is set), then stop
+    it, giving calls in flight ``grace`` seconds."""
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.stopped.set)
+    await server.stopped.wait()
+    log.info("shutting down", extra={"event": "shutdown", "grace_s": grace})
+    await server.stop(grace)
+
+
+def run_main(prog: str, log_level: str, main: Coroutine[Any, Any, None],
+             startup_errors: tuple[type[BaseException], ...], log: logging.Logger) -> None:
+    """Run a server process: JSON logs at ``log_level`` under the service name ``prog``, then its
+    main coroutine. An error it cannot start past (bad configuration, a port taken, a locked data
+    directory) ends the process with one log line, one line on stderr (``<prog>: <message>``) and
+    exit status 2; never a traceback."""
+    logs.setup(prog, log_level)
+    try:
+        asyncio.run(main)
+    except startup_errors as exc:
+        log.error(str(exc), extra={"event": "startup_failed"})
+        print(f"{prog}: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,17 @@
+"""The flags every server process takes for its plumbing (metrics server, drain, logs), each
+with its environment variable (``<PREFIX>_METRICS_LISTEN``, ``_SHUTDOWN_GRACE``, ``_LOG_LEVEL``)."""
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def add_process_options(p: argparse.ArgumentParser, env_prefix: str, *, grace_s: float, in_flight: str) -> None:
+    """``--metrics-listen``, ``--shutdown-grace`` (default ``grace_s``) and ``--log-level``.
+    ``in_flight`` names what a drain lets finish ("calls", "requests")."""
+    env = os.environ.get
+    p.add_argument("--metrics-listen", default=env(f"{env_prefix}_METRICS_LISTEN", ""),
+                   help=f"serve Prometheus /metrics on HOST:PORT; empty disables it [{env_prefix}_METRICS_LISTEN]")
+    p.add_argument("--shutdown-grace", type=float, default=float(env(f"{env_prefix}_SHUTDOWN_GRACE", f"{grace_s:g}")),
+                   help=f"seconds in-flight {in_flight} get to finish after SIGTERM [{env_prefix}_SHUTDOWN_GRACE]")
+    p.add_argument("--log-level", default=env(f"{env_prefix}_LOG_LEVEL", "info"))

@@ -1,0 +1,116 @@
+"""The drain gate, argv rewriting, JSON logs and the metrics server (plumbing/drain.py,
+argv.py, logs.py, metrics.py)."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.request
+
+import pytest
+from prometheus_client.core import GaugeMetricFamily
+
+from plumbing import logs
+from plumbing.argv import join_option_values
+from plumbing.drain import Gate
+from plumbing.metrics import MetricsServer
+
+
+async def test_quiesce_waits_for_calls_in_flight() -> None:
+    gate = Gate()
+    gate.in_flight = 1
+    assert await gate.quiesce(0.1) is False
+    gate.in_flight = 0
+    assert await gate.quiesce(0.5) is True
+
+
+async def test_quiesce_waits_until_callers_go_quiet() -> None:
+    gate = Gate()
+    gate.close()
+    gate.last_refused = time.monotonic()  # a caller was just refused
+    assert await gate.quiesce(Gate.QUIET_S / 2) is False
+    assert await gate.quiesce(Gate.QUIET_S * 5) is True
+
+
+async def test_quiesce_waits_for_what_the_server_adds() -> None:
+    gate, streams = Gate(), {"open"}
+    assert await gate.quiesce(0.1, idle=lambda: not streams) is False
+    streams.clear()
+    assert await gate.quiesce(0.5, idle=lambda: not streams) is True
+
+
+def test_secret_values_are_joined_to_their_option() -> None:
+    argv = ["--password", "-x", "listUsers", "--session", "--tok", "--json", "--password"]
+    assert join_option_values(argv, ("--password", "--session")) == [
+        "--password=-x", "listUsers", "--session=--tok", "--json", "--password"]
+
+
+def test_json_log_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        logs.setup("unit-test", "debug")
+        logging.getLogger("unit.logger").info("hello %s", "there", extra={"event": "greeting", "n": 2})
+    finally:
+        root.handlers[:], root.level = handlers, level
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["service"] == "unit-test" and line["logger"] == "unit.logger" and line["level"] == "info"
+    assert line["msg"] == "hello there" and line["event"] == "greeting" and line["n"] == 2
+    assert line["ts"].endswith("Z")
+
+
+class _OneGauge:
+    def collect(self):
+        yield GaugeMetricFamily("plumbing_unit_gauge", "A gauge computed on scrape.", value=7)
+
+
+def test_metrics_server_serves_collectors_and_the_default_registry() -> None:
+    server = MetricsServer("127.0.0.1:0", _OneGauge())
+    assert (server.host, server.port) == ("127.0.0.1", 0)
+    server.start()
+    try:
+        port = server._server.server_port
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        server.stop()
+    assert "plumbing_unit_gauge 7.0" in text
+    assert "python_info" in text  # the process-wide default registry
+
+
+def test_metrics_listen_is_checked() -> None:
+    with pytest.raises(ValueError, match="--metrics-listen wants HOST:PORT, got 'localhost'"):
+        MetricsServer("localhost")
+
+
+def test_process_options_and_their_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from plumbing.options import add_process_options
+
+    def parse(*argv: str) -> argparse.Namespace:
+        p = argparse.ArgumentParser()
+        add_process_options(p, "UNIT", grace_s=5, in_flight="calls")
+        return p.parse_args(list(argv))
+    assert vars(parse()) == {"metrics_listen": "", "shutdown_grace": 5.0, "log_level": "info"}
+    monkeypatch.setenv("UNIT_SHUTDOWN_GRACE", "2.5")
+    monkeypatch.setenv("UNIT_METRICS_LISTEN", ":9100")
+    assert vars(parse()) == {"metrics_listen": ":9100", "shutdown_grace": 2.5, "log_level": "info"}
+    assert parse("--log-level", "debug", "--shutdown-grace", "1").shutdown_grace == 1.0
+
+
+def test_run_main_turns_a_startup_error_into_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from plumbing.drain import run_main
+
+    async def cannot_start() -> None:
+        raise ValueError("--listen wants HOST:PORT, got 'x'")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        with pytest.raises(SystemExit) as exc:
+            run_main("unit-server", "info", cannot_start(), (ValueError, OSError), logging.getLogger("unit.server"))
+    finally:
+        root.handlers[:], root.level = handlers, level
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == "unit-server: --listen wants HOST:PORT, got 'x'"
+    assert json.loads(err[-2])["event"] == "startup_failed"
