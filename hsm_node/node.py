@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import certs
 from . import records as rec
@@ -25,6 +25,9 @@ from .rules import PRECO_DEFAULT_PASSWORD, PRECO_USERNAME
 from .state import RecordState
 from .storage import OplogEntry, RecordChange, Storage, is_storage_full
 from .storage_sealing import hash_password, seal
+
+if TYPE_CHECKING:
+    from .replication import Replicator
 
 log = logging.getLogger("hsm_node")
 T = TypeVar("T")
@@ -65,7 +68,7 @@ class HsmNode:
         self._write_lock = asyncio.Lock()
         self._hlc = 0
         self._seq = 0
-        self.replication: Any = None          # set by the server (replication.Replicator)
+        self.replication: Replicator | None = None  # set by membership when the node serves its peer port
         self._finishing: set[asyncio.Task] = set()  # state changes in progress (see uncancellable)
         self.on_identity_change: list[Callable[[], None]] = []
         self._load()

@@ -143,9 +143,9 @@ class AwsJsonEndpoint:
                                                    "remote": request.remote, "request_id": request_id})
             return self._response(exc.http_status, exc.aws_json_body(), request_id)
         except Exception:
-            exc = errors.unexpected(log, name, request_id)
-            outcome = exc.name
-            return self._response(exc.http_status, exc.aws_json_body(), request_id)
+            internal = errors.unexpected(log, name, request_id)
+            outcome = internal.name
+            return self._response(internal.http_status, internal.aws_json_body(), request_id)
         finally:
             observability.REQUEST_ID.reset(token)
             observability.finish("aws", name, outcome, time.perf_counter() - started, request_id)

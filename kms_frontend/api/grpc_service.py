@@ -86,9 +86,10 @@ class GrpcApi:
                 outcome = "Cancelled"  # the caller went away (or the server's grace ran out)
                 raise
             except Exception:
-                exc = errors.unexpected(log, operation, request_id)
-                outcome = exc.name
-                await context.abort(exc.grpc_code, exc.message, trailing_metadata=exc.grpc_metadata() + rid)
+                internal = errors.unexpected(log, operation, request_id)
+                outcome = internal.name
+                await context.abort(internal.grpc_code, internal.message,
+                                    trailing_metadata=internal.grpc_metadata() + rid)
             finally:
                 gate.in_flight -= 1
                 observability.REQUEST_ID.reset(token)

@@ -74,7 +74,7 @@ class ClusterDirectory:
         # members of every cluster seen since start: a known cluster whose HSMs are all down
         # has no active HSM, it did not vanish
         self.last_members: dict[str, list[str]] = {}
-        self._channels: dict[str, tuple[bytes, grpc.aio.Channel]] = {}
+        self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}  # endpoint -> (pinned PEM, channel)
         self._refresh_lock = asyncio.Lock()
         self._last_refresh = 0.0
         self.on_refresh: list[Callable[[], None]] = []  # called after every refresh (session upkeep)

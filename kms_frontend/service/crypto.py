@@ -19,7 +19,7 @@ from .. import errors
 from ..ciphertext import CiphertextFormatError, aad_of_encoded, header_bytes, pack_encoded, unpack
 from ..cluster.errors import BackingKeyMissing, BadCiphertext, NoHsmAvailable
 from ..cluster.hsm_client import HsmClients, StoreHsmClient
-from ..store.repository import ConnectionState, KeyRecord, KeyState
+from ..store.repository import KeyRecord, KeyState
 from .catalog import Catalog
 from .context import Context
 from .input_rules import (
@@ -197,12 +197,7 @@ class Crypto:
         number_of_bytes = require_number_of_bytes(number_of_bytes)
         if not store_id:
             return os.urandom(number_of_bytes)
-        store = await self.ctx.store_or_none(store_id)
-        if store is None:
-            raise errors.custom_key_store_not_found(store_id)
-        if store.connection_state != ConnectionState.CONNECTED:
-            raise errors.custom_key_store_invalid_state(store_id, store.connection_state, "GenerateRandom",
-                                                        [ConnectionState.CONNECTED])
+        store = await self.ctx.connected_store(store_id, "GenerateRandom")
         self._throttle(store_id)
         try:
             return await self.hsms.require(store_id).random(number_of_bytes)

@@ -111,12 +111,8 @@ class KmsKeys:
         validate_policy(policy)
         if req.tags:
             validate_tags(req.tags)
-        store = await self.ctx.store_or_none(req.custom_key_store_id)  # type: ignore[arg-type]
-        if store is None:
-            raise errors.custom_key_store_not_found(req.custom_key_store_id)
-        if store.connection_state != ConnectionState.CONNECTED:
-            raise errors.custom_key_store_invalid_state(store.custom_key_store_id, store.connection_state, "CreateKey",
-                                                        [ConnectionState.CONNECTED])
+        assert req.custom_key_store_id is not None  # Origin AWS_CLOUDHSM requires it (checked above)
+        store = await self.ctx.connected_store(req.custom_key_store_id, "CreateKey")
         info = await self.directory.lookup(store.cloud_hsm_cluster_id, max_age_s=2.0)
         active = info.active_hsms if info is not None else 0
         if active < MIN_HSMS_CREATE_KEY:
@@ -277,12 +273,7 @@ class KmsKeys:
     async def orphans(self, store_id: str, *, delete: bool) -> list[tuple[Orphan, str]]:
         """kmsuser-owned keys whose label names no existing KMS key; with ``delete``,
         remove them. Returns (orphan, outcome) pairs."""
-        store = await self.ctx.store_or_none(store_id)
-        if store is None:
-            raise errors.custom_key_store_not_found(store_id)
-        if store.connection_state != ConnectionState.CONNECTED:
-            raise errors.custom_key_store_invalid_state(store_id, store.connection_state, "orphan cleanup",
-                                                        [ConnectionState.CONNECTED])
+        store = await self.ctx.connected_store(store_id, "orphan cleanup")
         try:
             hsm = self.hsms.require(store_id)
             found = await hsm.find_keys()
