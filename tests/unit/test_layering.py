@@ -79,3 +79,12 @@ def test_the_server_processes_load_no_cli_or_tool_module() -> None:
     assert "hsm_node.server" in loaded and "kms_frontend.server" in loaded and "plumbing.drain" in loaded
     forbidden = ("hsm_node.mgmt", "kms_frontend.cli", "cluster_tools")
     assert [m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden)] == []
+
+
+def test_inside_the_frontend_imports_point_down() -> None:
+    """api -> service -> cluster -> protos (DESIGN decision 11): only cluster/ speaks hsm.v1 and
+    reads gRPC statuses of the HSMs; nothing below points back up."""
+    assert offenders("kms_frontend/service", ("grpc", "protos.hsm", "kms_frontend.api")) == []
+    assert offenders("kms_frontend/api", ("protos.hsm", "kms_frontend.cluster")) == []
+    assert offenders("kms_frontend/cluster", ("kms_frontend.service", "kms_frontend.api")) == []
+    assert offenders("kms_frontend/store", ("kms_frontend.service", "kms_frontend.api", "kms_frontend.cluster")) == []
