@@ -33,6 +33,7 @@ class Keys:
         self.node = node
         self.session_keys: dict[int, rec.KeyRecord] = {}  # non-persistent keys: this node, this run
         self._allocating: set[int] = set()  # handles given to generations whose write has not landed yet
+        self._top_handle = 0  # the highest handle this node gave out (session keys, generations in flight)
         # share / delete / sync read a key record and write it back: one at a time, re-reading
         # under the lock, or concurrent shares are lost and a share can revive a deleted key
         self._mutating = asyncio.Lock()
@@ -47,9 +48,10 @@ class Keys:
         size = rules.key_size(size)
         rules.label(label)
         shared = self._check_share_targets(caller, share_with)
-        # Handles of deleted keys stay taken (their tombstones): a stale handle must never name another key.
-        handle = node.records.next_id(set(node.records.keys) | set(self.session_keys) | self._allocating
-                                      | node.records.entities("key"), node.ordinal)
+        # Handles are never reused, neither those of deleted keys (their tombstones count in
+        # top_key_handle) nor those of session keys: a stale handle must never name another key.
+        handle = node.records.next_after(max(node.records.top_key_handle, self._top_handle), node.ordinal)
+        self._top_handle = handle
         material = os.urandom(size)
         key = rec.KeyRecord(handle, label, caller.user_id, size, material, node.now_ms(), shared, _kcv(material))
         if session_key:
