@@ -11,6 +11,9 @@ import grpc
 
 class HsmError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION
+    # Sent as trailing metadata with the status, for callers that act on the kind of refusal
+    # rather than on the message text (see hsm.proto: ERROR_REASON_HEADER).
+    metadata: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
         super().__init__(message)
@@ -53,6 +56,24 @@ class InsufficientReplicas(HsmError):
 
 class StorageFull(HsmError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+ERROR_REASON_HEADER = "x-hsm-error-reason"
+KEY_LIMIT_REASON = "KEY_LIMIT_EXCEEDED"
+KEY_LIMIT_HEADER = "x-hsm-key-limit"
+DEFAULT_MAX_KEYS = 3300  # CloudHSM quota "Maximum keys per cluster" (hsm1.medium)
+
+
+class KeyLimitExceeded(HsmError):
+    """CloudHSM's limit of keys per cluster: a new key is refused, nothing else changes."""
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, limit: int, held: int) -> None:
+        super().__init__(
+            f"HSM Error: key limit reached: this HSM holds {held} keys and the cluster's maximum is {limit}"
+            " (CloudHSM quota: maximum keys per cluster); no key was created. Delete keys that are no longer"
+            " needed; for scale tests the limit can be raised (hsm-node --max-keys, HSM_MAX_KEYS)")
+        self.metadata = ((ERROR_REASON_HEADER, KEY_LIMIT_REASON), (KEY_LIMIT_HEADER, str(limit)))
 
 
 # The CloudHSM return codes our messages reuse.

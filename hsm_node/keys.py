@@ -19,6 +19,7 @@ from .errors import (
     KEY_ACCESS_DENIED,
     InsufficientReplicas,
     InvalidArgument,
+    KeyLimitExceeded,
     NotFound,
     PermissionDenied,
 )
@@ -48,6 +49,7 @@ class Keys:
         size = rules.key_size(size)
         rules.label(label)
         shared = self._check_share_targets(caller, share_with)
+        self._check_key_limit()
         # Handles are never reused, neither those of deleted keys (their tombstones count in
         # top_key_handle) nor those of session keys: a stale handle must never name another key.
         handle = node.records.next_after(max(node.records.top_key_handle, self._top_handle), node.ordinal)
@@ -74,6 +76,16 @@ class Keys:
         # enough nodes hold it, and taken back otherwise, whether anyone still listens or not.
         outcome = await node.uncancellable(self._store_new_key(key, min_replicas, timeout_s))
         return key, outcome
+
+    def _check_key_limit(self) -> None:
+        """CloudHSM's "Maximum keys per cluster" (3,300 on hsm1.medium): counted on the HSM taking
+        the call, persistent and session keys and generations in flight together."""
+        limit = self.node.config.max_keys
+        if not limit:
+            return
+        held = len(self.node.records.keys) + len(self.session_keys) + len(self._allocating)
+        if held >= limit:
+            raise KeyLimitExceeded(limit, held)
 
     async def _store_new_key(self, key: rec.KeyRecord, min_replicas: int, timeout_s: float) -> WriteOutcome:
         node = self.node

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from . import certs
 from . import records as rec
-from .errors import InvalidArgument, StorageFull, WrongState
+from .errors import DEFAULT_MAX_KEYS, InvalidArgument, StorageFull, WrongState
 from .rules import PRECO_DEFAULT_PASSWORD, PRECO_USERNAME
 from .sealing import hash_password, seal
 from .sessions import Sessions
@@ -43,6 +43,7 @@ class NodeConfig:
     backup_interval_s: float = 24 * 3600
     session_idle_timeout_s: float = 900.0
     replica_wait_s: float = 2.0               # how long a write waits for live peers to confirm
+    max_keys: int = DEFAULT_MAX_KEYS          # keys this HSM may hold (CloudHSM's per-cluster limit); 0 = no limit
     clock: Callable[[], float] = time.time    # injectable wall clock (seconds)
 
 

@@ -71,7 +71,7 @@ def rpc(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             return await fn(self, request, context)
         except HsmError as exc:
             code, detail = exc.code.name, exc.message
-            await context.abort(exc.code, exc.message)
+            await context.abort(exc.code, exc.message, exc.metadata)
         except grpc.aio.AbortError:
             code = "ABORTED_BY_HANDLER"
             raise

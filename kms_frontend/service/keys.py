@@ -25,6 +25,7 @@ from .. import errors
 from ..cluster.calls import NoNodeAvailable, on_any_node
 from ..cluster.connector import CONNECTED, Connector
 from ..cluster.directory import ClusterDirectory
+from ..cluster.refusals import key_limit
 from ..store.repository import (
     AuditEvent,
     InvalidMarkerError,
@@ -161,9 +162,15 @@ class Keys:
         sessions = self.connector.sessions.get(store_id)
 
         async def generate(node):  # type: ignore[no-untyped-def]
-            r = await node.stub.GenerateKey(hsm.GenerateKeyRequest(
-                session_token=node.token, key_size_bytes=HSM_KEY_BYTES, label=arn, min_replicas=MIN_HSMS_CREATE_KEY,
-                timeout_ms=REPLICA_TIMEOUT_MS), timeout=REPLICA_TIMEOUT_MS / 1000 + 5)
+            try:
+                r = await node.stub.GenerateKey(hsm.GenerateKeyRequest(
+                    session_token=node.token, key_size_bytes=HSM_KEY_BYTES, label=arn,
+                    min_replicas=MIN_HSMS_CREATE_KEY, timeout_ms=REPLICA_TIMEOUT_MS), timeout=REPLICA_TIMEOUT_MS / 1000 + 5)
+            except grpc.aio.AioRpcError as exc:
+                limit = key_limit(exc)
+                if limit is not None:  # the cluster is full: its other nodes hold the same keys, do not ask them
+                    raise errors.cloud_hsm_key_limit(cluster_id, limit) from None
+                raise
             return r.key_handle
         try:
             return await on_any_node(sessions, generate)
