@@ -8,11 +8,13 @@ changes: durable first, then replicated, then acknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -27,6 +29,17 @@ from .state import RecordState
 from .storage import OplogEntry, RecordChange, Storage, is_storage_full
 
 log = logging.getLogger("hsm_node")
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 T = TypeVar("T")
 
 UNINITIALIZED, INITIALIZED, ACTIVE, DELETED = "UNINITIALIZED", "INITIALIZED", "ACTIVE", "DELETED"
@@ -73,7 +86,9 @@ class HsmNode:
 
     # ------------------------------------------------------------ loading
 
-    def _load(self) -> None:
+    def _load(self, records: list[RecordChange] | None = None) -> None:
+        """(Re)build the in-memory state from storage; ``records``: what storage just took
+        (a seed from a backup), so that 100k records are not read back and opened again."""
         s = self.storage
         if s.get_meta("state") is None:
             self._create_identity()
@@ -90,8 +105,9 @@ class HsmNode:
         self.cluster_key_pem = s.get_secret("cluster_key") or b""
         self.domain_key = s.get_secret("domain_key") or b""
         self.records.clear()
-        for r in s.load_records():
-            self.records.apply(r.kind, r.entity, r.version, r.record)
+        with _gc_paused():  # 100k long-lived records, no cycles: collections would only rescan them
+            for r in (s.load_records() if records is None else records):
+                self.records.apply(r.kind, r.entity, r.version, r.record)
         self.positions = s.positions()
         self._seq = self.positions.get(self.node_id, 0)
         self._hlc = max(s.max_hlc(), max((e.hlc for e in s.read_oplog(self.node_id, self._seq - 1, 1)), default=0))
@@ -259,7 +275,7 @@ class HsmNode:
                 await self.db(self.storage.put_meta, plain, secret)
             else:
                 await self.db(self.storage.replace_all, seed[0], seed[1], plain, secret)
-            self._load()
+            self._load(None if seed is None else seed[0])
             self.sessions.drop_all()
             for cb in self.on_identity_change:
                 cb()
