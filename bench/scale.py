@@ -14,7 +14,8 @@ concurrent callers; nothing is seeded behind the API's back), and at each size m
   (the latency a single client sees; the target's p50 < 20 ms is about this one);
 * RSS of the frontend and of each node (from /proc), after the growth;
 * frontend start: SIGTERM, start again, time until it answers, and until the store is
-  CONNECTED again and an Encrypt with the newest key works; the frontend's RSS just after;
+  CONNECTED again and an Encrypt with the newest key works; the frontend's RSS just after,
+  and the CPU it uses over the next 5 s while nobody calls it;
 * ListKeys: a full pagination (1000 per page) through every key;
 * backup: CreateBackup on node 1 (time, sealed size); restore: RestoreCluster of that backup
   on a fresh node, until a ciphertext made before the backup decrypts there;
@@ -62,6 +63,7 @@ from tests.harness import (  # noqa: E402
 )
 
 BENCH_USER, BENCH_PASSWORD = "benchuser", "benchPassword1"
+IDLE_S = 5.0  # how long the idle frontend's CPU use is measured
 BENCH_USER_KEYS = 100  # keys of the separate crypto user whose SyncKeys make the catch-up writes
 
 
@@ -70,6 +72,11 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -241,8 +248,13 @@ class Scale:
             return True
         await wait_until(encrypts, timeout=120, interval=0.02, what="Encrypt after the restart")
         usable_s = time.perf_counter() - t0
-        return {"stop_s": stop_s, "serving_s": serving_s, "usable_s": usable_s,
-                "rss_mb": rss_mb(self.fe.proc.pid)}  # type: ignore[union-attr]
+        pid = self.fe.proc.pid  # type: ignore[union-attr]
+        rss = rss_mb(pid)
+        # What the frontend costs doing nothing (periodic sweeps, discovery), over a few seconds.
+        cpu0, t1 = cpu_seconds(pid), time.perf_counter()
+        await asyncio.sleep(IDLE_S)
+        idle_pct = 100 * (cpu_seconds(pid) - cpu0) / (time.perf_counter() - t1)
+        return {"stop_s": stop_s, "serving_s": serving_s, "usable_s": usable_s, "rss_mb": rss, "idle_cpu_pct": idle_pct}
 
     async def backup_restore(self) -> dict:
         n1 = self.nodes[0].stub()
@@ -314,6 +326,7 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ("frontend restart: serving", "restart.serving_s", " s", True),
     ("frontend restart: Encrypt ok", "restart.usable_s", " s", True),
     ("frontend RSS after restart", "restart.rss_mb", " MB", True),
+    ("frontend idle CPU after restart", "restart.idle_cpu_pct", " %", True),
     ("ListKeys, all pages", "list.seconds", " s", True),
     ("backup: time", "backup.backup_s", " s", True),
     ("backup: size", "backup.backup_mb", " MB", True),
