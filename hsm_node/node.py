@@ -8,18 +8,20 @@ changes: durable first, then replicated, then acknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import certs
 from . import records as rec
-from .errors import InvalidArgument, StorageFull, WrongState
+from .errors import DEFAULT_MAX_KEYS, InvalidArgument, StorageFull, WrongState
 from .login_sessions import LoginSessions
 from .rules import PRECO_DEFAULT_PASSWORD, PRECO_USERNAME
 from .state import RecordState
@@ -30,6 +32,17 @@ if TYPE_CHECKING:
     from .replication import Replicator
 
 log = logging.getLogger("hsm_node")
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 T = TypeVar("T")
 
 UNINITIALIZED, INITIALIZED, ACTIVE, DELETED = "UNINITIALIZED", "INITIALIZED", "ACTIVE", "DELETED"
@@ -46,6 +59,7 @@ class NodeConfig:
     backup_interval_s: float = 24 * 3600
     session_idle_timeout_s: float = 900.0
     replica_wait_s: float = 2.0               # how long a write waits for live peers to confirm
+    max_keys: int = DEFAULT_MAX_KEYS          # keys this HSM may hold (CloudHSM's per-cluster limit); 0 = no limit
     clock: Callable[[], float] = time.time    # injectable wall clock (seconds)
 
 
@@ -75,7 +89,9 @@ class HsmNode:
 
     # ------------------------------------------------------------ loading
 
-    def _load(self) -> None:
+    def _load(self, records: list[RecordChange] | None = None) -> None:
+        """(Re)build the in-memory state from storage; ``records``: what storage just took
+        (a seed from a backup), so that 100k records are not read back and opened again."""
         s = self.storage
         if s.get_meta("state") is None:
             self._create_identity()
@@ -92,8 +108,9 @@ class HsmNode:
         self.cluster_key_pem = s.get_secret("cluster_key") or b""
         self.domain_key = s.get_secret("domain_key") or b""
         self.records.clear()
-        for r in s.load_records():
-            self.records.apply(r.kind, r.entity, r.version, r.record)
+        with _gc_paused():  # 100k long-lived records, no cycles: collections would only rescan them
+            for r in (s.load_records() if records is None else records):
+                self.records.apply(r.kind, r.entity, r.version, r.record)
         self.positions = s.positions()
         self._seq = self.positions.get(self.node_id, 0)
         self._hlc = max(s.max_hlc(), max((e.hlc for e in s.read_oplog(self.node_id, self._seq - 1, 1)), default=0))
@@ -261,7 +278,7 @@ class HsmNode:
                 await self.db(self.storage.put_meta, plain, secret)
             else:
                 await self.db(self.storage.replace_all, seed[0], seed[1], plain, secret)
-            self._load()
+            self._load(None if seed is None else seed[0])
             self.sessions.drop_all()
             for cb in self.on_identity_change:
                 cb()

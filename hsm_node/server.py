@@ -23,6 +23,7 @@ from plumbing.options import add_process_options
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
 from .api.servicer import HsmServicer
+from .errors import DEFAULT_MAX_KEYS
 from .keys import KeyRules
 from .membership import Membership
 from .node import ACTIVE, HsmNode, NodeConfig
@@ -126,11 +127,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds between periodic backups [HSM_BACKUP_INTERVAL]")
     p.add_argument("--session-idle-timeout", type=float, default=float(env("HSM_SESSION_IDLE_TIMEOUT", "900")),
                    help="seconds before an idle login session expires [HSM_SESSION_IDLE_TIMEOUT]")
+    p.add_argument("--max-keys", type=int, default=int(env("HSM_MAX_KEYS", str(DEFAULT_MAX_KEYS))),
+                   help="keys the HSM may hold, CloudHSM's limit per cluster by default; 0 = no limit,"
+                        " for scale tests [HSM_MAX_KEYS]")
     add_process_options(p, "HSM", grace_s=5, in_flight="calls")
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> NodeConfig:
+    if args.max_keys < 0:
+        raise ValueError(f"--max-keys must be 0 (no limit) or more (got {args.max_keys})")
     master = load_master_key(args.master_key_file, os.environ.get("HSM_MASTER_KEY"), create=True)
     endpoint = args.advertise or args.listen
     peer_endpoint = args.peer_advertise or args.peer_listen
@@ -141,7 +147,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     return NodeConfig(
         data_dir=args.data_dir, master_key=master, endpoint=endpoint, peer_endpoint=peer_endpoint, hosts=hosts,
         backup_dir=args.backup_dir, backup_interval_s=args.backup_interval,
-        session_idle_timeout_s=args.session_idle_timeout,
+        session_idle_timeout_s=args.session_idle_timeout, max_keys=args.max_keys,
     )
 
 

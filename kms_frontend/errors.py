@@ -338,6 +338,16 @@ def hsm_storage_full(cluster_id: str) -> KMSInternalException:
         "created. Free space on the HSM nodes' data volumes, then retry.")
 
 
+def cloud_hsm_key_limit(cluster_id: str, limit: int) -> LimitExceededException:
+    """The cluster holds CloudHSM's maximum number of keys: AWS documents no text for this case;
+    KMS reports an exceeded resource quota as LimitExceededException."""
+    held = f" ({limit:,})" if limit else ""
+    return LimitExceededException(
+        f"CloudHSM cluster {cluster_id} cannot hold another key: it holds the maximum number of keys per cluster"
+        f"{held}. No KMS key was created. Delete KMS keys of this custom key store that are no longer needed"
+        " (their key material leaves the cluster when their waiting period ends), or use another cluster.")
+
+
 def metadata_store_full() -> KMSInternalException:
     return KMSInternalException(
         "The KMS frontend's metadata store is full: nothing was changed. Free space on its data volume, then retry.")

@@ -269,9 +269,10 @@ class FrontendProcess:
         await self.wait_ready()
 
 
-async def three_node_cluster(lab: Lab, n: int = 3, kmsuser_password: str = CU_PASSWORD) -> list[NodeProcess]:
-    """n nodes, initialised, activated, joined, with kmsuser created."""
-    nodes = [await lab.start_node() for _ in range(n)]
+async def three_node_cluster(lab: Lab, n: int = 3, kmsuser_password: str = CU_PASSWORD,
+                             node_args: list[str] | None = None) -> list[NodeProcess]:
+    """n nodes (each started with ``node_args``), initialised, activated, joined, with kmsuser created."""
+    nodes = [await lab.start_node(extra_args=node_args) for _ in range(n)]
     await lab.init_active(nodes[0])
     token = await co(nodes[0].stub())
     for node in nodes[1:]:

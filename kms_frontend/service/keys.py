@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .. import errors
 from ..cluster.directory import ClusterDirectory
-from ..cluster.errors import HsmClientError, HsmStorageFull, NoHsmAvailable, TooFewReplicas
+from ..cluster.errors import HsmClientError, HsmStorageFull, KeyLimitReached, NoHsmAvailable, TooFewReplicas
 from ..cluster.hsm_client import HsmClients
 from ..store.repository import (
     AuditEvent,
@@ -143,6 +143,8 @@ class KmsKeys:
                 arn, size_bytes=HSM_KEY_BYTES, min_replicas=MIN_HSMS_CREATE_KEY, timeout_ms=REPLICA_TIMEOUT_MS)
         except HsmStorageFull:
             raise errors.hsm_storage_full(cluster_id) from None
+        except KeyLimitReached as exc:  # the cluster is full: its other nodes hold the same keys
+            raise errors.cloud_hsm_key_limit(cluster_id, exc.limit) from None
         except TooFewReplicas as exc:
             raise errors.cloud_hsm_cluster_invalid_configuration(cluster_id, exc.confirmed, MIN_HSMS_CREATE_KEY) \
                 from None

@@ -62,7 +62,7 @@ class CustomKeyStoreRecord:
     version: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per key in the frontend's memory: no per-instance __dict__
 class KeyRecord:
     key_id: str
     arn: str
