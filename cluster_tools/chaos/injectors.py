@@ -56,6 +56,11 @@ class Injector:
     def wait_active(self, node: str, timeout: float = 60.0) -> None: raise NotImplementedError
     def mgmt(self, args: list[str], via: list[str]) -> tuple[int, Any, str]: raise NotImplementedError
 
+    def observable(self) -> tuple[dict[str, str], bytes] | None:
+        """Node endpoints this tool can reach itself, and the trust anchor to verify them (for the
+        per-node samples in the report); None when the nodes are out of reach (compose network)."""
+        return None
+
     def mgmt_ok(self, args: list[str], via: list[str]) -> Any:
         rc, doc, err = self.mgmt(args, via)
         if rc != 0:
@@ -122,6 +127,11 @@ class LocalInjector(Injector):
 
     def peer_endpoint(self, node: str) -> str:
         return self.c.node_spec(node).peer_endpoint
+
+    def observable(self) -> tuple[dict[str, str], bytes] | None:
+        if not self.c.anchor.exists():
+            return None
+        return {n: self.endpoint(n) for n in self.nodes}, self.c.anchor.read_bytes()
 
     def _signal(self, node: str, signum: int) -> int:
         pid = self._pid(node)

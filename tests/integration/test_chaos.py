@@ -46,6 +46,9 @@ def test_kms_load_prints_the_table_and_writes_every_operation_to_the_json_report
         assert 0 < entry["latency_ms"]["p50"] <= entry["latency_ms"]["p99"] <= entry["latency_ms"]["max"]
     assert doc["total"]["calls"] == sum(doc["operations"][op]["calls"] for op in OPS)
     assert doc["total"]["throughput_rps"] > 0 and doc["config"]["protocol"] == "grpc"
+    page = (tmp_path / "load.html").read_text()  # beside the JSON: the page and its plots
+    assert page.count("data:image/png;base64,") == 2 and f"{doc['total']['calls']}" in page
+    assert (tmp_path / "load-latency.png").exists() and (tmp_path / "load-throughput.png").exists()
     # the same driver over the AWS JSON endpoint (boto3), endpoint and keys from state.json
     aws = run("cluster_tools.load", "--cluster-dir", str(cluster), "--protocol", "aws", "--duration", "1s",
               "--concurrency", "2", "--mix", "encrypt=1,decrypt=1", "--quiet")
@@ -64,6 +67,11 @@ def test_chaos_run_with_kill_restart_and_pause_passes(cluster, tmp_path):
                  "fault resume node3 -> up"):
         assert line in r.stdout
     doc = json.loads((out / "report.json").read_text())
+    page = (out / "report.html").read_text()
+    assert "verdict: PASS" in page and page.count("data:image/png;base64,") == 3  # latency, throughput, nodes
+    assert all((out / f"{name}.png").stat().st_size > 10_000 for name in ("latency", "throughput", "nodes"))
+    assert any(r["type"] == "node" and r["state"] == "unreachable" and r["node"] == "node2"
+               for r in map(json.loads, (out / "history.jsonl").read_text().splitlines()))  # sampled while down
     checks = {c["name"]: c for c in doc["checks"]}
     assert all(c["passed"] for c in checks.values()) and set(checks) == {
         "ciphertexts", "keys", "consistency", "availability", "recovery"}
