@@ -39,9 +39,14 @@ class Catalog:
         self.arns = Arns(ctx.settings.region, ctx.settings.account_id)
         self.keys: dict[str, KeyRecord] = {}
         self.aliases: dict[str, AliasRecord] = {}
+        # Keys the periodic sweeps look at (Creating, PendingDeletion): a sweep a second must not
+        # scan 100k settled keys to find the few it acts on.
+        self._unsettled: dict[str, KeyRecord] = {}
 
     async def load(self) -> None:
-        self.keys = {k.key_id: k for k in await self._all_keys()}
+        self.keys, self._unsettled = {}, {}
+        for k in await self._all_keys():
+            self._put(k)
         self.aliases = {}
         marker = None
         while True:
@@ -63,7 +68,7 @@ class Catalog:
     async def reload_store(self, store_id: str) -> None:
         """After the connector changed many keys of a store at once (Unavailable and back)."""
         for k in await self._all_keys(store_id):
-            self.keys[k.key_id] = k
+            self._put(k)
 
     # ------------------------------------------------------------ the one write path of keys
 
@@ -87,12 +92,22 @@ class Catalog:
         except NotFoundError:
             pass
         self.keys.pop(key_id, None)
+        self._unsettled.pop(key_id, None)
         for name in [n for n, a in self.aliases.items() if a.key_id == key_id]:
             del self.aliases[name]
 
     def _put(self, key: KeyRecord) -> KeyRecord:
         self.keys[key.key_id] = key
+        if key.key_state in (KeyState.CREATING, KeyState.PENDING_DELETION):
+            self._unsettled[key.key_id] = key
+        else:
+            self._unsettled.pop(key.key_id, None)
         return key
+
+    def in_state(self, state: KeyState) -> list[KeyRecord]:
+        """Keys in Creating or PendingDeletion, without a scan of every key."""
+        assert state in (KeyState.CREATING, KeyState.PENDING_DELETION)
+        return [k for k in self._unsettled.values() if k.key_state == state]
 
     def keys_of_store(self, store_id: str) -> list[KeyRecord]:
         return [k for k in self.keys.values() if k.custom_key_store_id == store_id]

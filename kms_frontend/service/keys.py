@@ -155,8 +155,7 @@ class KmsKeys:
     async def recover(self) -> None:
         """Settle keys a crash left in ``Creating``: finish them if the cluster holds a
         backing key with their label, otherwise drop the record."""
-        for key in [k for k in self.catalog.keys.values()
-                    if k.key_state == KeyState.CREATING and k.key_id not in self._in_flight]:
+        for key in [k for k in self.catalog.in_state(KeyState.CREATING) if k.key_id not in self._in_flight]:
             try:
                 found = await self.hsms.require(key.custom_key_store_id).find_keys(label=key.arn)
             except HsmClientError:
@@ -233,9 +232,9 @@ class KmsKeys:
     async def delete_due(self) -> int:
         """Delete every key whose waiting period has ended (metadata, aliases, then
         best-effort backing key), recording the per-handle outcome."""
-        due = [k for k in self.catalog.keys.values()
-               if k.key_state == KeyState.PENDING_DELETION and k.deletion_date is not None
-               and k.deletion_date <= self.ctx.now_ms()]
+        now = self.ctx.now_ms()
+        due = [k for k in self.catalog.in_state(KeyState.PENDING_DELETION)
+               if k.deletion_date is not None and k.deletion_date <= now]
         for key in due:
             await self.catalog.delete_key(key.key_id)
             status = await self._delete_backing_key(key)
