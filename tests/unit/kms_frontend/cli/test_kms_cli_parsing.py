@@ -390,11 +390,21 @@ def test_invalid_base64_exits_252_before_any_call(capsys: pytest.CaptureFixture[
     assert rc == 252 and capsys.readouterr().err == '\nInvalid base64: "hello"\n'
 
 
+def test_no_credentials_exits_253_before_any_call(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    rc = cli.run(["list-keys", "--endpoint-url", "127.0.0.1:1"], environ={})
+    assert rc == 253 and "Unable to locate credentials" in capsys.readouterr().err
+
+
 def test_unreachable_endpoint_exits_255(capsys: pytest.CaptureFixture[str]) -> None:
     from tests.harness import free_port
 
     port = free_port()
-    rc = cli.run(["list-keys", "--endpoint-url", f"127.0.0.1:{port}", "--cli-read-timeout", "5"], environ={})
+    creds = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEEXAMPLE01", "AWS_SECRET_ACCESS_KEY": "secret-secret-secret"}
+    rc = cli.run(["list-keys", "--endpoint-url", f"127.0.0.1:{port}", "--cli-read-timeout", "5"], environ=creds)
     assert rc == 255
     assert capsys.readouterr().err == f'\nCould not connect to the endpoint URL: "grpc://127.0.0.1:{port}"\n'
 
