@@ -207,6 +207,7 @@ class SigV4Verifier:
         self._signing_keys: dict[tuple[str, str, str], bytes] = {}
         self._dates: dict[str, float] = {}
         self._signed: dict[str, tuple[str, ...]] = {}
+        self._scopes: dict[tuple[str, tuple[str, ...]], tuple[str, str, str]] = {}
 
     def verify(self, method: str, raw_path: str, headers: Iterable[tuple[str, str]], body: bytes,
                services: tuple[str, ...] | None = None) -> Authenticated:
@@ -237,18 +238,16 @@ class SigV4Verifier:
             raise MissingAuthenticationTokenException("Missing Authentication Token")
         params = _fast_auth_params(auth) or self._auth_params(auth)
         amz_date = (received.get("x-amz-date") or [""])[0].strip()
-        missing = [f"Authorization header requires '{p}' parameter." for p in ("Credential", "Signature",
-                                                                                "SignedHeaders") if p not in params]
-        if not amz_date:
-            missing.append("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
-        if missing:
-            raise IncompleteSignatureException(" ".join(missing) + f" Authorization={auth}")
-        scope = params["Credential"].split("/")
-        if len(scope) != 5:
-            raise IncompleteSignatureException(
-                "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, "
-                f"got '{params['Credential']}'")
-        key_id, scope_date, scope_region, scope_service, terminator = scope
+        if len(params) < 3 or not amz_date:
+            missing = [f"Authorization header requires '{p}' parameter." for p in ("Credential", "Signature",
+                                                                                    "SignedHeaders")
+                       if p not in params]
+            if not amz_date:
+                missing.append("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' "
+                               "header.")
+            if missing:
+                raise IncompleteSignatureException(" ".join(missing) + f" Authorization={auth}")
+        key_id, scope_date, scope_service = self._scope(params["Credential"], services or self.services)
         when = self._parse_date(amz_date)
         signed = self._signed_names(params["SignedHeaders"])
         self._require_signed(signed, received)
@@ -256,16 +255,6 @@ class SigV4Verifier:
             raise InvalidSignatureException(
                 "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
                 f"'{scope_date}' != '{amz_date[:8]}', from '{amz_date}'.")
-        if scope_region != self.region:
-            raise InvalidSignatureException(
-                f"Credential should be scoped to a valid region. This endpoint serves '{self.region}', "
-                f"not '{scope_region}'.")
-        allowed = services or self.services
-        if scope_service not in allowed:
-            raise InvalidSignatureException(f"Credential should be scoped to correct service: '{allowed[0]}'. ")
-        if terminator != "aws4_request":
-            raise InvalidSignatureException(
-                f"Credential should be scoped with a valid terminator: 'aws4_request', not '{terminator}'. ")
         self._check_time(amz_date, when)
         token = received.get("x-amz-security-token")
         secret, principal = self.credentials(key_id, token[0].strip() if token else None)
@@ -274,7 +263,7 @@ class SigV4Verifier:
             raise InvalidSignatureException("The provided 'x-amz-content-sha256' header does not match what was "
                                             "computed.")
         canonical = canonical_request(method, path, query, received, signed, payload_sha256)
-        credential_scope = f"{scope_date}/{scope_region}/{scope_service}/aws4_request"
+        credential_scope = f"{scope_date}/{self.region}/{scope_service}/aws4_request"
         to_sign = "\n".join((ALGORITHM, amz_date, credential_scope,
                              hashlib.sha256(canonical.encode("utf-8")).hexdigest()))
         key = self._signing_key(secret, scope_date, scope_service)
@@ -282,6 +271,33 @@ class SigV4Verifier:
         if not hmac.compare_digest(expected.encode(), params["Signature"].encode()):
             raise _mismatch(canonical, to_sign)
         return Authenticated(principal, scope_service)
+
+    def _scope(self, credential: str, services: tuple[str, ...]) -> tuple[str, str, str]:
+        """``keyid/date/region/service/aws4_request``, checked: (key id, date, service). Remembered per
+        credential string (one per key per day)."""
+        cache_key = (credential, services)
+        found = self._scopes.get(cache_key)
+        if found is not None:
+            return found
+        scope = credential.split("/")
+        if len(scope) != 5:
+            raise IncompleteSignatureException(
+                "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, "
+                f"got '{credential}'")
+        key_id, scope_date, scope_region, scope_service, terminator = scope
+        if scope_region != self.region:
+            raise InvalidSignatureException(
+                f"Credential should be scoped to a valid region. This endpoint serves '{self.region}', "
+                f"not '{scope_region}'.")
+        if scope_service not in services:
+            raise InvalidSignatureException(f"Credential should be scoped to correct service: '{services[0]}'. ")
+        if terminator != "aws4_request":
+            raise InvalidSignatureException(
+                f"Credential should be scoped with a valid terminator: 'aws4_request', not '{terminator}'. ")
+        if len(self._scopes) >= 4096:
+            self._scopes.clear()
+        found = self._scopes[cache_key] = (key_id, scope_date, scope_service)
+        return found
 
     def _signed_names(self, text: str) -> tuple[str, ...]:
         found = self._signed.get(text)
@@ -304,7 +320,7 @@ class SigV4Verifier:
             if values is None:
                 raise IncompleteSignatureException(f"Header '{name}' is named in SignedHeaders but is not in "
                                                    "the request.")
-            if not all(_PRINTABLE_ASCII.fullmatch(v) for v in values):
+            if not all((v.isascii() and v.isprintable()) or _PRINTABLE_ASCII.fullmatch(v) for v in values):
                 raise IncompleteSignatureException(
                     f"The value of signed header '{name}' has characters that are not printable ASCII; signed "
                     "header values must be printable ASCII.")

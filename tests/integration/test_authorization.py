@@ -472,8 +472,16 @@ async def test_grants_through_grpc_and_on_a_disconnected_store_and_across_a_rest
     # grants are durable: the frontend restarts, and they are there and in force
     await kms_env.fe.restart()
     bob = env.grpc("bob")
-    await bob.Encrypt(k.EncryptRequest(key_id=key, plaintext=b"x", encryption_context={"app": "demo"},
-                                       grant_tokens=[made.grant_token]), timeout=CALL_TIMEOUT)
+
+    async def encrypts() -> bool:  # the restarted frontend reconnects the store to its HSMs first
+        try:
+            await bob.Encrypt(k.EncryptRequest(key_id=key, plaintext=b"x", encryption_context={"app": "demo"},
+                                               grant_tokens=[made.grant_token]), timeout=CALL_TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            assert dict(exc.trailing_metadata() or ())["x-aws-exception"] == "KMSInvalidStateException", exc
+            return False
+        return True
+    await wait_until(encrypts, timeout=30, what="bob's Encrypt through his grant after the restart")
     # a disconnected store: its keys are Unavailable; grants can still be created, listed and retired
     await kms_env.disconnect()
     try:
