@@ -188,6 +188,25 @@ def test_tag_keys_and_grant_tokens_are_lists() -> None:
     assert list(r.grant_tokens) == ["t1"]
 
 
+def test_grant_commands_take_operations_and_constraints_as_the_aws_cli_does() -> None:
+    r = request("create-grant", "--key-id", "k", "--grantee-principal", "arn:aws:iam::111122223333:user/bob",
+                "--operations", "Encrypt", "Decrypt", "--constraints", "EncryptionContextSubset={app=demo,x=y}",
+                "--retiring-principal", "arn:aws:iam::111122223333:root", "--name", "n1")
+    assert list(r.operations) == ["Encrypt", "Decrypt"] and r.name == "n1"
+    assert dict(r.constraints.encryption_context_subset) == {"app": "demo", "x": "y"}
+    assert not r.constraints.encryption_context_equals
+    r = request("create-grant", "--key-id", "k", "--grantee-principal", "g", "--operations", "Decrypt",
+                "--constraints", '{"EncryptionContextEquals": {"a": "b"}}')
+    assert dict(r.constraints.encryption_context_equals) == {"a": "b"}
+    with pytest.raises(KmsCliError, match="EncryptionContextSubset"):
+        request("create-grant", "--key-id", "k", "--grantee-principal", "g", "--operations", "Decrypt",
+                "--constraints", "Department=IT")
+    r = request("retire-grant", "--grant-token", "tok")
+    assert r.grant_token == "tok" and not r.HasField("key_id")
+    r = request("revoke-grant", "--key-id", "k", "--grant-id", "g1")
+    assert (r.key_id, r.grant_id) == ("k", "g1")
+
+
 # ---------------------------------------------------------------- other kinds and presence
 
 
