@@ -31,7 +31,7 @@ checked per request only when the policies do not allow, and live in memory like
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -296,7 +296,7 @@ _SESSION_DENY = Verdict(False, "with an explicit deny in a session policy", expl
 
 class Authorizer:
     def __init__(self, catalog: Catalog, identities: Identities, tokens: GrantTokens, account_id: str,
-                 clock: Any) -> None:
+                 clock: Callable[[], float]) -> None:
         self.catalog, self.identities, self.tokens = catalog, identities, tokens
         self.account_id, self.clock = account_id, clock
         self._compiled: dict[tuple[str, int], CompiledPolicy] = {}
