@@ -2,6 +2,7 @@
 
     kms-cluster up [--nodes 3] [--dir .kms-cluster]     start (or resume) and stay in the foreground
     kms-cluster up --detach                              start and return
+    kms-cluster up --principals principals.json          IAM users and roles besides the account root
     kms-cluster status [--json]                          endpoints, ids, node health
     kms-cluster down                                     stop everything that `up` started
 
@@ -34,9 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from botocore.credentials import Credentials
 
+from kms_frontend.service.principals import load_principals_file
 from plumbing.addresses import split_endpoint
 from plumbing.files import write_private
+from protos.kms.v1 import auth as kms_auth
 from protos.kms.v1 import kms_pb2 as kms
 from protos.kms.v1 import kms_pb2_grpc as kms_grpc
 
@@ -80,6 +84,7 @@ class State:
     aws_access_key_id: str = ""
     aws_secret_access_key: str = ""
     region: str = "us-east-1"
+    principals_file: str = ""  # absolute path given to `up --principals`, read on every start
     pids: dict[str, int] = field(default_factory=dict)
 
     @classmethod
@@ -167,6 +172,8 @@ class Cluster:
             cmd += ["--hsm-endpoint", n.endpoint]
         if s.frontend_metrics_port:
             cmd += ["--metrics-listen", f"127.0.0.1:{s.frontend_metrics_port}"]
+        if s.principals_file:
+            cmd += ["--principals", s.principals_file]
         env = {"KMS_AWS_LISTEN": f"127.0.0.1:{s.aws_port}",
                "KMS_AWS_ACCESS_KEYS": f"{s.aws_access_key_id}:{s.aws_secret_access_key}"}
         self._spawn("frontend", cmd, env)
@@ -291,7 +298,8 @@ class Cluster:
 
     async def ensure_store(self, timeout: float = 60.0) -> None:
         s = self.state
-        async with grpc.aio.insecure_channel(f"{s.frontend_host}:{s.frontend_port}") as ch:
+        credentials = Credentials(s.aws_access_key_id, s.aws_secret_access_key)
+        async with kms_auth.aio_channel(f"{s.frontend_host}:{s.frontend_port}", credentials, s.region) as ch:
             stub = kms_grpc.KmsStub(ch)
             deadline = time.monotonic() + timeout
             while True:
@@ -336,6 +344,7 @@ class Cluster:
             "HSM_CO_PASSWORD": s.co_password,
             "KMS_ENDPOINT": f"{s.frontend_host}:{s.frontend_port}",
             "AWS_ENDPOINT_URL_KMS": f"http://127.0.0.1:{s.aws_port}",
+            "AWS_ENDPOINT_URL_STS": f"http://127.0.0.1:{s.aws_port}",
             "AWS_ACCESS_KEY_ID": s.aws_access_key_id,
             "AWS_SECRET_ACCESS_KEY": s.aws_secret_access_key,
             "AWS_REGION": s.region,
@@ -401,6 +410,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     if any(c.running().values()):
         print(f"kms-cluster: already running from {c.dir} (kms-cluster status; kms-cluster down)", file=sys.stderr)
         return 1
+    if args.principals is not None:
+        s.principals_file = str(Path(args.principals).resolve()) if args.principals else ""
+    if s.principals_file:
+        try:  # refused here, before anything starts, with the frontend's own message
+            load_principals_file(s.principals_file)
+        except ValueError as exc:
+            print(f"kms-cluster: --principals: {exc}", file=sys.stderr)
+            return 1
     c.dir.mkdir(parents=True, exist_ok=True)
     secrets_dir = c.dir / "secrets"
     if not (secrets_dir / "hsm-master.key").exists():
@@ -597,6 +614,9 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--region", default="us-east-1")
     up.add_argument("--backup-interval", type=float, default=None, help="seconds between periodic backups")
     up.add_argument("--detach", action="store_true", help="return once everything is up")
+    up.add_argument("--principals", metavar="FILE",
+                    help="IAM users and roles (JSON, see README) the frontend knows besides the account root; kept"
+                         " for later runs, read again on every up (\"\" forgets it)")
     st = sub.add_parser("status", help="endpoints, ids and node health")
     st.add_argument("--json", action="store_true")
     sub.add_parser("down", help="stop everything `up` started")

@@ -200,6 +200,73 @@ class IncorrectTrustAnchorException(KmsError):
     grpc_code = _S.INVALID_ARGUMENT
 
 
+# ---------------------------------------------------------------- authentication and authorization
+
+
+class MissingAuthenticationTokenException(KmsError):
+    grpc_code = _S.UNAUTHENTICATED
+
+
+class IncompleteSignatureException(KmsError):
+    grpc_code = _S.UNAUTHENTICATED
+
+
+class UnrecognizedClientException(KmsError):
+    grpc_code = _S.UNAUTHENTICATED
+
+
+class InvalidSignatureException(KmsError):
+    grpc_code = _S.UNAUTHENTICATED
+
+
+class ExpiredTokenException(KmsError):
+    grpc_code = _S.UNAUTHENTICATED
+
+
+class AccessDeniedException(KmsError):
+    grpc_code = _S.PERMISSION_DENIED
+    resource: str | None = None  # the ARN the caller was refused on (for the audit trail)
+
+
+class InvalidGrantIdException(KmsError):
+    grpc_code = _S.INVALID_ARGUMENT
+
+
+class AccessDenied(KmsError):
+    """STS's name for a refused call (KMS's is AccessDeniedException)."""
+
+    grpc_code = _S.PERMISSION_DENIED
+    http_status = 403
+
+
+AUTHENTICATION_REFUSALS = (MissingAuthenticationTokenException, IncompleteSignatureException,
+                           UnrecognizedClientException, InvalidSignatureException, ExpiredTokenException)
+"""Refusals of a request whose caller could not be authenticated (nothing ran)."""
+
+
+def invalid_security_token() -> UnrecognizedClientException:
+    return UnrecognizedClientException("The security token included in the request is invalid.")
+
+
+def expired_security_token() -> ExpiredTokenException:
+    return ExpiredTokenException("The security token included in the request is expired")
+
+
+def access_denied(principal_arn: str, action: str, resource: str | None, why: str) -> AccessDeniedException:
+    """AWS's wording: ``User: <arn> is not authorized to perform: <action> on resource: <arn>
+    because no identity-based policy allows the <action> action`` (``why`` is the part after the
+    resource: ``because no resource-based policy allows the kms:Decrypt action``, ``with an explicit
+    deny in a resource-based policy`` ...). ``resource`` None leaves out "on resource"."""
+    on = f" on resource: {resource}" if resource is not None else ""
+    exc = AccessDeniedException(f"User: {principal_arn} is not authorized to perform: {action}{on} {why}")
+    exc.resource = resource
+    return exc
+
+
+def sts_access_denied(principal_arn: str, action: str, resource: str, why: str) -> AccessDenied:
+    return AccessDenied(f"User: {principal_arn} is not authorized to perform: {action} on resource: {resource} {why}")
+
+
 EXCEPTIONS: Mapping[str, type[KmsError]] = _REGISTRY
 """AWS exception name -> class, for every exception defined above."""
 

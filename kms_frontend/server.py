@@ -21,7 +21,7 @@ from plumbing.options import add_process_options
 
 from .api.aws_json import AwsJsonEndpoint
 from .api.grpc_service import GrpcApi
-from .api.sigv4 import access_keys
+from .api.sigv4 import SigV4Verifier, access_keys
 from .clock import OffsetClock
 from .cluster.directory import ClusterDirectory
 from .cluster.hsm_client import HsmClients
@@ -29,6 +29,7 @@ from .observability import FrontendCollector
 from .secret_box import SecretBox
 from .service.context import Context, FrontendSettings
 from .service.frontend import Services, finish_abandoned
+from .service.principals import Identities, load_principals_file
 from .store.repository import SchemaVersionError
 from .store.sqlite import SqliteRepository
 
@@ -70,13 +71,19 @@ class Frontend:
         data = Path(args.data_dir)
         data.mkdir(parents=True, exist_ok=True)
         self.args = args
+        principals = load_principals_file(args.principals) if args.principals else None  # refused whole, or used
         box = SecretBox.from_key_file(os.path.expanduser(args.master_key_file), create=True)
-        repo = SqliteRepository(data / "metadata.db")
         clock = OffsetClock(os.environ.get("KMS_CLOCK_OFFSET_FILE"))
+        identities = Identities(args.account_id, access_keys(args.aws_access_key, data), principals, box, clock)
+        repo = SqliteRepository(data / "metadata.db")
         self.ctx = Context(repo, box, FrontendSettings(args.account_id, args.region, args.store_quota), clock=clock)
         self.directory = ClusterDirectory(args.hsm_endpoint)
         self.hsms = HsmClients(self.directory, instance_id(data))
-        self.services = Services(self.ctx, self.hsms)
+        self.services = Services(self.ctx, self.hsms, identities)
+        self.verifier = SigV4Verifier(identities.credential, args.region, services=("kms", "sts"))
+        if principals is not None:
+            log.info("principals loaded", extra={"event": "principals_loaded", "path": str(args.principals),
+                                                 "users": sorted(identities.users), "roles": sorted(identities.roles)})
         self.server = grpc.aio.server()
         self.gate = Gate()
         self.tls = None
@@ -85,7 +92,7 @@ class Frontend:
         self.health = health.aio.HealthServicer()
         self.aws: AwsJsonEndpoint | None = None
         if args.aws_listen:
-            self.aws = AwsJsonEndpoint(self.services, access_keys(args.aws_access_key, data), args.aws_listen)
+            self.aws = AwsJsonEndpoint(self.services, self.verifier, args.aws_listen)
         self.metrics: MetricsServer | None = None
         if args.metrics_listen:
             self.metrics = MetricsServer(args.metrics_listen, FrontendCollector(
@@ -96,7 +103,8 @@ class Frontend:
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        self.server.add_generic_rpc_handlers(tuple(GrpcApi(self.services, self.gate).handlers()))
+        self.server.add_generic_rpc_handlers(tuple(GrpcApi(self.services, self.verifier, self.gate,
+                                                           secure=self.tls is not None).handlers()))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, GenericHandlersOnly(self.server))
         if self.tls is not None:
             creds = grpc.ssl_server_credentials([self.tls])
@@ -117,6 +125,7 @@ class Frontend:
         self._tasks.append(loop.create_task(self.directory.run()))
         await self.services.connections.resume()
         self._tasks.append(loop.create_task(self.services.keys.run_deletions(self.args.sweep_interval)))
+        self._tasks.append(loop.create_task(self.services.audit.run()))
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("kms.v1.Kms", health_pb2.HealthCheckResponse.SERVING)
         log.info("listening", extra={"event": "listening", "listen": self.args.listen,
@@ -143,6 +152,7 @@ class Frontend:
         await finish_abandoned(deadline - asyncio.get_running_loop().time())
         for t in self._tasks:
             t.cancel()
+        await self.services.audit.close()
         await self.services.connections.close()
         await self.directory.close()
         if self.metrics is not None:
@@ -159,8 +169,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="AWS JSON 1.1 (boto3, AWS CLI) address; empty disables it [KMS_AWS_LISTEN]")
     p.add_argument("--aws-access-key", action="append",
                    default=[k for k in (env("KMS_AWS_ACCESS_KEYS") or "").split(",") if k],
-                   help="ACCESS_KEY_ID:SECRET accepted on the AWS endpoint (repeatable); without any, a pair is "
-                        "generated into <data-dir>/aws-credentials.json [KMS_AWS_ACCESS_KEYS]")
+                   help="ACCESS_KEY_ID:SECRET of the account root, accepted on both APIs (repeatable); without any, a"
+                        " pair is generated into <data-dir>/aws-credentials.json [KMS_AWS_ACCESS_KEYS]")
+    p.add_argument("--principals", default=env("KMS_PRINCIPALS_FILE") or None,
+                   help="JSON file of IAM users and roles (with their access keys and IAM policies) allowed to call,"
+                        " besides the account root; refused at start, whole, if not valid [KMS_PRINCIPALS_FILE]")
     p.add_argument("--data-dir", default=env("KMS_DATA_DIR", "./kms-data"), help="metadata directory [KMS_DATA_DIR]")
     p.add_argument("--master-key-file", default=env("KMS_MASTER_KEY_FILE", "~/.config/kms-frontend/master.key"),
                    help="key sealing the stored kmsuser passwords (created if missing) [KMS_MASTER_KEY_FILE]")

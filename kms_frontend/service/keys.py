@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import errors
 from ..cluster.directory import ClusterDirectory
@@ -32,21 +32,18 @@ from ..store.repository import (
 )
 from .catalog import Catalog
 from .context import Context
-from .input_rules import page_limit, validate_pending_window, validate_policy, validate_tags
+from .input_rules import page_limit, validate_pending_window, validate_tags
+from .policies import default_policy
+
+if TYPE_CHECKING:
+    from .authorization import Caller
+    from .policies import Policies
 
 log = logging.getLogger("kms_frontend.keys")
 DAY_MS = 86_400_000
 MIN_HSMS_CREATE_KEY = 2
 HSM_KEY_BYTES = 32
 REPLICA_TIMEOUT_MS = 5000
-
-
-def default_policy(account_id: str) -> str:
-    return json.dumps({
-        "Version": "2012-10-17", "Id": "key-default-1",
-        "Statement": [{"Sid": "Enable IAM User Permissions", "Effect": "Allow",
-                       "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"}, "Action": "kms:*", "Resource": "*"}],
-    }, separators=(",", ":"))
 
 
 @dataclass
@@ -78,13 +75,15 @@ class KmsKeys:
     """The life of KMS keys: create, describe, list, enable/disable, schedule and cancel deletion,
     the deletion sweep, crash recovery, orphaned key material and the audit log."""
 
-    def __init__(self, ctx: Context, catalog: Catalog, directory: ClusterDirectory, hsms: HsmClients) -> None:
+    def __init__(self, ctx: Context, catalog: Catalog, directory: ClusterDirectory, hsms: HsmClients,
+                 policies: Policies) -> None:
         self.ctx, self.catalog, self.directory, self.hsms = ctx, catalog, directory, hsms
+        self.policies = policies
         self._in_flight: set[str] = set()  # keys a CreateKey of this process is creating right now
 
     # ------------------------------------------------------------ CreateKey
 
-    async def create(self, req: CreateKeyRequest) -> KeyRecord:
+    async def create(self, req: CreateKeyRequest, caller: Caller) -> KeyRecord:
         origin = req.origin or "AWS_KMS"
         if req.custom_key_store_id and origin != "AWS_CLOUDHSM":
             raise errors.UnsupportedOperationException(
@@ -107,8 +106,7 @@ class KmsKeys:
                 f"KeyUsage {req.key_usage} is not supported in a custom key store; use ENCRYPT_DECRYPT.")
         if req.multi_region:
             raise errors.UnsupportedOperationException("Multi-Region keys cannot be created in a custom key store.")
-        policy = req.policy if req.policy is not None else default_policy(self.ctx.settings.account_id)
-        validate_policy(policy)
+        compiled = self.policies.parse(req.policy) if req.policy is not None else None
         if req.tags:
             validate_tags(req.tags)
         assert req.custom_key_store_id is not None  # Origin AWS_CLOUDHSM requires it (checked above)
@@ -119,6 +117,10 @@ class KmsKeys:
             raise errors.cloud_hsm_cluster_invalid_configuration(store.cloud_hsm_cluster_id, active, MIN_HSMS_CREATE_KEY)
         key_id = str(uuid.uuid4())
         arn = self.catalog.arns.key(key_id)
+        if compiled is not None:
+            self.policies.check_lockout(compiled, arn, caller, bypass=req.bypass_policy_lockout_safety_check,
+                                        operation="CreateKey")
+        policy = req.policy if req.policy is not None else default_policy(self.ctx.settings.account_id)
         record = KeyRecord(key_id=key_id, arn=arn, custom_key_store_id=store.custom_key_store_id,
                            cloud_hsm_cluster_id=store.cloud_hsm_cluster_id, creation_date=self.ctx.now_ms(),
                            policy=policy, key_state=KeyState.CREATING, description=req.description or "",
@@ -303,13 +305,3 @@ class KmsKeys:
             raise errors.KMSInvalidStateException(
                 f"KMS cannot reach any HSM of cluster {store.cloud_hsm_cluster_id}; try again when its nodes are up.") \
                 from None
-
-    # ------------------------------------------------------------ audit log
-
-    async def audit_events(self, after_id: int, limit: int | None, event: str | None,
-                           key_ref: str | None) -> list[AuditEvent]:
-        """The audit log (backing key deletions ...), oldest first; a key by id or ARN."""
-        key_id = key_ref.rsplit("/", 1)[-1] if key_ref and key_ref.startswith("arn:") else key_ref
-        return await self.ctx.db(self.ctx.repo.list_audit_events, after_id=after_id, limit=limit or 100,
-                                 event=event or None, key_id=key_id or None)
-

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from botocore.credentials import Credentials
 
+from protos.kms.v1 import auth as kms_auth
 from protos.kms.v1 import kms_pb2 as kms
 from protos.kms.v1 import kms_pb2_grpc as kms_grpc
 from tests.harness import free_port, wait_until
@@ -83,6 +85,14 @@ class Compose:
         start = logs.rfind("\n{") + 1  # a re-run container keeps the logs of earlier runs: take the last report
         return json.loads(logs[start:])
 
+    def root_channel(self) -> grpc.aio.Channel:
+        """A channel to the frontend's gRPC port signed as the account root (the pair in the secrets volume)."""
+        pair = subprocess.run(["docker", "exec", self.container("frontend"), "cat", "/secrets/aws-access-keys"],
+                              capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+        key_id, _, secret = pair.partition(":")
+        return kms_auth.aio_channel(f"127.0.0.1:{self.ports['KMS_GRPC_PORT']}", Credentials(key_id, secret),
+                                    "us-east-1")
+
     def hsm_mgmt(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """hsm-mgmt inside the compose network, with the operator's state (trust anchor, env)."""
         return self.run("run", "--rm", "--no-deps", "-e", "HSM_ENV_FILE=/state/env", "init", "hsm-mgmt", *args,
@@ -104,7 +114,7 @@ async def test_compose_cluster_serves_survives_a_killed_hsm_and_catches_it_up(co
     first = compose.init_result()
     assert first["connection_state"] == "CONNECTED"
     store_id = first["custom_key_store_id"]
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{compose.ports['KMS_GRPC_PORT']}") as ch:
+    async with compose.root_channel() as ch:
         stub = kms_grpc.KmsStub(ch)
         key = (await stub.CreateKey(kms.CreateKeyRequest(origin="AWS_CLOUDHSM", custom_key_store_id=store_id))).key_metadata
         ctx = {"purpose": "compose-test"}

@@ -81,7 +81,7 @@ class KmsEnv:
     @property
     def admin(self) -> kg.KmsAdminStub:
         if self._admin_channel is None:
-            self._admin_channel = grpc.aio.insecure_channel(self.fe.endpoint)
+            self._admin_channel = self.fe.channel(self.fe.root_credentials())
         return kg.KmsAdminStub(self._admin_channel)
 
     # ------------------------------------------------------------ store

@@ -6,8 +6,12 @@ import subprocess
 import sys
 import urllib.request
 
-import grpc
+import boto3
+import pytest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
+from protos.kms.v1 import auth as kms_auth
 from protos.kms.v1 import kms_pb2 as kms
 from protos.kms.v1 import kms_pb2_grpc as kms_grpc
 from tests.harness import free_port
@@ -18,8 +22,10 @@ def launcher(root, *args: str, timeout: float = 180) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=timeout)
 
 
-async def describe(endpoint: str) -> kms.CustomKeyStoresListEntry:
-    async with grpc.aio.insecure_channel(endpoint) as ch:
+async def describe(status: dict) -> kms.CustomKeyStoresListEntry:
+    """As the account root whose pair `up` printed (a call without a signature is refused)."""
+    credentials = Credentials(status["aws_access_key_id"], status["aws_secret_access_key"])
+    async with kms_auth.aio_channel(status["kms_endpoint"], credentials, status["region"]) as ch:
         r = await kms_grpc.KmsStub(ch).DescribeCustomKeyStores(kms.DescribeCustomKeyStoresRequest(), timeout=10)
     assert len(r.custom_key_stores) == 1
     return r.custom_key_stores[0]
@@ -40,7 +46,7 @@ async def test_up_status_down_and_resume(tmp_path):
         metrics = urllib.request.urlopen(status["frontend"]["metrics"], timeout=10).read().decode()
         assert "kms_custom_key_store_state" in metrics
         assert "hsm_keys" in urllib.request.urlopen(status["nodes"][0]["metrics"], timeout=10).read().decode()
-        store = await describe(status["kms_endpoint"])
+        store = await describe(status)
         assert store.connection_state == "CONNECTED" and store.custom_key_store_id == status["custom_key_store_id"]
         env = (root / "env").read_text()
         assert "HSM_TRUST_ANCHOR=" in env and "HSM_CO_PASSWORD=" in env and "KMS_ENDPOINT=" in env
@@ -55,11 +61,29 @@ async def test_up_status_down_and_resume(tmp_path):
         assert down.returncode == 0
         assert not any(n["running"] for n in json.loads(launcher(root, "status", "--json").stdout)["nodes"])
 
-        again = launcher(root, "up", "--detach")
+        # a later `up` takes a principals file; a bad one is refused before anything starts
+        bad, good = tmp_path / "bad.json", tmp_path / "principals.json"
+        bad.write_text('{"principals": [\n  {"arn": "arn:aws:iam::111122223333:user/x", "acces_keys": []}\n]}')
+        refused = launcher(root, "up", "--detach", "--principals", str(bad))
+        assert refused.returncode == 1 and f"{bad}:2:" in refused.stderr and "acces_keys" in refused.stderr
+        assert not any(n["running"] for n in json.loads(launcher(root, "status", "--json").stdout)["nodes"])
+        good.write_text(json.dumps({"principals": [
+            {"arn": "arn:aws:iam::111122223333:user/ops", "access_keys": [{"id": "AKIAOPS0000000000001",
+                                                                           "secret": "ops-secret-ops-secret"}],
+             "policies": [{"Version": "2012-10-17",
+                           "Statement": [{"Effect": "Allow", "Action": "kms:List*", "Resource": "*"}]}]}]}))
+        again = launcher(root, "up", "--detach", "--principals", str(good))
         assert again.returncode == 0, again.stderr
         resumed = json.loads(launcher(root, "status", "--json").stdout)
         assert resumed["cluster_id"] == status["cluster_id"]
         assert resumed["custom_key_store_id"] == status["custom_key_store_id"]
-        assert (await describe(resumed["kms_endpoint"])).connection_state == "CONNECTED"
+        assert (await describe(resumed)).connection_state == "CONNECTED"
+        ops = boto3.client("kms", endpoint_url=resumed["aws_endpoint_url"], region_name=resumed["region"],
+                           aws_access_key_id="AKIAOPS0000000000001", aws_secret_access_key="ops-secret-ops-secret")
+        assert ops.list_keys()["Keys"] == []
+        with pytest.raises(ClientError) as denied:
+            ops.describe_custom_key_stores()
+        assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert "AWS_ENDPOINT_URL_STS=" in (root / "env").read_text()
     finally:
         launcher(root, "down")
