@@ -7,6 +7,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from plumbing.addresses import split_listen
 from plumbing.drain import Gate, run_main, serve_until_signalled
 from plumbing.files import write_private
 from plumbing.metrics import MetricsServer
@@ -30,6 +35,8 @@ from .secret_box import SecretBox
 from .service.context import Context, FrontendSettings
 from .service.frontend import Services, finish_abandoned
 from .service.principals import Identities, load_principals_file
+from .service.workers import Leadership, WorkerSync, lead_when_possible
+from .store.changes import ChangeCounter
 from .store.repository import SchemaVersionError
 from .store.sqlite import SqliteRepository
 
@@ -66,25 +73,46 @@ def instance_id(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def worker_address(listen: str, index: int) -> str:
+    """A worker's own address for what each worker serves apart (/metrics): the port plus its index."""
+    if not listen or index == 0:
+        return listen
+    host, port = split_listen(listen, "--metrics-listen")
+    return f"[{host}]:{port + index}" if ":" in host else f"{host}:{port + index}"
+
+
 class Frontend:
     def __init__(self, args: argparse.Namespace) -> None:
         data = Path(args.data_dir)
         data.mkdir(parents=True, exist_ok=True)
         self.args = args
+        self.workers = max(1, args.workers)
         principals = load_principals_file(args.principals) if args.principals else None  # refused whole, or used
         box = SecretBox.from_key_file(os.path.expanduser(args.master_key_file), create=True)
         clock = OffsetClock(os.environ.get("KMS_CLOCK_OFFSET_FILE"))
         identities = Identities(args.account_id, access_keys(args.aws_access_key, data), principals, box, clock)
-        repo = SqliteRepository(data / "metadata.db")
-        self.ctx = Context(repo, box, FrontendSettings(args.account_id, args.region, args.store_quota), clock=clock)
+        # Several workers share the database, a change counter and each store's quota (service/workers.py).
+        self.counter = ChangeCounter(data / "metadata.changes") if self.workers > 1 else None
+        repo = SqliteRepository(data / "metadata.db", changes=self.counter)
+        settings = FrontendSettings(args.account_id, args.region, args.store_quota,
+                                    shared_quota_dir=str(data / "quota") if self.workers > 1 else None)
+        self.ctx = Context(repo, box, settings, clock=clock)
         self.directory = ClusterDirectory(args.hsm_endpoint)
-        self.hsms = HsmClients(self.directory, instance_id(data))
+        client_ids = [instance_id(data) + f"-w{i}" for i in range(self.workers)] if self.workers > 1 \
+            else [instance_id(data)]  # a session each on an HSM: one per user and client there
+        self.hsms = HsmClients(self.directory, client_ids[max(0, args.worker_index)])
         self.services = Services(self.ctx, self.hsms, identities)
+        self.services.connections.sibling_client_ids = [c for c in client_ids if c != self.hsms.client_id]
+        self.leadership: Leadership | None = None
+        if self.counter is not None:
+            self.services.sync = WorkerSync(self.ctx, self.counter, self.services.catalog, self.services.connections)
+            self.leadership = Leadership(data / "leader.lock")
+            self.services.keys.recover_after_ms = RECOVER_AFTER_MS
         self.verifier = SigV4Verifier(identities.credential, args.region, services=("kms", "sts"))
         if principals is not None:
             log.info("principals loaded", extra={"event": "principals_loaded", "path": str(args.principals),
                                                  "users": sorted(identities.users), "roles": sorted(identities.roles)})
-        self.server = grpc.aio.server()
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])  # several workers share the port
         self.gate = Gate()
         self.tls = None
         if args.tls_cert and args.tls_key:
@@ -92,10 +120,10 @@ class Frontend:
         self.health = health.aio.HealthServicer()
         self.aws: AwsJsonEndpoint | None = None
         if args.aws_listen:
-            self.aws = AwsJsonEndpoint(self.services, self.verifier, args.aws_listen)
+            self.aws = AwsJsonEndpoint(self.services, self.verifier, args.aws_listen, reuse_port=self.workers > 1)
         self.metrics: MetricsServer | None = None
         if args.metrics_listen:
-            self.metrics = MetricsServer(args.metrics_listen, FrontendCollector(
+            self.metrics = MetricsServer(worker_address(args.metrics_listen, args.worker_index), FrontendCollector(
                 self.ctx, self.hsms.open_sessions, lambda: {"grpc": self.gate.in_flight,
                                                             "aws": self.aws.in_flight if self.aws is not None else 0}),
                 log=logging.getLogger("kms_frontend.metrics"))
@@ -115,6 +143,9 @@ class Frontend:
             raise OSError(f"cannot listen on {self.args.listen}")
         with contextlib.suppress(Exception):
             await self.directory.refresh()
+        sync = self.services.sync
+        if sync is not None:
+            await sync.start()  # before the load: what other workers write from here on is applied after it
         await self.services.catalog.load()
         await self.server.start()
         if self.aws is not None:
@@ -123,13 +154,28 @@ class Frontend:
             self.metrics.start()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.directory.run()))
-        await self.services.connections.resume()
-        self._tasks.append(loop.create_task(self.services.keys.run_deletions(self.args.sweep_interval)))
+        if self.leadership is None or self.leadership.try_acquire():
+            await self.services.connections.resume()
+            self._tasks.append(loop.create_task(self.services.keys.run_deletions(self.args.sweep_interval)))
+        else:  # a follower: sessions of CONNECTED stores now, the leader's work if the leader goes
+            self.services.connections.leader = False
+            await self.services.connections.resume()
+            self._tasks.append(loop.create_task(lead_when_possible(self.leadership, self._lead)))
+        if sync is not None:
+            self._tasks.append(loop.create_task(sync.run()))
         self._tasks.append(loop.create_task(self.services.audit.run()))
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("kms.v1.Kms", health_pb2.HealthCheckResponse.SERVING)
         log.info("listening", extra={"event": "listening", "listen": self.args.listen,
-                                     "hsm_endpoints": self.args.hsm_endpoint})
+                                     "hsm_endpoints": self.args.hsm_endpoint, "worker": self.args.worker_index,
+                                     "pid": os.getpid(), "leader": self.services.connections.leader})
+
+    async def _lead(self) -> None:
+        """This follower took the leader's lock (the leader ended): finish what it left, sweep."""
+        self.services.connections.leader = True
+        await self.services.connections.resume(sessions=False)
+        self._tasks.append(asyncio.get_running_loop().create_task(
+            self.services.keys.run_deletions(self.args.sweep_interval)))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Drain: refuse new requests (UNAVAILABLE; health NOT_SERVING), let in-flight ones finish
@@ -158,6 +204,8 @@ class Frontend:
         if self.metrics is not None:
             await asyncio.to_thread(self.metrics.stop)
         self.ctx.close()
+        if self.leadership is not None:
+            self.leadership.close()
         log.info("stopped", extra={"event": "stopped"})
 
 
@@ -188,6 +236,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tls-key", default=env("KMS_TLS_KEY"), help="[KMS_TLS_KEY]")
     p.add_argument("--sweep-interval", type=float, default=float(env("KMS_SWEEP_INTERVAL", "1")),
                    help="seconds between key-deletion sweeps [KMS_SWEEP_INTERVAL]")
+    p.add_argument("--workers", type=int, default=int(env("KMS_WORKERS", "1")),
+                   help="serving processes sharing the ports (SO_REUSEPORT), the metadata and each store's quota;"
+                        " worker i serves /metrics on the metrics port + i [KMS_WORKERS]")
+    p.add_argument("--worker-index", type=int, default=-1, help=argparse.SUPPRESS)  # set by the supervisor
     add_process_options(p, "KMS", grace_s=10, in_flight="requests")
     return p.parse_args(argv)
 
@@ -196,8 +248,76 @@ async def run(args: argparse.Namespace) -> None:
     await serve_until_signalled(Frontend(args), args.shutdown_grace, log)
 
 
+RECOVER_AFTER_MS = 60_000  # several workers: a key in Creating is another worker's until this old
+WORKER_RESTART_S = 1.0
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """What the first start creates, done once before the workers start (they would race for it):
+    the data directory, the master key, the root's access keys, the instance id, the schema."""
+    data = Path(args.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    if args.principals:
+        load_principals_file(args.principals)
+    SecretBox.from_key_file(os.path.expanduser(args.master_key_file), create=True)
+    access_keys(args.aws_access_key, data)
+    instance_id(data)
+    SqliteRepository(data / "metadata.db").close()
+
+
+def supervise(args: argparse.Namespace, argv: list[str]) -> int:
+    """``--workers N``: start N worker processes with the same flags (they share the ports), pass
+    SIGTERM/SIGINT on to them, restart one that dies, and end when they have all stopped."""
+    prepare(args)
+    stopping = False
+
+    def spawn(index: int) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "kms_frontend.server", *argv, "--worker-index", str(index)])
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    procs = [spawn(i) for i in range(args.workers)]
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("workers started", extra={"event": "workers_started", "pids": [p.pid for p in procs]})
+    while True:
+        if all(p.poll() is not None for p in procs) and stopping:
+            return 0
+        for i, proc in enumerate(procs):
+            code = proc.poll()
+            if code is not None and not stopping:
+                if code == 2:  # a worker that cannot start (a port taken, bad flags): so would the others
+                    stop(signal.SIGTERM, None)
+                    for p in procs:
+                        p.wait()
+                    return 2
+                log.warning("worker exited; restarting it", extra={"event": "worker_restart", "worker": i,
+                                                                   "exit_code": code})
+                time.sleep(WORKER_RESTART_S)
+                if not stopping:
+                    procs[i] = spawn(i)
+        time.sleep(0.1)
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.workers > 1 and args.worker_index < 0:
+        from plumbing import logs
+
+        logs.setup("kms-frontend", args.log_level)
+        try:
+            sys.exit(supervise(args, argv))
+        except (SchemaVersionError, ValueError, OSError) as exc:
+            log.error(str(exc), extra={"event": "startup_failed"})
+            print(f"kms-frontend: {exc}", file=sys.stderr)
+            sys.exit(2)
+    args.worker_index = max(0, args.worker_index)
     run_main("kms-frontend", args.log_level, run(args), (SchemaVersionError, ValueError, OSError), log)
 
 

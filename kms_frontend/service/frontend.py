@@ -26,6 +26,7 @@ from .principals import Identities
 from .shapes import Shape
 from .sts import Sts
 from .tags import Tags
+from .workers import WorkerSync
 
 T = TypeVar("T")
 _finishing: set[asyncio.Task] = set()
@@ -67,6 +68,8 @@ class Services:
         self.sts = Sts(identities)
         self.audit = AuditTrail(ctx, self.model)
         self.connections.on_keys_changed = self.catalog.reload_store
+        self.sync: WorkerSync | None = None  # several workers: the others' writes, applied before a call
+
 
     def offers(self, operation: str) -> bool:
         return operation in self.operations
@@ -76,6 +79,9 @@ class Services:
         violation in one ValidationException), then the evaluator, then its rules. An operation
         that changes state runs to its end even if the caller hangs up."""
         op = self.operations[operation]
+        sync = self.sync
+        if sync is not None and sync.stale():  # one memory load per call; a reload only after a change
+            await sync.catch_up()
         self.model.validate(operation, params)
         if op.changes_state:
             return await run_to_end(self._run(op, params, caller))
