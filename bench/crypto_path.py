@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import multiprocessing as mp
 import os
@@ -74,16 +75,21 @@ from tests.harness import (  # noqa: E402
 
 PAYLOAD_BYTES = 256
 ECHO_METHOD = "/bench.Echo/Echo"
+STATS_METHOD = "/bench.Echo/Stats"
 ENCRYPT_METHOD = "/kms.v1.Kms/Encrypt"
-PATHS = {"encrypt": "Encrypt via frontend", "echo2": "bare 2-hop echo", "echo1": "bare 1-hop echo",
-         "stream2": "no-work stream proxy"}
+PATHS = {"encrypt": "Encrypt via frontend", "aws": "Encrypt, AWS endpoint", "echo2": "bare 2-hop echo",
+         "echo1": "bare 1-hop echo", "stream2": "no-work stream proxy"}
 BASES = {"echo2": "Encrypt / 2-hop echo", "echo1": "Encrypt / 1-hop echo", "stream2": "Encrypt / stream proxy"}
+DEFAULT_PATHS = "encrypt,echo2,echo1,stream2"
 
 
 # ---------------------------------------------------------------- client processes
 
 
 Target = tuple[str, "str | None", str, bytes, "tuple[str, str, str] | None"]  # address, CA, method, request, signer
+# A target whose method is HTTP_METHOD is the AWS endpoint: the request is Encrypt's JSON body, and the
+# callers send it as raw HTTP/1.1 (one keep-alive connection each), signed once per measurement.
+HTTP_METHOD = "http:TrentService.Encrypt"
 
 
 def client_process(conn: Any, targets: dict[str, Target]) -> None:
@@ -92,17 +98,64 @@ def client_process(conn: Any, targets: dict[str, Target]) -> None:
 
 
 def _signer(address: str, method: str, request: bytes, signer: tuple[str, str, str] | None) -> Any:
-    """Metadata for a measurement: SigV4 over ``request`` (kms.v1 calls), or nothing (echo)."""
+    """Metadata for a measurement: SigV4 over ``request`` (kms.v1 calls), or nothing; for the AWS
+    endpoint, the whole signed HTTP request."""
     if signer is None:
         return lambda: None
     key_id, secret, region = signer
     from botocore.credentials import Credentials
+    if method == HTTP_METHOD:
+        return lambda: http_request(address, request, Credentials(key_id, secret), region)
     return lambda: kms_auth.sign(method, request, Credentials(key_id, secret), region, address)
+
+
+def http_request(address: str, body: bytes, credentials: Any, region: str) -> bytes:
+    """A complete, SigV4-signed AWS JSON 1.1 Encrypt request (as botocore signs it), as bytes on the wire."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    request = AWSRequest(method="POST", url=f"http://{address}/", data=body, headers={
+        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "TrentService.Encrypt"})
+    SigV4Auth(credentials, "kms", region).add_auth(request)
+    headers = {"Host": address, **{k: v for k, v in request.headers.items() if k.lower() != "host"},
+               "Content-Length": str(len(body))}
+    return ("POST / HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode() + body
+
+
+class HttpCall:
+    """One keep-alive HTTP/1.1 connection per caller, sending pre-built requests and reading the
+    answers with as little work as possible (status line, Content-Length, body): the client's cost
+    stays small beside the server's, as the gRPC callers' does."""
+
+    def __init__(self, address: str) -> None:
+        self.host, port = address.rsplit(":", 1)
+        self.port = int(port)
+
+    async def caller(self, request: bytes, stop: float, latencies: array, errors: Counter[str]) -> None:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        perf = time.perf_counter
+        try:
+            while time.monotonic() < stop:
+                t0 = perf()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.split(b"Content-Length: ", 1)[1].split(b"\r\n", 1)[0])
+                await reader.readexactly(length)
+                status = head[9:12]
+                if status != b"200":
+                    errors[f"HTTP{status.decode()}"] += 1
+                    continue
+                latencies.append(perf() - t0)
+        finally:
+            writer.close()
 
 
 async def _client(conn: Any, targets: dict[str, Target]) -> None:
     channels, calls = [], {}
     for name, (address, ca_pem, method, request, signer) in targets.items():
+        if method == HTTP_METHOD:
+            calls[name] = (HttpCall(address), request, _signer(address, method, request, signer))
+            continue
         if ca_pem:
             ch = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(ca_pem.encode()))
         else:
@@ -129,6 +182,10 @@ async def _closed_loop(call: Any, request: bytes, sign: Any, callers: int, secon
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))  # every process starts together
     stop = start_at + seconds
     perf = time.perf_counter
+    if isinstance(call, HttpCall):
+        started = time.monotonic()
+        await asyncio.gather(*(call.caller(metadata, stop, latencies, errors) for _ in range(callers)))
+        return {"latencies": latencies.tobytes(), "errors": dict(errors), "elapsed": time.monotonic() - started}
 
     async def caller() -> None:
         while time.monotonic() < stop:
@@ -142,6 +199,13 @@ async def _closed_loop(call: Any, request: bytes, sign: Any, callers: int, secon
     started = time.monotonic()
     await asyncio.gather(*(caller() for _ in range(callers)))
     return {"latencies": latencies.tobytes(), "errors": dict(errors), "elapsed": time.monotonic() - started}
+
+
+async def proxy_batch_totals(address: str) -> tuple[float, float]:
+    """(operations, messages) the stream proxy has sent on its stream so far."""
+    async with grpc.aio.insecure_channel(address) as ch:
+        ops, msgs = (await ch.unary_unary(STATS_METHOD)(b"", timeout=5)).split()
+    return float(ops), float(msgs)
 
 
 def batch_totals(metrics_url: str) -> tuple[float, float]:
@@ -349,6 +413,12 @@ def encrypt_target(stack: KmsStack, ca: str | None) -> Target:
     return (stack.fe.endpoint, ca, ENCRYPT_METHOD, request.SerializeToString(), (key_id, secret, stack.fe.region))
 
 
+def aws_target(stack: KmsStack) -> Target:
+    body = json.dumps({"KeyId": stack.key_id, "Plaintext": base64.b64encode(os.urandom(PAYLOAD_BYTES)).decode()})
+    key_id, secret = stack.fe.aws_credentials()
+    return (f"127.0.0.1:{stack.fe.aws_port}", None, HTTP_METHOD, body.encode(), (key_id, secret, stack.fe.region))
+
+
 def encrypt_watch(stack: KmsStack) -> dict[str, list[int]]:
     return {"frontend": [stack.fe.proc.pid] if stack.fe.proc else [],
             "nodes": [n.proc.pid for n in stack.nodes if n.proc is not None]}
@@ -369,7 +439,9 @@ async def main() -> None:
     p.add_argument("--callers", default="1,16,64", help="concurrent closed-loop callers per point")
     p.add_argument("--rounds", type=int, default=3, help="repeat the sweep; the table shows medians")
     p.add_argument("--client-processes", type=int, default=2, help="load processes the callers are spread over")
-    p.add_argument("--paths", default=",".join(PATHS), help=f"subset of {','.join(PATHS)}")
+    p.add_argument("--paths", default=DEFAULT_PATHS, help=f"subset of {','.join(PATHS)}")
+    p.add_argument("--unsigned-baselines", action="store_true",
+                   help="the echo paths' calls without the signature metadata Encrypt's calls carry (as before issue 16)")
     p.add_argument("--client-tls", action="store_true", help="TLS on the client leg of every path too")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of load on each path before measuring")
     p.add_argument("--json", help="write the results here too")
@@ -396,17 +468,28 @@ async def main() -> None:
             await wait_until(answers, timeout=20, what=f"the echo server at {address}")
             await ch.close()
         payload = os.urandom(PAYLOAD_BYTES)
-        targets = {"encrypt": encrypt_target(stack, ca),
-                   **{path: (address, ca, ECHO_METHOD, payload, None) for path, address in addresses.items()}}
+        # The baselines' calls carry a signature like Encrypt's (same headers, same size), unless
+        # --unsigned-baselines: gRPC parses and hands over every call's metadata whether the server
+        # reads it or not, so that part of the cost belongs to the transport, which the baselines
+        # must pay too; checking the signature is the frontend's own work, which they do not do.
+        signer = None if args.unsigned_baselines else encrypt_target(stack, ca)[4]
+        targets = {"encrypt": encrypt_target(stack, ca), "aws": aws_target(stack),
+                   **{path: (address, ca, ECHO_METHOD, payload, signer) for path, address in addresses.items()}}
         clients = Clients(args.client_processes, {k: v for k, v in targets.items() if k in paths})
         watch = {"echo2": {"proxy": [echo_procs[1].pid], "echo": [echo_procs[0].pid]},
                  "echo1": {"echo": [echo_procs[0].pid]},
                  "stream2": {"proxy": [echo_procs[2].pid], "echo": [echo_procs[0].pid]}}
 
         async def measure(path: str, callers: int, seconds: float) -> dict:
-            if path == "encrypt":
+            if path in ("encrypt", "aws"):
                 assert stack is not None
                 return await measure_encrypt(clients, path, stack, callers, seconds)
+            if path == "stream2" and not args.client_tls:
+                ops0, msgs0 = await proxy_batch_totals(addresses["stream2"])
+                result = await clients.run(path, callers, seconds, watch[path])
+                ops1, msgs1 = await proxy_batch_totals(addresses["stream2"])
+                result["ops_per_message"] = (ops1 - ops0) / (msgs1 - msgs0) if msgs1 > msgs0 else 0.0
+                return result
             return await clients.run(path, callers, seconds, watch[path])
         for path in paths:  # warm up every path (connections, caches, the frontend's streams)
             await measure(path, 16, args.warmup)
@@ -452,8 +535,18 @@ def medians(rounds: list[list[dict]], paths: list[str]) -> list[dict]:
             row[path]["errors"] = sum(pt[path]["errors"] for pt in pts)
             row[path]["cpu_us_per_req"] = {g: statistics.median(pt[path]["cpu_us_per_req"][g] for pt in pts)
                                            for g in first[path]["cpu_us_per_req"]}
-        if "encrypt" in paths:
-            row["encrypt"]["ops_per_message"] = statistics.median(pt["encrypt"]["ops_per_message"] for pt in pts)
+        for path in paths:
+            if "ops_per_message" in first[path]:
+                row[path]["ops_per_message"] = statistics.median(pt[path]["ops_per_message"] for pt in pts)
+        for path, base in (("encrypt", "stream2"), ("aws", "encrypt")):  # per-round ratios, then the median
+            if path in paths and base in paths:
+                groups = (("frontend", "proxy"), ("nodes", "echo")) if base == "stream2" else (("frontend", "frontend"),)
+                for group, base_group in groups:
+                    row[f"cpu_{path}_{base}_{group}"] = statistics.median(
+                        pt[path]["cpu_us_per_req"][group] / pt[base]["cpu_us_per_req"][base_group]
+                        for pt in pts if pt[base]["cpu_us_per_req"][base_group])
+                row[f"p99_{path}_{base}"] = statistics.median(pt[path]["p99_ms"] / pt[base]["p99_ms"] for pt in pts
+                                                              if pt[base]["p99_ms"])
         for base in BASES:
             key = f"ratio_{base}"
             if key in first:
@@ -484,6 +577,13 @@ def report(info: dict, args: argparse.Namespace, table: list[dict]) -> None:
             if key in row:
                 per_round = ", ".join(f"{x:.2f}" for x in row[f"{key}_rounds"])
                 print(f"{'':>7} | {label:<22} | {row[key]:>7.2f} | rounds: {per_round}")
+        for key, label in (("cpu_encrypt_stream2_frontend", "CPU: frontend / proxy"),
+                           ("cpu_encrypt_stream2_nodes", "CPU: nodes / echo"),
+                           ("p99_encrypt_stream2", "p99: Encrypt / proxy"),
+                           ("cpu_aws_encrypt_frontend", "CPU: AWS / gRPC fe"),
+                           ("p99_aws_encrypt", "p99: AWS / gRPC")):
+            if key in row:
+                print(f"{'':>7} | {label:<22} | {row[key]:>7.2f} | median of per-round ratios")
 
 
 if __name__ == "__main__":
