@@ -48,6 +48,7 @@ class NodeConfig:
     replica_wait_s: float = 2.0               # how long a write waits for live peers to confirm
     clock: Callable[[], float] = time.time    # injectable wall clock (seconds)
     appliance_key: bytes = b""                # the appliance user's secret (empty: no AU logins)
+    hsm_id: str = ""                          # the HSM id the control plane gave it (empty: a new one)
 
 
 @dataclass
@@ -102,7 +103,7 @@ class HsmNode:
 
     def _create_identity(self) -> None:
         node_key, cluster_key = certs.new_key(), certs.new_key()
-        hsm_id = certs.random_id("hsm-")
+        hsm_id = self.config.hsm_id or certs.random_id("hsm-")
         bootstrap = certs.self_signed(node_key, f"hsm-node {self.node_id} (uninitialized)", self.config.hosts)
         self.storage.put_meta(
             plain={"state": UNINITIALIZED.encode(), "hsm_id": hsm_id.encode(),
@@ -232,6 +233,7 @@ class HsmNode:
         cluster_cert = certs.load_cert(signed_cluster_cert_pem, "signed cluster certificate")
         certs.verify_issued_by(anchor, anchor, "the trust anchor (it must be a self-signed CA certificate)")
         certs.verify_issued_by(cluster_cert, anchor, "the cluster certificate")
+        certs.require_ca(cluster_cert, "the signed cluster certificate")
         cluster_key = certs.load_key(self.cluster_key_pem)
         if not certs.public_key_matches(cluster_cert, cluster_key):
             raise InvalidArgument("the signed cluster certificate does not match this HSM's cluster CSR")

@@ -125,6 +125,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--appliance-key-file", default=env("HSM_APPLIANCE_KEY_FILE", ""),
                    help="secret of the appliance user (AU) the CloudHSM control plane logs in with; without it "
                         "the control plane cannot add or remove this node's members [HSM_APPLIANCE_KEY_FILE]")
+    p.add_argument("--hsm-id", default=env("HSM_ID", ""),
+                   help="the HSM id to take when the data directory is new (the CloudHSM control plane's) [HSM_ID]")
     p.add_argument("--backup-dir", default=env("HSM_BACKUP_DIR", "./hsm-backups"), help="backup store [HSM_BACKUP_DIR]")
     p.add_argument("--backup-interval", type=float, default=float(env("HSM_BACKUP_INTERVAL", "86400")),
                    help="seconds between periodic backups [HSM_BACKUP_INTERVAL]")
@@ -146,7 +148,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         data_dir=args.data_dir, master_key=master, endpoint=endpoint, peer_endpoint=peer_endpoint, hosts=hosts,
         backup_dir=args.backup_dir, backup_interval_s=args.backup_interval,
         session_idle_timeout_s=args.session_idle_timeout,
-        appliance_key=read_appliance_key(args.appliance_key_file),
+        appliance_key=read_appliance_key(args.appliance_key_file), hsm_id=args.hsm_id,
     )
 
 

@@ -10,6 +10,9 @@ entry point the gRPC adapter uses. Binary fields travel base64, timestamps as ep
 ``{"__type": name, "message": ...}``, which is what botocore turns into
 ``client.exceptions.<Name>``. No rules here.
 
+The same endpoint serves the CloudHSM v2 control plane (``X-Amz-Target: BaldrApiService.*``, signed
+for ``cloudhsm``): :mod:`.cloudhsm_json`.
+
 Operations of the KMS model this service does not offer (grants, asymmetric keys, multi-Region...)
 answer ``UnsupportedOperationException``; a target outside the model ``UnknownOperationException``.
 """
@@ -30,6 +33,7 @@ from plumbing.addresses import split_listen
 from .. import errors, observability
 from ..service.frontend import Services
 from .aws_model import AwsJsonCodec, SerializationException
+from .cloudhsm_json import CloudHsmEndpoint
 from .sigv4 import REFUSALS, SigV4Verifier
 
 log = logging.getLogger("kms_frontend.aws")
@@ -47,8 +51,9 @@ class AwsJsonEndpoint:
     """The aiohttp application serving the KMS API in the frontend's event loop."""
 
     def __init__(self, services: Services, keys: dict[str, str], listen: str, *, grace: float = 10.0,
-                 verifier: SigV4Verifier | None = None) -> None:
+                 verifier: SigV4Verifier | None = None, cloudhsm: CloudHsmEndpoint | None = None) -> None:
         self.services = services
+        self.cloudhsm = cloudhsm  # the CloudHSM v2 control plane, a second service on this endpoint
         self.listen, self.grace = listen, grace
         self.host, self.port = split_listen(listen, "--aws-listen")
         self.model = services.model
@@ -103,6 +108,8 @@ class AwsJsonEndpoint:
         self._in_flight += 1
         self._idle.clear()
         try:
+            if self.cloudhsm is not None and self.cloudhsm.claims(request):  # X-Amz-Target BaldrApiService.*
+                return await self.cloudhsm.handle(request)
             return await self._handle(request)
         finally:
             self._in_flight -= 1

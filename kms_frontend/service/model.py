@@ -67,12 +67,15 @@ def camel(member: str) -> str:
 class ServiceModel:
     """Operations, shapes and the constraint checks of the KMS API (plus the admin operations)."""
 
-    def __init__(self, model: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, model: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = ADMIN_MODEL) -> None:
+        """``model``: a botocore service model (default: KMS); ``extra``: operations of our own in the
+        same format (default: the KMS admin operations; None for another service's model alone)."""
         model = model if model is not None else Loader().load_service_model("kms", "service-2")
+        extra = extra if extra is not None else {"shapes": {}, "operations": {}}
         self.target_prefix: str = model["metadata"]["targetPrefix"]  # "TrentService"
-        self.shapes: dict[str, Any] = {**ADMIN_MODEL["shapes"], **model["shapes"]}
+        self.shapes: dict[str, Any] = {**extra["shapes"], **model["shapes"]}
         self.kms_operations: Mapping[str, Any] = model["operations"]
-        self.operations: dict[str, Any] = {**ADMIN_MODEL["operations"], **model["operations"]}
+        self.operations: dict[str, Any] = {**extra["operations"], **model["operations"]}
         self._patterns: dict[str, re.Pattern[str] | None] = {}
 
     def input_shape(self, operation: str) -> str:
