@@ -133,6 +133,7 @@ async def _create_once(plane: ControlPlane, hsm_id: str) -> None:
     elif facts.cluster_id != hsm.cluster_id:
         raise ProvisionerError(f"the node at {hsm.endpoint} belongs to {facts.cluster_id or 'no cluster'}, not "
                                f"{hsm.cluster_id}")
+    facts = await plane.appliance.status(hsm.endpoint)
     async with plane.lock:
         hsm = plane.store.hsms[hsm_id]
         if hsm.state != r.CREATE_IN_PROGRESS:
@@ -140,6 +141,12 @@ async def _create_once(plane: ControlPlane, hsm_id: str) -> None:
         hsm.state, hsm.state_message = r.ACTIVE, ""
         hsm.node_id = facts.node_id
         await plane.store.put_hsm(hsm)
+        rec = plane.store.clusters[hsm.cluster_id]
+        if facts.cluster_certificate_pem and rec.certificate_sha256 != facts.certificate_sha256 \
+                or facts.cluster_certificate_pem and not rec.certificate_pem:
+            rec.certificate_pem, rec.certificate_sha256 = facts.cluster_certificate_pem, facts.certificate_sha256
+            rec.trust_anchor_pem = facts.trust_anchor_pem
+            await plane.store.put_cluster(rec)
     log.info("HSM active", extra={"event": "hsm_active", "hsm_id": hsm_id, "cluster_id": hsm.cluster_id,
                                   "endpoint": hsm.endpoint})
     await plane.refresh()

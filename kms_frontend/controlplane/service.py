@@ -189,11 +189,13 @@ class ControlPlane:
             (info.trust_anchor_pem if info is not None else "")
 
     def active_members(self, cluster_id: str, exclude: str = "") -> list[str]:
-        """Endpoints of the cluster's HSMs that answer as ACTIVE members now."""
+        """Endpoints of the cluster's HSMs that answer as its ACTIVE members now (any Region)."""
         probes = self.directory.probes
-        return [e_ for e_ in (self.directory.clusters.get(cluster_id).active_endpoints  # type: ignore[union-attr]
-                              if cluster_id in self.directory.clusters else [])
-                if e_ != exclude and (p := probes.get(e_)) is not None and p.reachable]
+        info = self.directory.clusters.get(cluster_id)
+        endpoints = [h.endpoint for h in self.store.hsms_of(cluster_id) if h.endpoint and h.state == r.ACTIVE]
+        endpoints += [m for m in (info.member_endpoints if info is not None else []) if m not in endpoints]
+        return [ep for ep in endpoints if ep != exclude and (p := probes.get(ep)) is not None and p.reachable
+                and p.cluster_id == cluster_id and p.state == "ACTIVE"]
 
     # ------------------------------------------------------------ lifecycle
 

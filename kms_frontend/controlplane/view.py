@@ -46,9 +46,9 @@ class ClusterView:
     # ------------------------------------------------------------ the directory's catalog
 
     def endpoints(self) -> list[str]:
-        home = self.plane.regions.home
-        return [h.endpoint for h in self.plane.store.hsms.values()
-                if h.endpoint and (c := self.plane.store.clusters.get(h.cluster_id)) is not None and c.region == home]
+        """Every HSM the control plane placed, of every Region (KMS sees only the home Region's clusters:
+        :meth:`overlay` leaves the others out)."""
+        return [h.endpoint for h in self.plane.store.hsms.values() if h.endpoint]
 
     def overlay(self, clusters: dict[str, ClusterInfo], probes: dict[str, Probe]) -> dict[str, ClusterInfo]:
         store, home = self.plane.store, self.plane.regions.home

@@ -188,3 +188,169 @@ async def test_kms_needs_two_hsms_in_different_availability_zones(env: Env) -> N
     assert env.hsm.describe_clusters(Filters={"clusterIds": [c["ClusterId"]]})["Clusters"] == []
     deleted = env.hsm.describe_clusters(Filters={"clusterIds": [c["ClusterId"]], "states": ["DELETED"]})["Clusters"]
     assert deleted[0]["State"] == "DELETED"
+
+
+# ------------------------------------------------------------------ reading: filters, pages, the AWS CLI
+
+
+async def test_describe_clusters_filters_and_pages(env: Env) -> None:
+    extra = [env.hsm.create_cluster(HsmType="hsm1.medium", SubnetIds=SUBNETS[:2])["Cluster"]["ClusterId"]
+             for _ in range(2)]
+    try:
+        everything = env.hsm.describe_clusters()["Clusters"]
+        assert {env.cluster_id, *extra} <= {c["ClusterId"] for c in everything}
+        pages = list(env.hsm.get_paginator("describe_clusters").paginate(PaginationConfig={"PageSize": 1}))
+        assert len(pages) >= 3 and all(len(p["Clusters"]) == 1 for p in pages)
+        assert [c["ClusterId"] for p in pages for c in p["Clusters"]] == [c["ClusterId"] for c in everything]
+        uninitialized = env.hsm.describe_clusters(Filters={"states": ["UNINITIALIZED"]})["Clusters"]
+        assert set(extra) <= {c["ClusterId"] for c in uninitialized} and env.cluster_id not in \
+            {c["ClusterId"] for c in uninitialized}
+        vpc = env.cluster()["VpcId"]
+        assert env.cluster_id in {c["ClusterId"] for c in env.hsm.describe_clusters(Filters={"vpcIds": [vpc]})["Clusters"]}
+        assert env.west.describe_clusters()["Clusters"] == []  # another Region, another set of clusters
+    finally:
+        for cluster_id in extra:
+            env.hsm.delete_cluster(ClusterId=cluster_id)
+
+
+async def test_the_aws_cli_describes_clusters(env: Env) -> None:
+    aws = shutil.which("aws")
+    if aws is None:
+        pytest.skip("the AWS CLI is not installed (pip install awscli)")
+    key_id, secret = env.fe.aws_credentials()
+    r = subprocess.run([aws, "cloudhsmv2", "describe-clusters", "--endpoint-url", env.fe.aws_endpoint_url,
+                        "--region", REGION, "--filters", f"clusterIds={env.cluster_id}", "--output", "json"],
+                       env={**os.environ, "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret,
+                            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    clusters = json.loads(r.stdout)["Clusters"]
+    assert [c["ClusterId"] for c in clusters] == [env.cluster_id] and len(clusters[0]["Hsms"]) == 2
+
+
+# ------------------------------------------------------------------ bad input: AWS's exceptions
+
+
+def _code(call, *args, **kwargs) -> tuple[str, str]:
+    with pytest.raises(ClientError) as err:
+        call(*args, **kwargs)
+    return err.value.response["Error"]["Code"], err.value.response["Error"]["Message"]
+
+
+async def test_bad_requests_get_aws_exceptions_and_messages(env: Env) -> None:
+    h = env.hsm
+    code, msg = _code(h.describe_clusters, Filters={"colour": ["blue"]})
+    assert code == "CloudHsmInvalidRequestException" and "clusterIds" in msg
+    code, msg = _code(h.create_hsm, ClusterId="cluster-aaaaaaaaaaa", AvailabilityZone="us-east-1a")
+    assert code == "CloudHsmResourceNotFoundException" and "cluster-aaaaaaaaaaa" in msg
+    code, msg = _code(h.create_hsm, ClusterId=env.cluster_id, AvailabilityZone="us-east-1c")
+    assert code == "CloudHsmInvalidRequestException" and "us-east-1a, us-east-1b" in msg
+    code, msg = _code(h.delete_cluster, ClusterId=env.cluster_id)
+    assert code == "CloudHsmInvalidRequestException" and "DeleteHsm" in msg
+    code, msg = _code(h.initialize_cluster, ClusterId=env.cluster_id, SignedCert="-----BEGIN", TrustAnchor="x")
+    assert code == "CloudHsmInvalidRequestException"
+    code, msg = _code(h.modify_cluster, ClusterId=env.cluster_id, BackupRetentionPolicy={"Type": "DAYS", "Value": "5"})
+    assert code == "CloudHsmInvalidRequestException" and "7 to 379" in msg
+    code, msg = _code(h.create_cluster, HsmType="hsm1.medium", SubnetIds=["subnet-zz"])
+    assert code == "ValidationException" and "subnetIds.1.member" in msg
+    code, msg = _code(h.delete_hsm, ClusterId=env.cluster_id)
+    assert code == "CloudHsmInvalidRequestException" and "HsmId" in msg
+    code, msg = _code(h.delete_hsm, ClusterId=env.cluster_id, HsmId="hsm-aaaaaaaaaaa")
+    assert code == "CloudHsmResourceNotFoundException"
+    code, msg = _code(h.describe_backups, NextToken="not-a-token")
+    assert code == "CloudHsmInvalidRequestException" and "NextToken" in msg
+    code, msg = _code(h.tag_resource, ResourceId=env.cluster_id, TagList=[{"Key": "aws:x", "Value": "y"}])
+    assert code == "CloudHsmTagException"
+    r = h.modify_cluster(ClusterId=env.cluster_id, BackupRetentionPolicy={"Type": "DAYS", "Value": "30"})
+    assert r["Cluster"]["BackupRetentionPolicy"]["Value"] == "30"
+
+
+# ------------------------------------------------------------------ backups
+
+
+async def test_backups_states_filters_and_never_expires(env: Env) -> None:
+    backups = env.hsm.describe_backups(Filters={"clusterIds": [env.cluster_id]})["Backups"]
+    assert backups and all(b["BackupState"] == "READY" and b["ClusterId"] == env.cluster_id for b in backups)
+    newest, oldest = backups[0], backups[-1]
+    assert newest["CreateTimestamp"] >= oldest["CreateTimestamp"]
+    ascending = env.hsm.describe_backups(Filters={"clusterIds": [env.cluster_id]}, SortAscending=True)["Backups"]
+    assert [b["BackupId"] for b in ascending] == [b["BackupId"] for b in reversed(backups)]
+    assert newest["BackupArn"] == f"arn:aws:cloudhsm:{REGION}:111122223333:backup/{newest['BackupId']}"
+
+    deleted = env.hsm.delete_backup(BackupId=oldest["BackupId"])["Backup"]
+    assert deleted["BackupState"] == "PENDING_DELETION"
+    assert deleted["DeleteTimestamp"].timestamp() - time.time() > 6.9 * 86400
+    pending = env.hsm.describe_backups(Filters={"states": ["PENDING_DELETION"]})["Backups"]
+    assert [b["BackupId"] for b in pending] == [oldest["BackupId"]]
+    assert env.hsm.restore_backup(BackupId=oldest["BackupId"])["Backup"]["BackupState"] == "READY"
+    code, msg = _code(env.hsm.restore_backup, BackupId=oldest["BackupId"])
+    assert code == "CloudHsmInvalidRequestException" and "PENDING_DELETION" in msg
+
+    kept = env.hsm.modify_backup_attributes(BackupId=oldest["BackupId"], NeverExpires=True)["Backup"]
+    assert kept["NeverExpires"] is True
+    only = env.hsm.describe_backups(Filters={"neverExpires": ["true"]})["Backups"]
+    assert [b["BackupId"] for b in only] == [oldest["BackupId"]]
+    pages = list(env.hsm.get_paginator("describe_backups").paginate(
+        Filters={"clusterIds": [env.cluster_id]}, PaginationConfig={"PageSize": 1}))
+    assert [b["BackupId"] for p in pages for b in p["Backups"]] == [b["BackupId"] for b in backups]
+    assert _code(env.hsm.delete_backup, BackupId="backup-aaaaaaaaaaa")[0] == "CloudHsmResourceNotFoundException"
+
+
+async def test_tags_and_backup_resource_policies(env: Env) -> None:
+    h = env.hsm
+    assert h.list_tags(ResourceId=env.cluster_id)["TagList"] == [{"Key": "team", "Value": "payments"}]
+    h.tag_resource(ResourceId=env.cluster_id, TagList=[{"Key": "env", "Value": "test"}, {"Key": "team", "Value": "x"}])
+    assert h.list_tags(ResourceId=env.cluster_id)["TagList"] == [{"Key": "env", "Value": "test"},
+                                                                {"Key": "team", "Value": "x"}]
+    h.untag_resource(ResourceId=env.cluster_id, TagKeyList=["env"])
+    assert env.cluster()["TagList"] == [{"Key": "team", "Value": "x"}]
+    backup = h.describe_backups(Filters={"clusterIds": [env.cluster_id]})["Backups"][0]
+    h.tag_resource(ResourceId=backup["BackupId"], TagList=[{"Key": "keep", "Value": "yes"}])
+    assert h.describe_backups(Filters={"backupIds": [backup["BackupId"]]})["Backups"][0]["TagList"] == \
+        [{"Key": "keep", "Value": "yes"}]
+    code, _ = _code(h.list_tags, ResourceId="backup-aaaaaaaaaaa")
+    assert code == "CloudHsmResourceNotFoundException"
+
+    arn = backup["BackupArn"]
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
+        "Action": ["cloudhsm:CreateCluster", "cloudhsm:DescribeBackups"], "Resource": arn}]})
+    assert h.get_resource_policy(ResourceArn=arn).get("Policy") is None
+    assert h.put_resource_policy(ResourceArn=arn, Policy=policy)["Policy"] == policy
+    assert h.get_resource_policy(ResourceArn=arn)["Policy"] == policy
+    assert h.delete_resource_policy(ResourceArn=arn)["Policy"] == policy
+    assert h.get_resource_policy(ResourceArn=arn).get("Policy") is None
+    code, msg = _code(h.put_resource_policy, ResourceArn=arn, Policy="{not json")
+    assert code == "CloudHsmInvalidRequestException" and "JSON" in msg
+    code, msg = _code(h.put_resource_policy, ResourceArn=f"arn:aws:cloudhsm:{REGION}:111122223333:cluster/"
+                                                         f"{env.cluster_id}", Policy=policy)
+    assert code == "CloudHsmInvalidRequestException" and "backups only" in msg
+    assert h.describe_backups(Shared=True)["Backups"] == []
+
+
+async def test_copy_to_another_region_and_a_related_cluster_there(env: Env) -> None:
+    source = env.hsm.describe_backups(Filters={"clusterIds": [env.cluster_id]})["Backups"][0]
+    copied = env.hsm.copy_backup_to_region(DestinationRegion=WEST, BackupId=source["BackupId"],
+                                           TagList=[{"Key": "copy", "Value": "dr"}])["DestinationBackup"]
+    assert copied["SourceRegion"] == REGION and copied["SourceBackup"] == source["BackupId"]
+    assert copied["SourceCluster"] == env.cluster_id
+    west = env.west.describe_backups(Filters={"sourceRegions": [REGION]})["Backups"]
+    assert len(west) == 1 and "ClusterId" not in west[0] and west[0]["TagList"] == [{"Key": "copy", "Value": "dr"}]
+    assert env.hsm.describe_backups(Filters={"backupIds": [west[0]["BackupId"]]})["Backups"] == []
+    code, _ = _code(env.hsm.copy_backup_to_region, DestinationRegion=REGION, BackupId=source["BackupId"])
+    assert code == "CloudHsmInvalidRequestException"
+
+    c = env.west.create_cluster(HsmType="hsm1.medium", SubnetIds=SUBNETS[:2], SourceBackupId=west[0]["BackupId"])
+    west_id = c["Cluster"]["ClusterId"]
+    assert c["Cluster"]["State"] == "ACTIVE" and c["Cluster"]["SourceBackupId"] == west[0]["BackupId"]
+    env.west.create_hsm(ClusterId=west_id, AvailabilityZone="us-west-2a")
+    restored = await wait_hsms(env, west_id, 1, client=env.west)
+    # Related: the same cluster certificate as the original (it shares the backup history).
+    assert restored["Certificates"]["ClusterCertificate"] == env.cluster()["Certificates"]["ClusterCertificate"]
+    # KMS (in us-east-1) cannot use a cluster of another Region.
+    code, _ = _code(env.kms.update_custom_key_store, CustomKeyStoreId=env.store_id, CloudHsmClusterId=west_id)
+    assert code in ("CloudHsmClusterNotFoundException", "CustomKeyStoreInvalidStateException")
+    hsm_id = restored["Hsms"][0]["HsmId"]
+    env.west.delete_hsm(ClusterId=west_id, HsmId=hsm_id)
+    await wait_until(lambda: env.cluster(west_id, env.west)["Hsms"] == [], timeout=60, what="the west HSM deleted")
+    env.west.delete_cluster(ClusterId=west_id)
