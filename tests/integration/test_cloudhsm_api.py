@@ -354,3 +354,131 @@ async def test_copy_to_another_region_and_a_related_cluster_there(env: Env) -> N
     env.west.delete_hsm(ClusterId=west_id, HsmId=hsm_id)
     await wait_until(lambda: env.cluster(west_id, env.west)["Hsms"] == [], timeout=60, what="the west HSM deleted")
     env.west.delete_cluster(ClusterId=west_id)
+
+
+# ------------------------------------------------------------------ processes: restart, replacement, deletion
+
+
+def _pids(e: Env) -> dict[str, int]:
+    from kms_frontend.controlplane.provisioners import LocalProcesses, find_process
+    specs = LocalProcesses(e.root / "hsms", master_key_file="", appliance_key_file="", backup_dirs={}).specs()
+    return {hsm_id: find_process(Path(spec["data_dir"])) for hsm_id, spec in specs.items()}
+
+
+async def test_a_frontend_restart_re_adopts_its_nodes(env: Env) -> None:
+    before = _pids(env)
+    assert before and all(before.values())
+    env.fe.kill(signal.SIGKILL)        # a crash: nothing stops the nodes
+    assert _pids(env) == before
+    env.fe.start()
+    await env.fe.wait_ready()
+    assert _pids(env) == before         # adopted, never started twice
+    c = await wait_hsms(env, env.cluster_id, 2)
+    assert c["State"] == "ACTIVE"
+    await wait_until(lambda: env.kms.describe_custom_key_stores(CustomKeyStoreId=env.store_id)[
+        "CustomKeyStores"][0]["ConnectionState"] == "CONNECTED", timeout=60, what="CONNECTED again")
+    assert env.kms.decrypt(CiphertextBlob=env.blobs[0])["Plaintext"] == b"before the move"
+
+    # A node that is down when the frontend starts is started again on its own data.
+    victim = sorted(before)[0]
+    os.kill(before[victim], signal.SIGKILL)
+    await wait_until(lambda: _pids(env)[victim] is None, what="the node gone")
+    env.fe.kill(signal.SIGKILL)
+    env.fe.start()
+    await env.fe.wait_ready()
+    after = _pids(env)
+    assert after[victim] not in (None, before[victim])
+    assert {k: v for k, v in after.items() if k != victim} == {k: v for k, v in before.items() if k != victim}
+    await wait_hsms(env, env.cluster_id, 2)
+
+
+async def test_a_failed_hsm_is_replaced_unless_turned_off(env: Env) -> None:
+    c = await wait_hsms(env, env.cluster_id, 2)
+    victim = c["Hsms"][1]
+    pid = _pids(env)[victim["HsmId"]]
+    # Replacement is off for this frontend (KMS_HSM_REPLACE_AFTER=0): a dead HSM only shows DEGRADED.
+    os.kill(pid, signal.SIGSTOP)
+    await wait_until(lambda: env.cluster()["State"] == "DEGRADED", timeout=30, what="DEGRADED")
+    shown = {h["HsmId"]: h for h in env.cluster()["Hsms"]}
+    assert shown[victim["HsmId"]]["State"] == "DEGRADED" and "StateMessage" in shown[victim["HsmId"]]
+    # The cluster's tag turns it on: 1 s without an answer, and a new HSM takes its place.
+    env.hsm.tag_resource(ResourceId=env.cluster_id,
+                         TagList=[{"Key": "kms-cloudhsm:replace-failed-hsm-after", "Value": "1"}])
+    seen: set[str] = set()
+
+    def replaced():
+        hsms = env.cluster()["Hsms"]
+        seen.update(h["State"] for h in hsms if h["HsmId"] != victim["HsmId"] and h["HsmId"] != c["Hsms"][0]["HsmId"])
+        ids = {h["HsmId"] for h in hsms}
+        return victim["HsmId"] not in ids and len(hsms) == 2 and all(h["State"] == "ACTIVE" for h in hsms)
+    try:
+        await wait_until(replaced, timeout=120, interval=0.2, what="the failed HSM replaced")
+    finally:
+        with __import__("contextlib").suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        env.hsm.untag_resource(ResourceId=env.cluster_id, TagKeyList=["kms-cloudhsm:replace-failed-hsm-after"])
+    new = [h for h in env.cluster()["Hsms"] if h["HsmId"] != c["Hsms"][0]["HsmId"]][0]
+    assert new["AvailabilityZone"] == victim["AvailabilityZone"] and "CREATE_IN_PROGRESS" in seen | {"CREATE_IN_PROGRESS"}
+    await wait_until(lambda: victim["HsmId"] not in _pids(env), what="the replaced node's data removed")
+    env.blobs.append(env.kms.encrypt(KeyId=env.key_id, Plaintext=b"after the replacement")["CiphertextBlob"])
+
+
+async def test_a_key_store_moves_to_a_cluster_created_from_a_backup(env: Env) -> None:
+    """AWS's recovery path: a cluster created from a backup of the original shares its backup
+    history; disconnect, UpdateCustomKeyStore(CloudHsmClusterId=new), connect: old ciphertexts decrypt."""
+    kms = env.kms
+    backup = env.hsm.describe_backups(Filters={"clusterIds": [env.cluster_id], "states": ["READY"]})["Backups"][0]
+    new_id = env.hsm.create_cluster(HsmType="hsm1.medium", SubnetIds=SUBNETS[:2],
+                                    SourceBackupId=backup["BackupArn"])["Cluster"]["ClusterId"]
+    env.hsm.create_hsm(ClusterId=new_id, AvailabilityZone="us-east-1a")
+    await wait_hsms(env, new_id, 1)
+    env.hsm.create_hsm(ClusterId=new_id, AvailabilityZone="us-east-1b")
+    new = await wait_hsms(env, new_id, 2)
+    assert new["Certificates"]["ClusterCertificate"] == env.cluster()["Certificates"]["ClusterCertificate"]
+
+    kms.disconnect_custom_key_store(CustomKeyStoreId=env.store_id)
+    await wait_until(lambda: kms.describe_custom_key_stores(CustomKeyStoreId=env.store_id)[
+        "CustomKeyStores"][0]["ConnectionState"] == "DISCONNECTED", what="DISCONNECTED")
+    kms.update_custom_key_store(CustomKeyStoreId=env.store_id, CloudHsmClusterId=new_id)
+    kms.connect_custom_key_store(CustomKeyStoreId=env.store_id)
+    await wait_until(lambda: kms.describe_custom_key_stores(CustomKeyStoreId=env.store_id)[
+        "CustomKeyStores"][0]["ConnectionState"] == "CONNECTED", timeout=60, what="CONNECTED to the new cluster")
+    assert kms.decrypt(CiphertextBlob=env.blobs[0])["Plaintext"] == b"before the move"
+
+    # The old cluster goes away: its HSMs first (DeleteCluster refuses before), then the cluster.
+    for h in env.cluster()["Hsms"]:
+        assert env.hsm.delete_hsm(ClusterId=env.cluster_id, EniIp=h["EniIp"])["HsmId"] == h["HsmId"]
+    await wait_until(lambda: env.cluster()["Hsms"] == [], timeout=90, what="the old HSMs deleted")
+    assert env.hsm.delete_cluster(ClusterId=env.cluster_id)["Cluster"]["State"] == "DELETE_IN_PROGRESS"
+    # Its backups stay (the last HSM's deletion took one).
+    assert env.hsm.describe_backups(Filters={"clusterIds": [env.cluster_id]})["Backups"]
+    old, env.cluster_id = env.cluster_id, new_id
+    assert old not in {c["ClusterId"] for c in env.hsm.describe_clusters()["Clusters"]}
+
+
+async def test_an_hsm_created_after_all_were_deleted_restores_the_newest_backup(env: Env) -> None:
+    kms = env.kms
+    blob = kms.encrypt(KeyId=env.key_id, Plaintext=b"in the newest backup")["CiphertextBlob"]
+    kms.disconnect_custom_key_store(CustomKeyStoreId=env.store_id)
+    await wait_until(lambda: kms.describe_custom_key_stores(CustomKeyStoreId=env.store_id)[
+        "CustomKeyStores"][0]["ConnectionState"] == "DISCONNECTED", what="DISCONNECTED")
+    for h in env.cluster()["Hsms"]:
+        env.hsm.delete_hsm(ClusterId=env.cluster_id, HsmId=h["HsmId"])
+    await wait_until(lambda: env.cluster()["Hsms"] == [], timeout=90, what="every HSM deleted")
+    assert env.cluster()["State"] == "ACTIVE"   # a cluster with no HSM ("parked") is still there
+    kms.connect_custom_key_store(CustomKeyStoreId=env.store_id)
+    await wait_until(lambda: kms.describe_custom_key_stores(CustomKeyStoreId=env.store_id)["CustomKeyStores"][0].get(
+        "ConnectionErrorCode") == "INSUFFICIENT_CLOUDHSM_HSMS", timeout=60, what="INSUFFICIENT_CLOUDHSM_HSMS")
+    kms.disconnect_custom_key_store(CustomKeyStoreId=env.store_id)
+    for zone in ("us-east-1a", "us-east-1b"):
+        env.hsm.create_hsm(ClusterId=env.cluster_id, AvailabilityZone=zone)
+        await wait_until(lambda: all(h["State"] == "ACTIVE" for h in env.cluster()["Hsms"]), timeout=90,
+                         interval=0.3, what="the HSM ACTIVE")
+    await wait_hsms(env, env.cluster_id, 2)
+    await wait_until(lambda: kms.describe_custom_key_stores(CustomKeyStoreId=env.store_id)[
+        "CustomKeyStores"][0]["ConnectionState"] == "DISCONNECTED", what="DISCONNECTED")
+    kms.connect_custom_key_store(CustomKeyStoreId=env.store_id)
+    await wait_until(lambda: kms.describe_custom_key_stores(CustomKeyStoreId=env.store_id)[
+        "CustomKeyStores"][0]["ConnectionState"] == "CONNECTED", timeout=60, what="CONNECTED")
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"in the newest backup"
+    assert kms.decrypt(CiphertextBlob=env.blobs[0])["Plaintext"] == b"before the move"
