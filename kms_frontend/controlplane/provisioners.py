@@ -51,6 +51,7 @@ class Placement:
 
 
 CLIENT_PORT, PEER_PORT = 2225, 2226  # CloudHSM's client port; the peer port beside it
+METRICS_PORT = 9100                  # a local node's /metrics, on its own address
 
 
 class Provisioner:
@@ -209,7 +210,8 @@ class LocalProcesses(Provisioner):
             argv = [self.python, "-m", "hsm_node.server", "--data-dir", str(d / "data"),
                     "--listen", endpoint, "--peer-listen", peer, "--hsm-id", hsm_id,
                     "--master-key-file", self.master_key_file,
-                    "--backup-dir", self.backup_dirs[region], *self.extra_args]
+                    "--backup-dir", self.backup_dirs[region], "--metrics-listen", f"{address}:{METRICS_PORT}",
+                    *self.extra_args]
             if self.appliance_key_file:
                 argv += ["--appliance-key-file", self.appliance_key_file]
             spec = {"hsm_id": hsm_id, "cluster_id": cluster_id, "region": region, "argv": argv, "endpoint": endpoint,
