@@ -19,6 +19,7 @@ from hsm_node.mgmt import provision
 from kms_frontend.controlplane.provisioners import LocalProcesses, find_process
 
 HSM_TYPE = "hsm1.medium"
+REPLACEMENT_TAG = "kms-cloudhsm:replace-failed-hsm-after"  # the control plane reads it (controlplane/hsms.py)
 SUBNETS = ["subnet-0a0a0a0a", "subnet-0b0b0b0b", "subnet-0c0c0c0c"]  # zones a, b, c of the Region
 
 
