@@ -53,6 +53,7 @@ class FakeHsms:
 @dataclass
 class FakeClusterInfo:
     active_hsms: int = 3
+    active_zones: int = 3
 
 
 class FakeDirectory:
