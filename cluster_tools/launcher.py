@@ -645,7 +645,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_secrets(args: argparse.Namespace) -> int:
     """Deployment secrets for compose (kept if present): the HSM nodes' deployment
-    secret, the frontend's sealing key and a local AWS access key pair."""
+    secret, the frontend's sealing key, a local AWS access key pair, the appliance
+    user's secret (nodes and the control plane) and the hsm-supervisor's token."""
     d = Path(args.secrets_dir)
     d.mkdir(parents=True, exist_ok=True)
     made = []
@@ -655,6 +656,9 @@ def cmd_secrets(args: argparse.Namespace) -> int:
         ("aws-access-keys", lambda: ("AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567")
                                                       for _ in range(16))
                                      + ":" + base64.b64encode(os.urandom(30)).decode()).encode()),
+        # the HSMs' appliance user (the control plane's), and the frontend's token for hsm-supervisor
+        ("appliance.key", lambda: (base64.b64encode(os.urandom(32)).decode() + "\n").encode()),
+        ("supervisor.token", lambda: secrets.token_urlsafe(32).encode()),
     ):
         if not (d / name).exists():
             write_private(d / name, make())

@@ -29,6 +29,7 @@ from .cluster.appliance import ApplianceClient
 from .cluster.directory import ClusterDirectory
 from .cluster.hsm_client import HsmClients
 from .controlplane.provisioners import LocalProcesses, Provisioner
+from .controlplane.remote import Supervised
 from .controlplane.service import ControlPlane, ControlPlaneSettings, Regions
 from .controlplane.store import ControlPlaneStore
 from .observability import FrontendCollector
@@ -191,8 +192,15 @@ def control_plane(args: argparse.Namespace, data: Path, directory: ClusterDirect
             master_key_file=os.path.expanduser(args.hsm_master_key_file), appliance_key_file=key_file,
             backup_dirs=stores, prefix=args.cloudhsm_address_prefix,
             extra_args=["--backup-interval", str(args.hsm_backup_interval)] if args.hsm_backup_interval else [])
+    elif args.cloudhsm_provisioner == "docker":  # compose: the hsm-supervisor service starts containers
+        try:
+            token = Path(os.path.expanduser(args.cloudhsm_supervisor_token_file)).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read the supervisor token {args.cloudhsm_supervisor_token_file} "
+                             f"(--cloudhsm-supervisor-token-file): {exc.strerror or exc}") from None
+        provisioners["docker"] = Supervised(args.cloudhsm_supervisor, token)
     elif args.cloudhsm_provisioner != "static":
-        raise ValueError(f"--cloudhsm-provisioner must be local or static, not {args.cloudhsm_provisioner!r}")
+        raise ValueError(f"--cloudhsm-provisioner must be local, docker or static, not {args.cloudhsm_provisioner!r}")
     return ControlPlane(
         ControlPlaneStore(data / "cloudhsm.db"), Regions(args.region, stores), directory,
         ApplianceClient(appliance_key, "kms-frontend-control-plane"), provisioners, args.cloudhsm_provisioner,
@@ -225,9 +233,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds between key-deletion sweeps [KMS_SWEEP_INTERVAL]")
     cp = p.add_argument_group("CloudHSM control plane (cloudhsmv2 on the AWS endpoint)")
     cp.add_argument("--cloudhsm-provisioner", default=env("KMS_CLOUDHSM_PROVISIONER", "static"),
-                    help="who starts HSM nodes for CreateHsm: local (hsm-node processes of this machine) or static "
-                         "(nobody: nodes are started elsewhere and found through --hsm-endpoint) "
+                    help="who starts HSM nodes for CreateHsm: local (hsm-node processes of this machine), docker "
+                         "(containers, through the compose stack's hsm-supervisor) or static (nobody: nodes are "
+                         "started elsewhere and found through --hsm-endpoint) "
                          "[KMS_CLOUDHSM_PROVISIONER; static]")
+    cp.add_argument("--cloudhsm-supervisor", default=env("KMS_CLOUDHSM_SUPERVISOR", "http://supervisor:8080"),
+                    help="the hsm-supervisor service (provisioner docker) [KMS_CLOUDHSM_SUPERVISOR]")
+    cp.add_argument("--cloudhsm-supervisor-token-file",
+                    default=env("KMS_CLOUDHSM_SUPERVISOR_TOKEN_FILE", "/secrets/supervisor.token"),
+                    help="bearer token for the supervisor [KMS_CLOUDHSM_SUPERVISOR_TOKEN_FILE]")
     cp.add_argument("--cloudhsm-dir", default=env("KMS_CLOUDHSM_DIR", ""),
                     help="where local HSM nodes keep their data and logs [KMS_CLOUDHSM_DIR; <data-dir>/hsms]")
     cp.add_argument("--cloudhsm-address-prefix", default=env("KMS_CLOUDHSM_ADDRESS_PREFIX", "127.0"),

@@ -67,7 +67,7 @@ async def create_hsm(plane: ControlPlane, p: Params, region: str, replaces: str 
         provisioner = rec.provisioner if rec.provisioner != r.STATIC else plane.default_provisioner
         try:
             ip = plane.provisioner(provisioner).choose_address(
-                sorted(rec.subnet_mapping).index(zone), p.get("IpAddress"), {h.eni_ip for h in hsms})
+                sorted(rec.subnet_mapping).index(zone), p.get("IpAddress"), {h.eni_ip for h in hsms if h.eni_ip})
         except ProvisionerError as exc:
             raise e.invalid(str(exc)[:1].upper() + str(exc)[1:] + ".") from None
         hsm_id = new_id("hsm-")
@@ -115,6 +115,7 @@ async def _create_once(plane: ControlPlane, hsm_id: str) -> None:
     if not hsm.endpoint:
         placement = await provisioner.create(hsm_id, hsm.cluster_id, rec.region, hsm.eni_ip)
         hsm.endpoint, hsm.peer_endpoint, hsm.handle = placement.endpoint, placement.peer_endpoint, placement.handle
+        hsm.eni_ip = placement.eni_ip or hsm.eni_ip
         await plane.store.put_hsm(hsm)
     else:
         await provisioner.ensure_running(hsm)

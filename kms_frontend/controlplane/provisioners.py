@@ -8,7 +8,8 @@
 * ``destroy(hsm)``: stop its node and remove its data (DeleteHsm, after it left the cluster).
 
 :class:`LocalProcesses` runs nodes as processes of this machine (``kms-cluster up``, tests);
-``docker.py`` and ``remote.py`` cover compose; :class:`Static` manages nothing: its nodes were
+under compose, :class:`~.remote.Supervised` asks the ``hsm-supervisor`` service, whose
+:class:`~.docker.DockerContainers` runs them as containers; :class:`Static` manages nothing: its nodes were
 started by someone else (discovered through ``--hsm-endpoint``), so it can neither start nor stop
 one.
 
@@ -48,6 +49,7 @@ class Placement:
     endpoint: str
     peer_endpoint: str
     handle: dict[str, Any] = field(default_factory=dict)
+    eni_ip: str = ""     # when only known once the node runs (a container's address)
 
 
 CLIENT_PORT, PEER_PORT = 2225, 2226  # CloudHSM's client port; the peer port beside it

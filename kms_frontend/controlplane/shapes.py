@@ -26,6 +26,8 @@ def hsm_shape(plane: ControlPlane, hsm: r.HsmRecord, hsm_type: str) -> Shape:
     }
     if message:
         shape["StateMessage"] = message
+    if not hsm.eni_ip:
+        del shape["EniIp"]  # a container's address is known once it runs
     return shape
 
 
