@@ -284,7 +284,8 @@ class Cluster:
         if not s.cluster_id:
             s.cluster_id = api.create_cluster()
             s.save(self.state_path)
-        cluster = api.cluster(s.cluster_id)
+        cluster = api.wait_state(s.cluster_id, ("UNINITIALIZED", "INITIALIZE_IN_PROGRESS", "INITIALIZED", "ACTIVE",
+                                                "DEGRADED"), timeout)
         if cluster["State"] in ("UNINITIALIZED", "INITIALIZE_IN_PROGRESS"):
             if not cluster["Hsms"]:
                 api.create_hsm(s.cluster_id, 0)

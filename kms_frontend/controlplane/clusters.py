@@ -102,7 +102,7 @@ async def create_cluster(plane: ControlPlane, p: Params, region: str) -> Shape:
                             "(RestoreBackup brings back one that is PENDING_DELETION).")
     cluster_id = new_id("cluster-")
     rec = r.ClusterRecord(
-        cluster_id=cluster_id, region=region, state=r.ACTIVE if source else r.UNINITIALIZED,
+        cluster_id=cluster_id, region=region, state=r.CREATE_IN_PROGRESS,
         hsm_type=p["HsmType"], mode=p.get("Mode") or "FIPS", network_type=p.get("NetworkType") or "IPV4",
         subnet_mapping=subnets, vpc_id="vpc-" + _hex(region + ",".join(p["SubnetIds"]), 17),
         security_group="sg-" + _hex(cluster_id, 17), create_timestamp_ms=plane.now_ms(), source_backup_id=source,
@@ -114,7 +114,21 @@ async def create_cluster(plane: ControlPlane, p: Params, region: str) -> Shape:
         await plane.store.put_cluster(rec)
     log.info("cluster created", extra={"event": "cluster_created", "cluster_id": cluster_id, "region": region,
                                        "source_backup_id": source})
-    return {"Cluster": cluster_shape(plane, rec)}
+    shape = cluster_shape(plane, rec)
+    plane.spawn(finish_create(plane, cluster_id), key=cluster_id)
+    return {"Cluster": shape}
+
+
+async def finish_create(plane: ControlPlane, cluster_id: str) -> None:
+    """CREATE_IN_PROGRESS -> UNINITIALIZED (waiting for its first HSM), or ACTIVE for a cluster
+    created from a backup (it is initialised and activated already: its HSMs restore the backup).
+    Nothing here is slow (there is no network to build), but the state is AWS's."""
+    async with plane.lock:
+        rec = plane.store.clusters.get(cluster_id)
+        if rec is None or rec.state != r.CREATE_IN_PROGRESS:
+            return
+        rec.state = r.ACTIVE if rec.source_backup_id else r.UNINITIALIZED
+        await plane.store.put_cluster(rec)
 
 
 async def describe_clusters(plane: ControlPlane, p: Params, region: str) -> Shape:

@@ -276,6 +276,9 @@ async def resume_all(plane: ControlPlane) -> None:
                 log.info(f"HSM node {outcome}", extra={"event": "hsm_readopted", "hsm_id": hsm.hsm_id,
                                                        "outcome": outcome})
     for rec in list(plane.store.clusters.values()):
+        if rec.state == r.CREATE_IN_PROGRESS:
+            from .clusters import finish_create
+            await finish_create(plane, rec.cluster_id)
         if rec.state == r.INITIALIZE_IN_PROGRESS:
             # The node knows whether it was initialised: the next sync records what it says.
             rec.state = r.UNINITIALIZED

@@ -135,8 +135,10 @@ async def test_create_initialize_activate_and_use_a_cluster(env: Env) -> None:
     c = env.hsm.create_cluster(HsmType="hsm1.medium", SubnetIds=SUBNETS[:2],
                                TagList=[{"Key": "team", "Value": "payments"}])["Cluster"]
     env.cluster_id = c["ClusterId"]
-    assert c["State"] == "UNINITIALIZED" and c["SubnetMapping"] == {"us-east-1a": SUBNETS[0], "us-east-1b": SUBNETS[1]}
+    assert c["State"] == "CREATE_IN_PROGRESS"
+    assert c["SubnetMapping"] == {"us-east-1a": SUBNETS[0], "us-east-1b": SUBNETS[1]}
     assert c["Hsms"] == [] and c["BackupRetentionPolicy"] == {"Type": "DAYS", "Value": "90"}
+    await wait_until(lambda: env.cluster()["State"] == "UNINITIALIZED", what="UNINITIALIZED")
 
     first = env.hsm.create_hsm(ClusterId=env.cluster_id, AvailabilityZone="us-east-1a")["Hsm"]
     assert first["State"] == "CREATE_IN_PROGRESS" and first["HsmId"].startswith("hsm-")
@@ -197,6 +199,8 @@ async def test_describe_clusters_filters_and_pages(env: Env) -> None:
     extra = [env.hsm.create_cluster(HsmType="hsm1.medium", SubnetIds=SUBNETS[:2])["Cluster"]["ClusterId"]
              for _ in range(2)]
     try:
+        for cluster_id in extra:
+            await wait_until(lambda cid=cluster_id: env.cluster(cid)["State"] == "UNINITIALIZED", what="UNINITIALIZED")
         everything = env.hsm.describe_clusters()["Clusters"]
         assert {env.cluster_id, *extra} <= {c["ClusterId"] for c in everything}
         pages = list(env.hsm.get_paginator("describe_clusters").paginate(PaginationConfig={"PageSize": 1}))
@@ -342,7 +346,9 @@ async def test_copy_to_another_region_and_a_related_cluster_there(env: Env) -> N
 
     c = env.west.create_cluster(HsmType="hsm1.medium", SubnetIds=SUBNETS[:2], SourceBackupId=west[0]["BackupId"])
     west_id = c["Cluster"]["ClusterId"]
-    assert c["Cluster"]["State"] == "ACTIVE" and c["Cluster"]["SourceBackupId"] == west[0]["BackupId"]
+    assert c["Cluster"]["SourceBackupId"] == west[0]["BackupId"]
+    # created from a backup: initialised and activated already
+    await wait_until(lambda: env.cluster(west_id, env.west)["State"] == "ACTIVE", what="ACTIVE")
     env.west.create_hsm(ClusterId=west_id, AvailabilityZone="us-west-2a")
     restored = await wait_hsms(env, west_id, 1, client=env.west)
     # Related: the same cluster certificate as the original (it shares the backup history).
@@ -430,6 +436,7 @@ async def test_a_key_store_moves_to_a_cluster_created_from_a_backup(env: Env) ->
     backup = env.hsm.describe_backups(Filters={"clusterIds": [env.cluster_id], "states": ["READY"]})["Backups"][0]
     new_id = env.hsm.create_cluster(HsmType="hsm1.medium", SubnetIds=SUBNETS[:2],
                                     SourceBackupId=backup["BackupArn"])["Cluster"]["ClusterId"]
+    await wait_until(lambda: env.cluster(new_id)["State"] == "ACTIVE", what="ACTIVE")
     env.hsm.create_hsm(ClusterId=new_id, AvailabilityZone="us-east-1a")
     await wait_hsms(env, new_id, 1)
     env.hsm.create_hsm(ClusterId=new_id, AvailabilityZone="us-east-1b")
@@ -448,7 +455,14 @@ async def test_a_key_store_moves_to_a_cluster_created_from_a_backup(env: Env) ->
     # The old cluster goes away: its HSMs first (DeleteCluster refuses before), then the cluster.
     for h in env.cluster()["Hsms"]:
         assert env.hsm.delete_hsm(ClusterId=env.cluster_id, EniIp=h["EniIp"])["HsmId"] == h["HsmId"]
-    await wait_until(lambda: env.cluster()["Hsms"] == [], timeout=90, what="the old HSMs deleted")
+    states: set[str] = set()
+
+    def gone() -> bool:
+        hsms = env.cluster()["Hsms"]
+        states.update(h["State"] for h in hsms)
+        return hsms == []
+    await wait_until(gone, timeout=90, what="the old HSMs deleted")
+    assert "DELETE_IN_PROGRESS" in states
     assert env.hsm.delete_cluster(ClusterId=env.cluster_id)["Cluster"]["State"] == "DELETE_IN_PROGRESS"
     # Its backups stay (the last HSM's deletion took one).
     assert env.hsm.describe_backups(Filters={"clusterIds": [env.cluster_id]})["Backups"]

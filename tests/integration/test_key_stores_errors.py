@@ -203,15 +203,26 @@ async def test_cluster_swap_related_and_unrelated(env):
 
 
 async def test_cluster_not_found(env):
-    """The store names R; R's HSMs are gone and the frontend restarts: no node reports R."""
+    """The store names R; R's HSMs are gone: a cluster without active HSMs, even after a frontend
+    restart (the CloudHSM control plane remembers R); once R is deleted, no cluster R exists."""
     k, sid, c1, r = env.kms, env.store_id, env.c1, env.r
     assert (await k.describe(sid)).cloud_hsm_cluster_id == r.cluster_id
     r.kill()
-    # While the frontend remembers R's members, R is a cluster without active HSMs...
     await env.fails_with("INSUFFICIENT_CLOUDHSM_HSMS")
     await k.disconnected(sid)
-    # ...a frontend that never saw it (restarted) finds no node reporting it.
     await restart_frontend(k.fe)
+    await env.fails_with("INSUFFICIENT_CLOUDHSM_HSMS")
+    await k.disconnected(sid)
+    # Delete R as its owner would on AWS: its HSMs, then the cluster.
+    import boto3
+    key_id, secret = k.fe.aws_credentials()
+    hsm = boto3.client("cloudhsmv2", endpoint_url=k.fe.aws_endpoint_url, region_name="us-east-1",
+                       aws_access_key_id=key_id, aws_secret_access_key=secret)
+    for h in hsm.describe_clusters(Filters={"clusterIds": [r.cluster_id]})["Clusters"][0]["Hsms"]:
+        hsm.delete_hsm(ClusterId=r.cluster_id, HsmId=h["HsmId"])
+    await wait_until(lambda: not hsm.describe_clusters(Filters={"clusterIds": [r.cluster_id]})["Clusters"][0]["Hsms"],
+                     timeout=60, what="R's HSMs deleted")
+    hsm.delete_cluster(ClusterId=r.cluster_id)
     await env.fails_with("CLUSTER_NOT_FOUND")
     await k.disconnected(sid)
     # Switch back to a related cluster that exists (C1), with its current kmsuser password.
