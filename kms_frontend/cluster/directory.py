@@ -118,6 +118,11 @@ class ClusterDirectory:
             await self.refresh()
         return self.clusters.get(cluster_id)
 
+    @property
+    def last_refresh(self) -> float:
+        """time.monotonic() of the last completed probe round."""
+        return self._last_refresh
+
     def clusters_with_certificate(self, sha256: str) -> list[ClusterInfo]:
         return [c for c in self.clusters.values() if c.certificate_sha256 == sha256]
 

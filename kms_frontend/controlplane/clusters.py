@@ -136,7 +136,7 @@ async def describe_clusters(plane: ControlPlane, p: Params, region: str) -> Shap
     unknown = [k for k in filters if k not in CLUSTER_FILTERS]
     if unknown:
         raise e.invalid(f"Unknown filter {unknown[0]!r}: DescribeClusters filters by {', '.join(CLUSTER_FILTERS)}.")
-    await plane.refresh()
+    await plane.refresh(max_age_s=0.5)  # what the nodes say now, as fresh as KMS's own checks
     clusters = [c for c in plane.store.clusters.values() if c.region == region]
     if "clusterIds" in filters:
         clusters = [c for c in clusters if c.cluster_id in filters["clusterIds"]]

@@ -242,9 +242,10 @@ class ControlPlane:
             if not self._sync_again:
                 return
 
-    async def refresh(self) -> None:
-        """A fresh probe round, then the records follow it."""
-        await self.directory.refresh()
+    async def refresh(self, max_age_s: float = 0.0) -> None:
+        """A fresh probe round (unless the last is younger than ``max_age_s``), then the records follow it."""
+        if max_age_s <= 0 or time.monotonic() - self.directory.last_refresh > max_age_s:
+            await self.directory.refresh()
         if self._sync_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._sync_task)
