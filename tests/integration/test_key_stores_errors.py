@@ -20,6 +20,7 @@ from .test_key_stores_kit import (
     Kms,
     add_node,
     aws_error,
+    delete_cluster,
     hsm_error,
     make_cluster,
     restart_frontend,
@@ -213,16 +214,7 @@ async def test_cluster_not_found(env):
     await restart_frontend(k.fe)
     await env.fails_with("INSUFFICIENT_CLOUDHSM_HSMS")
     await k.disconnected(sid)
-    # Delete R as its owner would on AWS: its HSMs, then the cluster.
-    import boto3
-    key_id, secret = k.fe.aws_credentials()
-    hsm = boto3.client("cloudhsmv2", endpoint_url=k.fe.aws_endpoint_url, region_name="us-east-1",
-                       aws_access_key_id=key_id, aws_secret_access_key=secret)
-    for h in hsm.describe_clusters(Filters={"clusterIds": [r.cluster_id]})["Clusters"][0]["Hsms"]:
-        hsm.delete_hsm(ClusterId=r.cluster_id, HsmId=h["HsmId"])
-    await wait_until(lambda: not hsm.describe_clusters(Filters={"clusterIds": [r.cluster_id]})["Clusters"][0]["Hsms"],
-                     timeout=60, what="R's HSMs deleted")
-    hsm.delete_cluster(ClusterId=r.cluster_id)
+    await delete_cluster(k.fe, r.cluster_id)  # as its owner would on AWS: its HSMs, then the cluster
     await env.fails_with("CLUSTER_NOT_FOUND")
     await k.disconnected(sid)
     # Switch back to a related cluster that exists (C1), with its current kmsuser password.
