@@ -316,12 +316,16 @@ class Cluster:
 
     def adopt_nodes(self, cluster: dict) -> None:
         """Name the cluster's HSMs node1, node2... (kms-chaos and status use the names); an HSM keeps
-        its name, a new one takes the first free name."""
+        its name, a new one takes the name of one that left (a replacement), else the first free one."""
         s = self.state
-        by_id = {n.hsm_id: n for n in s.nodes if n.hsm_id}
+        present = {h["HsmId"] for h in cluster["Hsms"]}
+        by_id = {n.hsm_id: n for n in s.nodes if n.hsm_id and n.hsm_id in present}
+        freed = [n.name for n in s.nodes if n.hsm_id and n.hsm_id not in present]
         nodes = []
         for h in cluster["Hsms"]:
             spec = by_id.get(h["HsmId"])
+            if spec is None and freed:
+                spec = NodeSpec(freed.pop(0), 2225, 2226, h["EniIp"], 9100, h["HsmId"])
             if spec is None:
                 taken = {n.name for n in nodes} | {n.name for n in by_id.values()}
                 name = next(f"node{i}" for i in range(1, 100) if f"node{i}" not in taken)
@@ -447,15 +451,24 @@ class Cluster:
         write_private(self.env_path, "".join(f"{k}={v}\n" for k, v in lines.items()).encode())
 
     def describe_cluster(self) -> dict | None:
-        """The cluster as the control plane shows it (DescribeClusters), or None if it does not answer."""
+        """The cluster as the control plane shows it (DescribeClusters), or None if it does not answer.
+        HSMs it replaced or created since (kms-chaos, automatic replacement) get their node names, and
+        the env file follows."""
         if not self.state.cluster_id or not self.running().get("frontend"):
             return None
         try:
-            return _cluster_summary(self.api().cluster(self.state.cluster_id))
+            cluster = self.api().cluster(self.state.cluster_id)
         except cloudhsm_api.ApiError:
             return None
+        if self.state.nodes and all(n.hsm_id for n in self.state.nodes):
+            settled = [h for h in cluster["Hsms"] if h["State"] in ("ACTIVE", "DEGRADED")]
+            if {h["HsmId"] for h in settled} != {n.hsm_id for n in self.state.nodes}:
+                self.adopt_nodes({**cluster, "Hsms": settled})
+                self.write_env()
+        return _cluster_summary(cluster)
 
     def status(self) -> dict:
+        self.describe_cluster()  # node names follow the control plane's HSMs
         s = self.state
         alive = self.running()
         return {

@@ -170,6 +170,7 @@ class LocalInjector(Injector):
             time.sleep(0.2)
         self.c.state.nodes[self.nodes.index(node)] = NodeSpec(node, 2225, 2226, hsm["EniIp"], 9100, hsm_id)
         self.c.state.save(self.c.state_path)
+        self.c.write_env()  # hsm-mgmt's endpoints follow
         self.wait_active(node)
         return f"CreateHsm {hsm_id} in {zone} at {hsm['EniIp']} (was {spec.hsm_id})"
 
