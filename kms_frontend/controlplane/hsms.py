@@ -246,6 +246,7 @@ async def _delete_once(plane: ControlPlane, hsm: r.HsmRecord) -> None:
     await plane.provisioner(hsm.provisioner).destroy(hsm)
     async with plane.lock:
         await plane.store.delete_hsm(hsm.hsm_id)
+        plane.forget_csr(cluster_id)  # an uninitialised cluster's next HSM has a CSR of its own
     log.info("HSM deleted", extra={"event": "hsm_deleted", "hsm_id": hsm.hsm_id, "cluster_id": cluster_id})
     await plane.refresh()
 

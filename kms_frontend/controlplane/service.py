@@ -182,6 +182,9 @@ class ControlPlane:
     def csr_of(self, rec: r.ClusterRecord) -> str:
         return self._csr.get(rec.cluster_id, "") if rec.state in (r.UNINITIALIZED, r.INITIALIZE_IN_PROGRESS) else ""
 
+    def forget_csr(self, cluster_id: str) -> None:
+        self._csr.pop(cluster_id, None)
+
     def anchor(self, cluster_id: str) -> str:
         rec = self.store.clusters.get(cluster_id)
         info = self.directory.clusters.get(cluster_id)
