@@ -365,6 +365,16 @@ async def test_copy_to_another_region_and_a_related_cluster_there(env: Env) -> N
 # ------------------------------------------------------------------ processes: restart, replacement, deletion
 
 
+def decrypts(e: Env, blob: bytes) -> bytes | None:
+    """The plaintext, or None while the store's sessions are not back yet (KMSInvalidStateException)."""
+    try:
+        return e.kms.decrypt(CiphertextBlob=blob)["Plaintext"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "KMSInvalidStateException":
+            raise
+        return None
+
+
 def _pids(e: Env) -> dict[str, int]:
     from kms_frontend.controlplane.provisioners import LocalProcesses, find_process
     specs = LocalProcesses(e.root / "hsms", master_key_file="", appliance_key_file="", backup_dirs={}).specs()
@@ -383,7 +393,8 @@ async def test_a_frontend_restart_re_adopts_its_nodes(env: Env) -> None:
     assert c["State"] == "ACTIVE"
     await wait_until(lambda: env.kms.describe_custom_key_stores(CustomKeyStoreId=env.store_id)[
         "CustomKeyStores"][0]["ConnectionState"] == "CONNECTED", timeout=60, what="CONNECTED again")
-    assert env.kms.decrypt(CiphertextBlob=env.blobs[0])["Plaintext"] == b"before the move"
+    await wait_until(lambda: decrypts(env, env.blobs[0]) == b"before the move", timeout=60,
+                     what="crypto through the resumed kmsuser sessions")
 
     # A node that is down when the frontend starts is started again on its own data.
     victim = sorted(before)[0]
@@ -450,7 +461,7 @@ async def test_a_key_store_moves_to_a_cluster_created_from_a_backup(env: Env) ->
     kms.connect_custom_key_store(CustomKeyStoreId=env.store_id)
     await wait_until(lambda: kms.describe_custom_key_stores(CustomKeyStoreId=env.store_id)[
         "CustomKeyStores"][0]["ConnectionState"] == "CONNECTED", timeout=60, what="CONNECTED to the new cluster")
-    assert kms.decrypt(CiphertextBlob=env.blobs[0])["Plaintext"] == b"before the move"
+    assert await wait_until(lambda: decrypts(env, env.blobs[0]), timeout=60, what="decrypt") == b"before the move"
 
     # The old cluster goes away: its HSMs first (DeleteCluster refuses before), then the cluster.
     for h in env.cluster()["Hsms"]:
@@ -494,5 +505,5 @@ async def test_an_hsm_created_after_all_were_deleted_restores_the_newest_backup(
     kms.connect_custom_key_store(CustomKeyStoreId=env.store_id)
     await wait_until(lambda: kms.describe_custom_key_stores(CustomKeyStoreId=env.store_id)[
         "CustomKeyStores"][0]["ConnectionState"] == "CONNECTED", timeout=60, what="CONNECTED")
-    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"in the newest backup"
+    assert await wait_until(lambda: decrypts(env, blob), timeout=60, what="decrypt") == b"in the newest backup"
     assert kms.decrypt(CiphertextBlob=env.blobs[0])["Plaintext"] == b"before the move"
