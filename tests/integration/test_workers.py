@@ -3,7 +3,8 @@ Clients come in on many connections (the kernel spreads them over the workers, S
 and each worker's /metrics (the metrics port + its index) shows that both served them. A change
 made through one worker (a key disabled, a new key policy, a grant revoked, the store
 disconnected) is refused by every connection from its next call on; the store's quota holds for
-the two together; when the leader dies, another worker takes its work over."""
+the two together; the CloudHSM control plane answers the same through every worker (the leader
+runs it); when the leader dies, another worker takes its work over."""
 from __future__ import annotations
 
 import asyncio
@@ -14,8 +15,10 @@ import socket
 import time
 import urllib.request
 
+import boto3
 import grpc
 import pytest
+from botocore.config import Config
 from botocore.credentials import Credentials
 
 from kms_frontend.errors import METADATA_KEY
@@ -181,6 +184,38 @@ async def test_the_store_quota_holds_for_the_workers_together(env, root_conns):
     assert counts["ThrottlingException"] > counts["OK"]  # it was driven well above the quota
 
 
+def cloudhsm_clients(env) -> list:
+    """CONNECTIONS boto3 clients, each with its own connection pool (spread over the workers)."""
+    key_id, secret = env.fe.aws_credentials()
+    return [boto3.client("cloudhsmv2", endpoint_url=env.fe.aws_endpoint_url, region_name=env.fe.region,
+                         aws_access_key_id=key_id, aws_secret_access_key=secret,
+                         config=Config(retries={"max_attempts": 1}))
+            for _ in range(CONNECTIONS)]
+
+
+def cluster_tags(client, env) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in client.list_tags(ResourceId=env.cluster_id)["TagList"]}
+
+
+async def test_the_control_plane_is_one_for_every_worker(env):
+    """Its records and background work live in the leader; a tag written through any worker is
+    read back through every one at once, and a wrong call is refused with the same AWS error."""
+    clients = cloudhsm_clients(env)
+    before = [served(env, w, "DescribeClusters") for w in (0, 1)]
+    seen = [await asyncio.to_thread(lambda c=c: [x["ClusterId"] for x in c.describe_clusters()["Clusters"]])
+            for c in clients]
+    assert all(env.cluster_id in ids for ids in seen), seen
+    # the follower served none itself: the leader ran every one
+    assert sorted(served(env, w, "DescribeClusters") - before[w] for w in (0, 1)) == [0, CONNECTIONS]
+    for i, writer in enumerate(clients[:3]):
+        await asyncio.to_thread(writer.tag_resource, ResourceId=env.cluster_id, TagList=[{"Key": "round", "Value": str(i)}])
+        tags = [await asyncio.to_thread(cluster_tags, c, env) for c in clients]
+        assert all(t.get("round") == str(i) for t in tags), tags
+    for c in clients:
+        with pytest.raises(c.exceptions.CloudHsmResourceNotFoundException):
+            await asyncio.to_thread(c.delete_cluster, ClusterId="cluster-abcdefghijk")
+
+
 def worker_pids(env) -> dict[int, bool]:
     """pid -> leader, from the workers' "listening" log lines (the newest per worker index)."""
     found: dict[int, tuple[int, bool]] = {}
@@ -208,3 +243,6 @@ async def test_when_the_leader_dies_another_worker_connects_stores(env, root_con
         return await root_conns.outcomes(encrypt(env.key.key_id)) == ["OK"] * CONNECTIONS
     # each worker logs in to the HSMs once it sees the store CONNECTED (a moment after the leader)
     await wait_until(usable_everywhere, timeout=30, what="every worker to have sessions again")
+    # the control plane moved to the new leader with its records
+    tags = [await asyncio.to_thread(cluster_tags, c, env) for c in cloudhsm_clients(env)]
+    assert all("round" in t for t in tags), tags
