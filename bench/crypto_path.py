@@ -78,7 +78,9 @@ ECHO_METHOD = "/bench.Echo/Echo"
 STATS_METHOD = "/bench.Echo/Stats"
 ENCRYPT_METHOD = "/kms.v1.Kms/Encrypt"
 PATHS = {"encrypt": "Encrypt via frontend", "aws": "Encrypt, AWS endpoint", "echo2": "bare 2-hop echo",
-         "echo1": "bare 1-hop echo", "stream2": "no-work stream proxy"}
+         "echo1": "bare 1-hop echo", "stream2": "no-work stream proxy",
+         "encrypt_w": "Encrypt, N workers", "aws_w": "AWS endpoint, N workers"}
+WORKER_PATHS = {"encrypt_w": "encrypt", "aws_w": "aws"}  # the same calls to the second stack (--workers N)
 BASES = {"echo2": "Encrypt / 2-hop echo", "echo1": "Encrypt / 1-hop echo", "stream2": "Encrypt / stream proxy"}
 DEFAULT_PATHS = "encrypt,echo2,echo1,stream2"
 
@@ -92,9 +94,9 @@ Target = tuple[str, "str | None", str, bytes, "tuple[str, str, str] | None"]  # 
 HTTP_METHOD = "http:TrentService.Encrypt"
 
 
-def client_process(conn: Any, targets: dict[str, Target]) -> None:
+def client_process(conn: Any, targets: dict[str, Target], channels: int = 1) -> None:
     """Entry point of a load process: run the commands the parent sends over ``conn``."""
-    asyncio.run(_client(conn, targets))
+    asyncio.run(_client(conn, targets, channels))
 
 
 def _signer(address: str, method: str, request: bytes, signer: tuple[str, str, str] | None) -> Any:
@@ -150,19 +152,25 @@ class HttpCall:
             writer.close()
 
 
-async def _client(conn: Any, targets: dict[str, Target]) -> None:
+async def _client(conn: Any, targets: dict[str, Target], connections: int) -> None:
     channels, calls = [], {}
+    # ``connections`` channels per path, each on its own connection: several frontend workers share
+    # a port and the kernel hands each connection to one of them (SO_REUSEPORT), so one would not spread.
+    options = [("grpc.use_local_subchannel_pool", 1)] if connections > 1 else []
     for name, (address, ca_pem, method, request, signer) in targets.items():
-        if method == HTTP_METHOD:
+        if method == HTTP_METHOD:  # one connection per caller already
             calls[name] = (HttpCall(address), request, _signer(address, method, request, signer))
             continue
-        if ca_pem:
-            ch = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(ca_pem.encode()))
-        else:
-            ch = grpc.aio.insecure_channel(address)
-        channels.append(ch)
-        # no serializer and no deserializer: bytes in, bytes out, the same cost on every path
-        calls[name] = (ch.unary_unary(method), request, _signer(address, method, request, signer))
+        stubs = []
+        for _ in range(connections):
+            if ca_pem:
+                ch = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(ca_pem.encode()), options=options)
+            else:
+                ch = grpc.aio.insecure_channel(address, options=options)
+            channels.append(ch)
+            # no serializer and no deserializer: bytes in, bytes out, the same cost on every path
+            stubs.append(ch.unary_unary(method))
+        calls[name] = (stubs, request, _signer(address, method, request, signer))
     loop = asyncio.get_running_loop()
     conn.send("ready")
     while True:
@@ -187,7 +195,7 @@ async def _closed_loop(call: Any, request: bytes, sign: Any, callers: int, secon
         await asyncio.gather(*(call.caller(metadata, stop, latencies, errors) for _ in range(callers)))
         return {"latencies": latencies.tobytes(), "errors": dict(errors), "elapsed": time.monotonic() - started}
 
-    async def caller() -> None:
+    async def caller(call: Any) -> None:
         while time.monotonic() < stop:
             t0 = perf()
             try:
@@ -197,7 +205,7 @@ async def _closed_loop(call: Any, request: bytes, sign: Any, callers: int, secon
                 continue
             latencies.append(perf() - t0)
     started = time.monotonic()
-    await asyncio.gather(*(caller() for _ in range(callers)))
+    await asyncio.gather(*(caller(call[i % len(call)]) for i in range(callers)))
     return {"latencies": latencies.tobytes(), "errors": dict(errors), "elapsed": time.monotonic() - started}
 
 
@@ -208,21 +216,22 @@ async def proxy_batch_totals(address: str) -> tuple[float, float]:
     return float(ops), float(msgs)
 
 
-def batch_totals(metrics_url: str) -> tuple[float, float]:
-    """(operations, messages) the frontend has sent on its crypto streams so far, from its /metrics."""
+def batch_totals(metrics_urls: list[str]) -> tuple[float, float]:
+    """(operations, messages) the frontend (all its workers) has sent on its crypto streams so far, from /metrics."""
     import urllib.request
 
     ops = msgs = 0.0
-    try:
-        with urllib.request.urlopen(metrics_url, timeout=5) as r:
-            text = r.read().decode()
-    except OSError:
-        return 0.0, 0.0
-    for line in text.splitlines():
-        if line.startswith("kms_hsm_batch_size_sum"):
-            ops = float(line.split()[-1])
-        elif line.startswith("kms_hsm_batch_size_count"):
-            msgs = float(line.split()[-1])
+    for url in metrics_urls:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("kms_hsm_batch_size_sum"):
+                ops += float(line.split()[-1])
+            elif line.startswith("kms_hsm_batch_size_count"):
+                msgs += float(line.split()[-1])
     return ops, msgs
 
 
@@ -238,12 +247,12 @@ def cpu_seconds(pid: int) -> float:
 class Clients:
     """``n`` load processes, each with one channel per path, driven in lock step."""
 
-    def __init__(self, n: int, targets: dict[str, Target]) -> None:
+    def __init__(self, n: int, targets: dict[str, Target], channels: int = 1) -> None:
         ctx = mp.get_context("spawn")
         self.conns, self.procs = [], []
         for _ in range(n):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=client_process, args=(child, targets), daemon=True)
+            proc = ctx.Process(target=client_process, args=(child, targets, channels), daemon=True)
             proc.start()
             self.conns.append(parent)
             self.procs.append(proc)
@@ -332,7 +341,7 @@ class KmsStack:
     lab: Lab
     nodes: list[NodeProcess]
     fe: FrontendProcess
-    metrics_url: str
+    metrics_urls: list[str]  # one per worker
     key_id: str = ""
 
     async def stop(self) -> None:
@@ -340,21 +349,36 @@ class KmsStack:
         await self.lab.close()
 
 
-async def start_kms(root: Path, cert_pem: str, client_tls: bool, check: bool = True) -> KmsStack:
+def consecutive_ports(n: int) -> int:
+    """A free port P with P+1 .. P+n-1 free too (worker i serves /metrics on P+i)."""
+    import socket
+    while True:
+        p = free_port()
+        try:
+            for i in range(1, n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p + i))
+        except OSError:
+            continue
+        return p
+
+
+async def start_kms(root: Path, cert_pem: str, client_tls: bool, check: bool = True, workers: int = 1) -> KmsStack:
     """Start the stack under ``root`` (certificate ``root/bench.crt``, key ``root/bench.key``);
-    ``check``: make sure an Encrypt / Decrypt round trip works."""
+    ``check``: make sure an Encrypt / Decrypt round trip works; ``workers``: kms-frontend --workers."""
     lab = Lab(root)
     try:
         nodes = await three_node_cluster(lab)
     except BaseException:
         await lab.close()
         raise
-    metrics_port = free_port()
-    env = {"KMS_STORE_QUOTA": "1000000", "KMS_LOG_LEVEL": "warning", "KMS_METRICS_LISTEN": f"127.0.0.1:{metrics_port}"}
+    metrics_port = consecutive_ports(workers)
+    env = {"KMS_STORE_QUOTA": "1000000", "KMS_LOG_LEVEL": "warning", "KMS_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
+           "KMS_WORKERS": str(workers)}
     if client_tls:
         env.update(KMS_TLS_CERT=str(root / "bench.crt"), KMS_TLS_KEY=str(root / "bench.key"))
     fe = FrontendProcess(root, [n.endpoint for n in nodes], env=env)
-    stack = KmsStack(lab, nodes, fe, f"http://127.0.0.1:{metrics_port}/metrics")
+    stack = KmsStack(lab, nodes, fe, [f"http://127.0.0.1:{metrics_port + i}/metrics" for i in range(workers)])
     fe.start()
     try:
         tls = grpc.ssl_channel_credentials(cert_pem.encode()) if client_tls else None
@@ -419,16 +443,29 @@ def aws_target(stack: KmsStack) -> Target:
     return (f"127.0.0.1:{stack.fe.aws_port}", None, HTTP_METHOD, body.encode(), (key_id, secret, stack.fe.region))
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process under it (a frontend with --workers: the supervisor and its workers)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
 def encrypt_watch(stack: KmsStack) -> dict[str, list[int]]:
-    return {"frontend": [stack.fe.proc.pid] if stack.fe.proc else [],
+    return {"frontend": descendants(stack.fe.proc.pid) if stack.fe.proc else [],
             "nodes": [n.proc.pid for n in stack.nodes if n.proc is not None]}
 
 
 async def measure_encrypt(clients: Clients, path: str, stack: KmsStack, callers: int, seconds: float) -> dict:
     """One Encrypt measurement, with the operations per stream message the frontend sent meanwhile."""
-    ops0, msgs0 = await asyncio.to_thread(batch_totals, stack.metrics_url)
+    ops0, msgs0 = await asyncio.to_thread(batch_totals, stack.metrics_urls)
     result = await clients.run(path, callers, seconds, encrypt_watch(stack))
-    ops1, msgs1 = await asyncio.to_thread(batch_totals, stack.metrics_url)
+    ops1, msgs1 = await asyncio.to_thread(batch_totals, stack.metrics_urls)
     result["ops_per_message"] = (ops1 - ops0) / (msgs1 - msgs0) if msgs1 > msgs0 else 0.0
     return result
 
@@ -443,6 +480,10 @@ async def main() -> None:
     p.add_argument("--unsigned-baselines", action="store_true",
                    help="the echo paths' calls without the signature metadata Encrypt's calls carry (as before issue 16)")
     p.add_argument("--client-tls", action="store_true", help="TLS on the client leg of every path too")
+    p.add_argument("--workers", type=int, default=0,
+                   help="also start a second stack whose frontend runs N workers (paths encrypt_w, aws_w)")
+    p.add_argument("--channels", type=int, default=1,
+                   help="gRPC connections per load process and path (several workers: the kernel spreads connections)")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of load on each path before measuring")
     p.add_argument("--json", help="write the results here too")
     args = p.parse_args()
@@ -453,10 +494,18 @@ async def main() -> None:
     cert_pem = write_cert(root)
     ca = cert_pem if args.client_tls else None
     stack: KmsStack | None = None
+    stack_w: KmsStack | None = None
     echo_procs: list[subprocess.Popen] = []
     clients: Clients | None = None
     try:
         stack = await start_kms(root, cert_pem, args.client_tls)
+        if args.workers > 1:
+            (root / "w").mkdir()
+            for name in ("bench.crt", "bench.key"):
+                (root / "w" / name).write_bytes((root / name).read_bytes())
+            stack_w = await start_kms(root / "w", cert_pem, args.client_tls, workers=args.workers)
+            PATHS["encrypt_w"] = f"Encrypt, {args.workers} workers"
+            PATHS["aws_w"] = f"AWS endpoint, {args.workers} wkrs"
         echo_procs, addresses = start_echo(root, args.client_tls)
         for address in addresses.values():
             ch = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(cert_pem.encode())) if ca \
@@ -475,7 +524,10 @@ async def main() -> None:
         signer = None if args.unsigned_baselines else encrypt_target(stack, ca)[4]
         targets = {"encrypt": encrypt_target(stack, ca), "aws": aws_target(stack),
                    **{path: (address, ca, ECHO_METHOD, payload, signer) for path, address in addresses.items()}}
-        clients = Clients(args.client_processes, {k: v for k, v in targets.items() if k in paths})
+        if stack_w is not None:
+            targets.update(encrypt_w=encrypt_target(stack_w, ca), aws_w=aws_target(stack_w))
+        paths = [x for x in paths if x in targets]
+        clients = Clients(args.client_processes, {k: v for k, v in targets.items() if k in paths}, args.channels)
         watch = {"echo2": {"proxy": [echo_procs[1].pid], "echo": [echo_procs[0].pid]},
                  "echo1": {"echo": [echo_procs[0].pid]},
                  "stream2": {"proxy": [echo_procs[2].pid], "echo": [echo_procs[0].pid]}}
@@ -484,6 +536,9 @@ async def main() -> None:
             if path in ("encrypt", "aws"):
                 assert stack is not None
                 return await measure_encrypt(clients, path, stack, callers, seconds)
+            if path in WORKER_PATHS:
+                assert stack_w is not None
+                return await measure_encrypt(clients, path, stack_w, callers, seconds)
             if path == "stream2" and not args.client_tls:
                 ops0, msgs0 = await proxy_batch_totals(addresses["stream2"])
                 result = await clients.run(path, callers, seconds, watch[path])
@@ -520,8 +575,9 @@ async def main() -> None:
             clients.close()
         for proc in echo_procs:
             proc.terminate()
-        if stack is not None:
-            await stack.stop()
+        for st in (stack, stack_w):
+            if st is not None:
+                await st.stop()
 
 
 def medians(rounds: list[list[dict]], paths: list[str]) -> list[dict]:
@@ -538,8 +594,8 @@ def medians(rounds: list[list[dict]], paths: list[str]) -> list[dict]:
         for path in paths:
             if "ops_per_message" in first[path]:
                 row[path]["ops_per_message"] = statistics.median(pt[path]["ops_per_message"] for pt in pts)
-        for path, base in (("encrypt", "stream2"), ("aws", "encrypt")):  # per-round ratios, then the median
-            if path in paths and base in paths:
+        for path, base in (("encrypt", "stream2"), ("aws", "encrypt"), ("encrypt_w", "encrypt"), ("aws_w", "aws")):
+            if path in paths and base in paths:  # per-round ratios, then the median
                 groups = (("frontend", "proxy"), ("nodes", "echo")) if base == "stream2" else (("frontend", "frontend"),)
                 for group, base_group in groups:
                     row[f"cpu_{path}_{base}_{group}"] = statistics.median(
@@ -547,6 +603,8 @@ def medians(rounds: list[list[dict]], paths: list[str]) -> list[dict]:
                         for pt in pts if pt[base]["cpu_us_per_req"][base_group])
                 row[f"p99_{path}_{base}"] = statistics.median(pt[path]["p99_ms"] / pt[base]["p99_ms"] for pt in pts
                                                               if pt[base]["p99_ms"])
+                row[f"rps_{path}_{base}"] = statistics.median(pt[path]["rps"] / pt[base]["rps"] for pt in pts
+                                                              if pt[base]["rps"])
         for base in BASES:
             key = f"ratio_{base}"
             if key in first:
@@ -580,8 +638,14 @@ def report(info: dict, args: argparse.Namespace, table: list[dict]) -> None:
         for key, label in (("cpu_encrypt_stream2_frontend", "CPU: frontend / proxy"),
                            ("cpu_encrypt_stream2_nodes", "CPU: nodes / echo"),
                            ("p99_encrypt_stream2", "p99: Encrypt / proxy"),
+                           ("rps_aws_encrypt", "req/s: AWS / gRPC"),
                            ("cpu_aws_encrypt_frontend", "CPU: AWS / gRPC fe"),
-                           ("p99_aws_encrypt", "p99: AWS / gRPC")):
+                           ("p99_aws_encrypt", "p99: AWS / gRPC"),
+                           ("rps_encrypt_w_encrypt", "req/s: N workers / 1"),
+                           ("cpu_encrypt_w_encrypt_frontend", "CPU: N workers / 1"),
+                           ("p99_encrypt_w_encrypt", "p99: N workers / 1"),
+                           ("rps_aws_w_aws", "AWS req/s: N wkrs / 1"),
+                           ("cpu_aws_w_aws_frontend", "AWS CPU: N wkrs / 1")):
             if key in row:
                 print(f"{'':>7} | {label:<22} | {row[key]:>7.2f} | median of per-round ratios")
 

@@ -47,6 +47,8 @@ def run_to_end(operation: Awaitable[T]) -> Awaitable[T]:
 
 
 class Services:
+    sync: WorkerSync | None = None  # several workers: the others' writes, applied before a call
+
     def __init__(self, ctx: Context, hsms: HsmClients, identities: Identities, model: ServiceModel | None = None,
                  operations: dict[str, Operation] = OPERATIONS) -> None:
         self.ctx, self.hsms, self.directory = ctx, hsms, hsms.directory
@@ -68,8 +70,6 @@ class Services:
         self.sts = Sts(identities)
         self.audit = AuditTrail(ctx, self.model)
         self.connections.on_keys_changed = self.catalog.reload_store
-        self.sync: WorkerSync | None = None  # several workers: the others' writes, applied before a call
-
 
     def offers(self, operation: str) -> bool:
         return operation in self.operations
