@@ -216,6 +216,23 @@ async def proxy_batch_totals(address: str) -> tuple[float, float]:
     return float(ops), float(msgs)
 
 
+def served_per_worker(metrics_urls: list[str]) -> list[float]:
+    """Encrypt requests each worker has answered so far (its /metrics), to show how the kernel spread them."""
+    import urllib.request
+
+    out = []
+    for url in metrics_urls:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            out.append(0.0)
+            continue
+        out.append(sum(float(line.split()[-1]) for line in text.splitlines()
+                       if line.startswith("kms_requests_total{") and 'operation="Encrypt"' in line))
+    return out
+
+
 def batch_totals(metrics_urls: list[str]) -> tuple[float, float]:
     """(operations, messages) the frontend (all its workers) has sent on its crypto streams so far, from /metrics."""
     import urllib.request
@@ -464,9 +481,14 @@ def encrypt_watch(stack: KmsStack) -> dict[str, list[int]]:
 async def measure_encrypt(clients: Clients, path: str, stack: KmsStack, callers: int, seconds: float) -> dict:
     """One Encrypt measurement, with the operations per stream message the frontend sent meanwhile."""
     ops0, msgs0 = await asyncio.to_thread(batch_totals, stack.metrics_urls)
+    served0 = await asyncio.to_thread(served_per_worker, stack.metrics_urls)
     result = await clients.run(path, callers, seconds, encrypt_watch(stack))
     ops1, msgs1 = await asyncio.to_thread(batch_totals, stack.metrics_urls)
+    served1 = await asyncio.to_thread(served_per_worker, stack.metrics_urls)
     result["ops_per_message"] = (ops1 - ops0) / (msgs1 - msgs0) if msgs1 > msgs0 else 0.0
+    if len(served0) > 1:  # the share of the requests each worker answered
+        total = sum(served1) - sum(served0)
+        result["worker_shares"] = [round((b - a) / total, 2) if total else 0.0 for a, b in zip(served0, served1, strict=True)]
     return result
 
 
@@ -562,7 +584,9 @@ async def main() -> None:
                         point[f"ratio_{base}"] = point["encrypt"]["rps"] / point[base]["rps"]
                 points.append(point)
                 print(f"round {r + 1}/{args.rounds}, {callers} callers: " + ", ".join(
-                    f"{path} {point[path]['rps']:.0f} req/s" for path in paths), flush=True)
+                    f"{path} {point[path]['rps']:.0f} req/s" + (f" (workers' shares {point[path]['worker_shares']})"
+                                                               if "worker_shares" in point[path] else "")
+                    for path in paths), flush=True)
             rounds.append(points)
         table = medians(rounds, paths)
         report(info, args, table)

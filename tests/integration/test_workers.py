@@ -20,6 +20,7 @@ import grpc
 import pytest
 from botocore.config import Config
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
 from kms_frontend.errors import METADATA_KEY
 from protos.kms.v1 import auth as kms_auth
@@ -176,12 +177,34 @@ async def test_the_store_quota_holds_for_the_workers_together(env, root_conns):
                 name = dict(exc.trailing_metadata() or ()).get(METADATA_KEY, exc.code().name)
                 counts[name] = counts.get(name, 0) + 1
                 await asyncio.sleep(0.005)
-    await asyncio.gather(*(caller(s) for s in root_conns.stubs for _ in range(2)))
+    aws_counts: dict[str, int] = {}
+
+    def aws_caller() -> None:  # an AWS SDK caller meanwhile, through the AWS endpoint: the same bucket
+        kms = aws_kms(env)
+        while time.monotonic() < stop:
+            try:
+                kms.encrypt(KeyId=key_id, Plaintext=b"x")
+                name = "OK"
+            except ClientError as exc:
+                name = exc.response["Error"]["Code"]
+                assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+            aws_counts[name] = aws_counts.get(name, 0) + 1
+    await asyncio.gather(asyncio.to_thread(aws_caller), *(caller(s) for s in root_conns.stubs for _ in range(2)))
+    assert "ThrottlingException" in aws_counts, aws_counts
+    for name, n in aws_counts.items():
+        counts[name] = counts.get(name, 0) + n
     assert set(counts) == {"OK", "ThrottlingException"}, counts
     assert all(served(env, w, "Encrypt") > before[w] for w in (0, 1))
     expected = QUOTA * (1 + seconds)
     assert 0.85 * expected <= counts["OK"] <= 1.1 * expected + 2, (counts, expected)
     assert counts["ThrottlingException"] > counts["OK"]  # it was driven well above the quota
+
+
+def aws_kms(env):
+    key_id, secret = env.fe.aws_credentials()
+    return boto3.client("kms", endpoint_url=env.fe.aws_endpoint_url, region_name=env.fe.region,
+                        aws_access_key_id=key_id, aws_secret_access_key=secret,
+                        config=Config(retries={"max_attempts": 1}))  # see each ThrottlingException
 
 
 def cloudhsm_clients(env) -> list:
