@@ -2,17 +2,25 @@
 
     python bench/crypto_path.py [--seconds 5] [--callers 1,16,64] [--rounds 3]
                                 [--client-processes 2] [--client-tls] [--json out.json]
+                                [--paths encrypt,aws,stream2,encrypt_w,aws_w --workers 2 --channels 4]
 
 Starts, on one machine: three hsm-node processes and a kms-frontend (a CONNECTED
 custom key store with one key), and a bare echo pair: an echo server and a proxy
 that forwards each unary call to it over the same TLS as the frontend -> node leg.
-Three paths are measured:
+The paths (``--paths``; by default the first four):
 
 * ``encrypt``  client -> kms-frontend -> hsm-node (Encrypt of 256 B, the real path)
 * ``echo2``    client -> proxy -> echo             (two hops, no work: the baseline)
 * ``echo1``    client -> echo                      (one hop: the stretch baseline)
 * ``stream2``  client -> stream proxy -> echo      (a reference: the frontend's design with no work,
                unary calls carried over one batching TLS stream; the most the frontend could reach)
+* ``aws``      client -> kms-frontend's AWS endpoint -> hsm-node (Encrypt as AWS JSON 1.1 over
+               HTTP/1.1 keep-alive, one connection per caller; SigV4-signed once per measurement,
+               so the client's signing is not what is measured)
+* ``encrypt_w``, ``aws_w``: the same two calls to a second stack whose frontend runs
+               ``--workers N`` (``--workers N``), measured interleaved with the single process;
+               give ``--channels`` > 1 so each load process opens several gRPC connections for
+               the kernel to spread over the workers (SO_REUSEPORT spreads connections, not calls)
 
 The client leg is plaintext gRPC on every path (as the test harness runs the
 frontend), or TLS on every path with ``--client-tls``. Encrypt calls are signed
