@@ -88,7 +88,7 @@ class Crypto:
         if settings.shared_quota_dir is None:
             return RateLimiter(settings.store_request_quota)
         folder = Path(settings.shared_quota_dir)
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(mode=0o700, exist_ok=True)  # only this user's processes share (or drain) a bucket
         return SharedRateLimiter(folder / store_id, settings.store_request_quota)
 
     def _hsm(self, key: KeyRecord, throttle: bool = True) -> StoreHsmClient:
