@@ -25,6 +25,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from ..store.changes import ChangeCounter
 from ..store.repository import AliasRecord, CustomKeyStoreRecord, GrantRecord, KeyRecord, NotFoundError
@@ -33,6 +34,7 @@ from .connections import Connections
 from .context import Context
 
 log = logging.getLogger("kms_frontend.workers")
+T = TypeVar("T")
 FOLLOW_EVERY_S = 0.05
 LEAD_RETRY_S = 0.5
 PRUNE_EVERY_S = 60.0
@@ -117,22 +119,13 @@ class WorkerSync:
         store_keys: list[str] = []
         for _, kind, ident in rows:
             if kind == "key" and ident not in keys:
-                try:
-                    keys[ident] = repo.get_key(ident)
-                except NotFoundError:
-                    keys[ident] = None
+                keys[ident] = _current(repo.get_key, ident)
             elif kind == "alias" and ident not in aliases:
-                try:
-                    aliases[ident] = repo.get_alias(ident)
-                except NotFoundError:
-                    aliases[ident] = None
+                aliases[ident] = _current(repo.get_alias, ident)
             elif kind == "grants" and ident not in grants:
                 grants[ident] = repo.list_grants(key_id=ident)
             elif kind == "store" and ident not in stores:
-                try:
-                    stores[ident] = repo.get_custom_key_store(ident)
-                except NotFoundError:
-                    stores[ident] = None
+                stores[ident] = _current(repo.get_custom_key_store, ident)
             elif kind == "store_keys" and ident not in store_keys:
                 store_keys.append(ident)
         return keys, aliases, grants, stores, store_keys
@@ -169,6 +162,14 @@ class WorkerSync:
                 raise
             except Exception:
                 log.exception("following changes failed", extra={"event": "worker_follow_error"})
+
+
+def _current(get: Callable[[str], T], ident: str) -> T | None:
+    """The record as stored now, or None if it is gone."""
+    try:
+        return get(ident)
+    except NotFoundError:
+        return None
 
 
 async def lead_when_possible(leadership: Leadership, become_leader: Callable[[], Awaitable[None]]) -> None:
