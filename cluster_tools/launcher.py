@@ -77,6 +77,7 @@ class State:
     frontend_host: str = "127.0.0.1"
     frontend_metrics_port: int = 0
     aws_port: int = 4599
+    console_port: int = 0  # 0: no web console (a state.json from before the console)
     cluster_id: str = ""
     store_id: str = ""
     co_password: str = ""
@@ -174,6 +175,8 @@ class Cluster:
             cmd += ["--metrics-listen", f"127.0.0.1:{s.frontend_metrics_port}"]
         if s.principals_file:
             cmd += ["--principals", s.principals_file]
+        if s.console_port:
+            cmd += ["--console-listen", f"127.0.0.1:{s.console_port}"]
         env = {"KMS_AWS_LISTEN": f"127.0.0.1:{s.aws_port}",
                "KMS_AWS_ACCESS_KEYS": f"{s.aws_access_key_id}:{s.aws_secret_access_key}"}
         self._spawn("frontend", cmd, env)
@@ -358,6 +361,7 @@ class Cluster:
         return {
             "directory": str(self.dir), "cluster_id": s.cluster_id, "custom_key_store_id": s.store_id,
             "kms_endpoint": f"127.0.0.1:{s.frontend_port}", "aws_endpoint_url": f"http://127.0.0.1:{s.aws_port}",
+            "console_url": f"http://127.0.0.1:{s.console_port}/" if s.console_port else None,
             "region": s.region, "aws_access_key_id": s.aws_access_key_id,
             "aws_secret_access_key": s.aws_secret_access_key,
             "trust_anchor": str(self.anchor), "env_file": str(self.env_path),
@@ -427,6 +431,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         s.nodes.append(NodeSpec(f"node{i + 1}", pick_port(args.base_port + 2 * i, taken),
                                 pick_port(args.base_port + 1 + 2 * i, taken),
                                 metrics_port=pick_port(args.metrics_port + 1 + i, taken)))
+    if not s.console_port:
+        s.console_port = pick_port(args.console_port, taken)
     if not s.aws_access_key_id:
         s.frontend_port = pick_port(args.port, taken)
         s.aws_port = pick_port(args.aws_port, taken)
@@ -483,6 +489,7 @@ KMS frontend (gRPC):   {st['kms_endpoint']}
 AWS endpoint (JSON):   {st['aws_endpoint_url']}   region {st['region']}
   aws_access_key_id     {st['aws_access_key_id']}
   aws_secret_access_key {st['aws_secret_access_key']}
+Web console:           {st['console_url'] or '-'}  (sign in with the key pair above)
 Custom key store:      {st['custom_key_store_id']} (CONNECTED)
 Trust anchor:          {st['trust_anchor']}
 Credentials and endpoints for kms / hsm-mgmt / AWS SDKs: {st['env_file']}
@@ -609,6 +616,7 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--base-port", type=int, default=2225, help="first HSM node port (first run; +2 per node)")
     up.add_argument("--port", type=int, default=7800, help="frontend gRPC port (first run)")
     up.add_argument("--aws-port", type=int, default=4599, help="AWS JSON endpoint port (first run)")
+    up.add_argument("--console-port", type=int, default=4600, help="web console port (first run)")
     up.add_argument("--metrics-port", type=int, default=9100,
                     help="frontend /metrics port (first run); nodes take the next ones")
     up.add_argument("--region", default="us-east-1")

@@ -36,6 +36,7 @@ class Probe:
     error: str = ""
     at: float = 0.0
     timed_out: bool = False  # it did not answer in time (a hung or paused node), as opposed to refusing
+    hsm_id: str = ""
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ClusterInfo:
     trust_anchor_pem: str
     member_endpoints: list[str] = field(default_factory=list)
     active_endpoints: list[str] = field(default_factory=list)
+    member_lag: dict[str, int] = field(default_factory=dict)  # endpoint -> writes it misses, as its peers see it
 
     @property
     def active_hsms(self) -> int:
@@ -118,6 +120,9 @@ class ClusterDirectory:
                 if probe.state == "ACTIVE":
                     info.state = "ACTIVE"
                 info.member_endpoints = sorted(set(info.member_endpoints) | {m.endpoint for m in desc.members})
+                for m in desc.members:
+                    if m.endpoint:
+                        info.member_lag[m.endpoint] = max(info.member_lag.get(m.endpoint, 0), int(m.lag))
             for info in clusters.values():
                 info.active_endpoints = sorted(
                     e for e in info.member_endpoints
@@ -150,7 +155,8 @@ class ClusterDirectory:
             desc = None
             if status.cluster_id:
                 desc = await stub.DescribeCluster(hsm.Empty(), timeout=self.probe_timeout_s)
-            probe = Probe(endpoint, True, status.node_id, status.cluster_id, hsm.NodeState.Name(status.state), at=now)
+            probe = Probe(endpoint, True, status.node_id, status.cluster_id, hsm.NodeState.Name(status.state), at=now,
+                          hsm_id=status.hsm_id)
             return probe, desc
         except (grpc.aio.AioRpcError, OSError, ValueError) as exc:
             await self._forget(endpoint)
