@@ -23,7 +23,7 @@ from . import certs
 from . import records as rec
 from .errors import DEFAULT_MAX_KEYS, InvalidArgument, StorageFull, WrongState
 from .login_sessions import LoginSessions
-from .rules import PRECO_DEFAULT_PASSWORD, PRECO_USERNAME
+from .rules import CLUSTER_ID_RE, PRECO_DEFAULT_PASSWORD, PRECO_USERNAME
 from .state import RecordState
 from .storage import OplogEntry, RecordChange, Storage, is_storage_full
 from .storage_sealing import hash_password, seal
@@ -61,6 +61,8 @@ class NodeConfig:
     replica_wait_s: float = 2.0               # how long a write waits for live peers to confirm
     max_keys: int = DEFAULT_MAX_KEYS          # keys this HSM may hold (CloudHSM's per-cluster limit); 0 = no limit
     clock: Callable[[], float] = time.time    # injectable wall clock (seconds)
+    appliance_key: bytes = b""                # the appliance user's secret (empty: no AU logins)
+    hsm_id: str = ""                          # the HSM id the control plane gave it (empty: a new one)
 
 
 @dataclass
@@ -118,7 +120,7 @@ class HsmNode:
 
     def _create_identity(self) -> None:
         node_key, cluster_key = certs.new_key(), certs.new_key()
-        hsm_id = certs.random_id("hsm-")
+        hsm_id = self.config.hsm_id or certs.random_id("hsm-")
         bootstrap = certs.self_signed(node_key, f"hsm-node {self.node_id} (uninitialized)", self.config.hosts)
         self.storage.put_meta(
             plain={"state": UNINITIALIZED.encode(), "hsm_id": hsm_id.encode(),
@@ -237,16 +239,22 @@ class HsmNode:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def initialize(self, signed_cluster_cert_pem: str, trust_anchor_pem: str) -> None:
+    async def initialize(self, signed_cluster_cert_pem: str, trust_anchor_pem: str, cluster_id: str = "") -> None:
+        """Install the cluster identity the operator's CA signed. ``cluster_id``: the id the CloudHSM
+        control plane gave the cluster (empty: a new one)."""
         self.require_state(UNINITIALIZED)
+        if cluster_id and not CLUSTER_ID_RE.fullmatch(cluster_id):
+            raise InvalidArgument(f"invalid cluster id {cluster_id[:40]!r}: expected cluster- followed by 11-16"
+                                  " characters of [2-7a-zA-Z]")
         anchor = certs.load_cert(trust_anchor_pem, "trust anchor")
         cluster_cert = certs.load_cert(signed_cluster_cert_pem, "signed cluster certificate")
         certs.verify_issued_by(anchor, anchor, "the trust anchor (it must be a self-signed CA certificate)")
         certs.verify_issued_by(cluster_cert, anchor, "the cluster certificate")
+        certs.require_ca(cluster_cert, "the signed cluster certificate")
         cluster_key = certs.load_key(self.cluster_key_pem)
         if not certs.public_key_matches(cluster_cert, cluster_key):
             raise InvalidArgument("the signed cluster certificate does not match this HSM's cluster CSR")
-        cluster_id = certs.random_id("cluster-")
+        cluster_id = cluster_id or certs.random_id("cluster-")
         await self.adopt_identity(cluster_id, 1, signed_cluster_cert_pem, trust_anchor_pem,
                                   self.cluster_key_pem, os.urandom(32), INITIALIZED)
         hlc_user = rec.UserRecord(PRECO_USERNAME, 1, "PRECO", await asyncio.to_thread(hash_password, PRECO_DEFAULT_PASSWORD))

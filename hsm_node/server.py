@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import os
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -122,6 +123,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="extra host name for the node certificate (repeatable) [HSM_HOSTS]")
     p.add_argument("--master-key-file", default=env("HSM_MASTER_KEY_FILE", "~/.config/hsm-node/master.key"),
                    help="deployment secret (created if missing); or HSM_MASTER_KEY=base64 [HSM_MASTER_KEY_FILE]")
+    p.add_argument("--appliance-key-file", default=env("HSM_APPLIANCE_KEY_FILE", ""),
+                   help="secret of the appliance user (AU) the CloudHSM control plane logs in with; without it "
+                        "the control plane cannot add or remove this node's members [HSM_APPLIANCE_KEY_FILE]")
+    p.add_argument("--hsm-id", default=env("HSM_ID", ""),
+                   help="the HSM id to take when the data directory is new (the CloudHSM control plane's) [HSM_ID]")
     p.add_argument("--backup-dir", default=env("HSM_BACKUP_DIR", "./hsm-backups"), help="backup store [HSM_BACKUP_DIR]")
     p.add_argument("--backup-interval", type=float, default=float(env("HSM_BACKUP_INTERVAL", "86400")),
                    help="seconds between periodic backups [HSM_BACKUP_INTERVAL]")
@@ -148,7 +154,19 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
         data_dir=args.data_dir, master_key=master, endpoint=endpoint, peer_endpoint=peer_endpoint, hosts=hosts,
         backup_dir=args.backup_dir, backup_interval_s=args.backup_interval,
         session_idle_timeout_s=args.session_idle_timeout, max_keys=args.max_keys,
+        appliance_key=read_appliance_key(args.appliance_key_file), hsm_id=args.hsm_id,
     )
+
+
+def read_appliance_key(path: str) -> bytes:
+    """The appliance user's secret (a text file written by the launcher or the compose secrets step)."""
+    if not path:
+        return b""
+    try:
+        return Path(os.path.expanduser(path)).read_bytes().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the appliance key file {path} (--appliance-key-file): "
+                         f"{exc.strerror or exc}") from None
 
 
 async def run(args: argparse.Namespace) -> None:

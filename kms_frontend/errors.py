@@ -576,13 +576,25 @@ def cloud_hsm_cluster_in_use(cluster_id: str, custom_key_store_id: str) -> Cloud
 
 
 def cloud_hsm_cluster_invalid_configuration(
-    cluster_id: str, active_hsms: int, required: int
+    cluster_id: str, active_hsms: int, required: int, zones: int | None = None, subnet_zones: int = 0
 ) -> CloudHsmClusterInvalidConfigurationException:
-    where = " in different availability zones" if required > 1 else ""
+    """AWS's rule, in AWS's words: two active HSMs, each in a different Availability Zone, for
+    CreateCustomKeyStore, UpdateCustomKeyStore and CreateKey; one for ConnectCustomKeyStore; and
+    private subnets in at least two Availability Zones."""
+    if 0 < subnet_zones < 2:
+        return CloudHsmClusterInvalidConfigurationException(
+            f"CloudHSM cluster {cluster_id} has subnets in {subnet_zones} Availability Zone. The CloudHSM cluster must "
+            "be configured with private subnets in at least two different Availability Zones in the Region: create a "
+            "cluster from one of its backups with SubnetIds in two Availability Zones.")
+    if required > 1:
+        where = f" in {zones} Availability Zone(s)" if zones is not None else ""
+        return CloudHsmClusterInvalidConfigurationException(
+            f"CloudHSM cluster {cluster_id} has {active_hsms} active HSM(s){where}. For the CreateCustomKeyStore, "
+            "UpdateCustomKeyStore, and CreateKey operations, the CloudHSM cluster must have at least two active HSMs, "
+            "each in a different Availability Zone. To add HSMs, use the CloudHSM CreateHsm operation.")
     return CloudHsmClusterInvalidConfigurationException(
-        f"CloudHSM cluster {cluster_id} has {active_hsms} active HSM(s); this operation needs at least "
-        f"{required}{where}. Add HSMs to the cluster, then retry."
-    )
+        f"CloudHSM cluster {cluster_id} has {active_hsms} active HSM(s). For the ConnectCustomKeyStore operation, "
+        "the CloudHSM cluster must contain at least one active HSM. To add HSMs, use the CloudHSM CreateHsm operation.")
 
 
 def cloud_hsm_cluster_not_related(

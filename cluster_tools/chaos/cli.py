@@ -57,7 +57,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--random", action="store_true", help="random faults, seeded (--seed), every --interval on average")
     f.add_argument("--interval", type=tgt.parse_duration, default=3.0, help="mean time between random faults (3s)")
     f.add_argument("--kinds", default=",".join(faults.RANDOM_KINDS),
-                   help=f"random fault kinds (default {','.join(faults.RANDOM_KINDS)})")
+                   help=f"random fault kinds among {','.join(faults.RANDOM_CHOICES)} (default "
+                        f"{','.join(faults.RANDOM_KINDS)}; a deleted HSM comes back by create-hsm)")
     f.add_argument("--pause-for", type=tgt.parse_duration, default=2.0,
                    help="a paused node is continued after this (default 2s; 0: only by resume: or at the end)")
     f.add_argument("--remove-linger", type=tgt.parse_duration, default=0.0,
@@ -269,9 +270,9 @@ def main(argv: list[str] | None = None) -> None:
         p.error(str(exc))
     if args.random and args.fault:
         p.error("give either --fault schedules or --random, not both")
-    bad = [k for k in args.kinds.split(",") if k.strip() and k.strip() not in faults.RANDOM_KINDS]
+    bad = [k for k in args.kinds.split(",") if k.strip() and k.strip() not in faults.RANDOM_CHOICES]
     if bad:
-        p.error(f"--kinds takes {', '.join(faults.RANDOM_KINDS)}; not {', '.join(bad)}")
+        p.error(f"--kinds takes {', '.join(faults.RANDOM_CHOICES)}; not {', '.join(bad)}")
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(10_000)
         print(f"kms-chaos: seed {args.seed} (repeat the run with --seed {args.seed})")

@@ -22,6 +22,7 @@ from protos.hsm.v1.metadata import DRAINING_KEY
 
 from .. import __version__
 from .. import records as rec
+from ..appliance import ApplianceUser
 from ..errors import HsmError, InvalidArgument, Unavailable
 from ..keys import KeyRules
 from ..membership import Membership
@@ -122,6 +123,7 @@ class _Stream:
 class HsmServicer(pb_grpc.HsmServicer):
     def __init__(self, node: HsmNode, users: UserRules, keys: KeyRules, membership: Membership | None = None) -> None:
         self.node, self.users, self.keys, self.membership = node, users, keys, membership
+        self.appliance = ApplianceUser(node.config.appliance_key, node.sessions)
         self.gate = Gate()          # unary calls being served; closed at SIGTERM
         self._streams: set[_Stream] = set()
 
@@ -161,7 +163,7 @@ class HsmServicer(pb_grpc.HsmServicer):
 
     @rpc
     async def Initialize(self, request: pb.InitializeRequest, context: grpc.aio.ServicerContext) -> pb.InitializeResponse:
-        await self.node.initialize(request.signed_cluster_certificate_pem, request.trust_anchor_pem)
+        await self.node.initialize(request.signed_cluster_certificate_pem, request.trust_anchor_pem, request.cluster_id)
         return pb.InitializeResponse(cluster_id=self.node.cluster_id, state=NODE_STATES[self.node.state],
                                      preco_username="admin")
 
@@ -169,7 +171,11 @@ class HsmServicer(pb_grpc.HsmServicer):
 
     @rpc
     async def Login(self, request: pb.LoginRequest, context: grpc.aio.ServicerContext) -> pb.LoginResponse:
-        s = await self.users.login(user_type(request.user_type), request.username, request.password, request.client_id)
+        kind = user_type(request.user_type)
+        if kind == "AU":  # the CloudHSM service's own user (appliance.py)
+            s = self.appliance.login(request.username, request.password, request.client_id)
+        else:
+            s = await self.users.login(kind, request.username, request.password, request.client_id)
         return pb.LoginResponse(session_token=s.token, user_id=s.user_id, user_type=USER_TYPE_PB[s.user_type],
                                 node_id=self.node.node_id)
 
@@ -384,7 +390,7 @@ class HsmServicer(pb_grpc.HsmServicer):
 
     @rpc
     async def RestoreCluster(self, request: pb.RestoreClusterRequest, context: grpc.aio.ServicerContext) -> pb.RestoreClusterResponse:
-        cluster_id = await self._membership().restore_cluster(request.backup_id)
+        cluster_id = await self._membership().restore_cluster(request.backup_id, request.cluster_id)
         return pb.RestoreClusterResponse(cluster_id=cluster_id, source_backup_id=request.backup_id)
 
     @rpc

@@ -13,6 +13,9 @@ timestamps as epoch seconds. A :class:`~kms_frontend.errors.KmsError` becomes HT
 ``err.http_status`` (400, 500 internal) with ``{"__type": name, "message": ...}``, which is what
 botocore turns into ``client.exceptions.<Name>``. No rules here.
 
+The same endpoint serves the CloudHSM v2 control plane (``X-Amz-Target: BaldrApiService.*``, signed
+for ``cloudhsm``): :mod:`.cloudhsm_json`.
+
 Operations of the KMS model this service does not offer (asymmetric keys, multi-Region...) answer
 ``UnsupportedOperationException``; a target outside the model ``UnknownOperationException``.
 """
@@ -35,6 +38,7 @@ from ..service.authorization import Caller
 from ..service.frontend import Services
 from . import sts_query
 from .aws_model import AwsJsonCodec, SerializationException
+from .cloudhsm_json import CloudHsmEndpoint
 from .sigv4 import REFUSALS, SigV4Verifier
 from .sts_query import StsQueryCodec
 
@@ -53,8 +57,10 @@ class UnknownOperationException(errors.KmsError):
 class AwsJsonEndpoint:
     """The aiohttp application serving the KMS API in the frontend's event loop."""
 
-    def __init__(self, services: Services, verifier: SigV4Verifier, listen: str, *, grace: float = 10.0) -> None:
+    def __init__(self, services: Services, verifier: SigV4Verifier, listen: str, *, grace: float = 10.0,
+                 cloudhsm: CloudHsmEndpoint | None = None) -> None:
         self.services = services
+        self.cloudhsm = cloudhsm  # the CloudHSM v2 control plane, a second service on this endpoint
         self.listen, self.grace = listen, grace
         self.host, self.port = split_listen(listen, "--aws-listen")
         self.model = services.model
@@ -110,6 +116,8 @@ class AwsJsonEndpoint:
         self._in_flight += 1
         self._idle.clear()
         try:
+            if self.cloudhsm is not None and self.cloudhsm.claims(request):  # X-Amz-Target BaldrApiService.*
+                return await self.cloudhsm.handle(request)
             return await self._handle(request)
         finally:
             self._in_flight -= 1

@@ -441,6 +441,22 @@ class Authorizer:
             raise errors.access_denied(caller.principal.arn, action, shown if shown is not None else resource,
                                        verdict.why)
 
+    def authorize_identity(self, caller: Caller, operation: str, action: str, resources: list[str],
+                           params: Params) -> None:
+        """IAM policies alone for another AWS service on this endpoint (the CloudHSM v2 control
+        plane, ``cloudhsm:<Operation>``), exactly as account-level KMS actions are judged: an
+        explicit deny wins, the account root may, anyone else needs an identity-based allow for
+        every resource the request names."""
+        principal = caller.principal
+        if principal.account != self.account_id:
+            raise errors.access_denied(principal.arn, action, "*", f"because this endpoint holds the resources of "
+                                       f"account {self.account_id} only")
+        values = RequestValues(caller, operation, params, None, None, self.catalog, self.clock())
+        for resource in resources:
+            verdict = self._identity_verdict(action, resource, principal, values)
+            if not verdict.allowed:
+                raise errors.access_denied(principal.arn, action, resource, verdict.why)
+
     def _check_account(self, op: Operation, action: str, params: Params, caller: Caller) -> None:
         principal = caller.principal
         if principal.account != self.account_id:

@@ -112,9 +112,10 @@ class KmsKeys:
         assert req.custom_key_store_id is not None  # Origin AWS_CLOUDHSM requires it (checked above)
         store = await self.ctx.connected_store(req.custom_key_store_id, "CreateKey")
         info = await self.directory.lookup(store.cloud_hsm_cluster_id, max_age_s=2.0)
-        active = info.active_hsms if info is not None else 0
-        if active < MIN_HSMS_CREATE_KEY:
-            raise errors.cloud_hsm_cluster_invalid_configuration(store.cloud_hsm_cluster_id, active, MIN_HSMS_CREATE_KEY)
+        zones = info.active_zones if info is not None else 0  # two active HSMs, in two Availability Zones
+        if zones < MIN_HSMS_CREATE_KEY:
+            raise errors.cloud_hsm_cluster_invalid_configuration(
+                store.cloud_hsm_cluster_id, info.active_hsms if info is not None else 0, MIN_HSMS_CREATE_KEY, zones)
         key_id = str(uuid.uuid4())
         arn = self.catalog.arns.key(key_id)
         if compiled is not None:

@@ -71,15 +71,23 @@ class ServiceModel:
     the STS operations of the AWS endpoint, whose shapes are kept apart: the two models share
     shape names)."""
 
-    def __init__(self, model: Mapping[str, Any] | None = None, sts: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, model: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = ADMIN_MODEL,
+                 sts: Mapping[str, Any] | None = None) -> None:
+        """``model``: a botocore service model (default: KMS, which also serves STS's operations on the
+        same endpoint); ``extra``: operations of our own in the same format (default: the KMS admin
+        operations; None for another service's model alone)."""
+        kms = model is None
         model = model if model is not None else Loader().load_service_model("kms", "service-2")
-        sts = sts if sts is not None else Loader().load_service_model("sts", "service-2")
+        extra = extra if extra is not None else {"shapes": {}, "operations": {}}
+        if sts is None:
+            sts = Loader().load_service_model("sts", "service-2") if kms else {"shapes": {}, "operations": {}}
         self.target_prefix: str = model["metadata"]["targetPrefix"]  # "TrentService"
-        self.shapes: dict[str, Any] = {**ADMIN_MODEL["shapes"], **model["shapes"]}
+        self.shapes: dict[str, Any] = {**extra["shapes"], **model["shapes"]}
         self.kms_operations: Mapping[str, Any] = model["operations"]
         self.sts_shapes: dict[str, Any] = dict(sts["shapes"])
-        self.sts_operations: dict[str, Any] = {name: sts["operations"][name] for name in STS_OPERATIONS}
-        self.operations: dict[str, Any] = {**ADMIN_MODEL["operations"], **model["operations"], **self.sts_operations}
+        self.sts_operations: dict[str, Any] = {name: sts["operations"][name] for name in STS_OPERATIONS
+                                               if name in sts["operations"]}
+        self.operations: dict[str, Any] = {**extra["operations"], **model["operations"], **self.sts_operations}
         self._patterns: dict[str, re.Pattern[str] | None] = {}
 
     def shapes_of(self, operation: str) -> dict[str, Any]:

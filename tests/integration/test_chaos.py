@@ -3,6 +3,7 @@ on fabricated histories and the fault runner's safety rule: tests/unit/cluster_t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -20,8 +21,9 @@ def run(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedPr
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("chaos") / "cluster"
-    up = run("cluster_tools.launcher", "--dir", str(root), "up", "--detach", "--base-port", str(free_port()),
-             "--port", str(free_port()), "--aws-port", str(free_port()), timeout=180)
+    up = run("cluster_tools.launcher", "--dir", str(root), "up", "--detach", "--address-prefix",
+             f"127.{150 + os.getpid() % 50}", "--port", str(free_port()), "--aws-port", str(free_port()),
+             "--metrics-port", str(free_port()), timeout=180)
     assert up.returncode == 0, up.stderr
     try:
         yield root
@@ -113,3 +115,30 @@ def test_chaos_node_down_across_membership_changes_catches_up(cluster, tmp_path)
             "--out", str(out), "--quiet", timeout=150)
     assert "fault restart node3 -> up" in r.stdout, r.stdout[-3000:]
     assert r.returncode == 0 and "kms-chaos verdict: PASS" in r.stdout, r.stdout[-3000:]
+
+
+def test_chaos_run_with_delete_hsm_and_create_hsm_through_the_api_passes(cluster, tmp_path):
+    """The CloudHSM control plane's DeleteHsm and CreateHsm as faults: the HSM's node is stopped and its
+    data removed, then a new HSM (new id, seeded from a fresh backup) takes its place under load."""
+    out = tmp_path / "run"
+    before = json.loads(run("cluster_tools.launcher", "--dir", str(cluster), "status", "--json").stdout)
+    r = run("cluster_tools.chaos.cli", "--cluster-dir", str(cluster), "--duration", "10s", "--seed", "5",
+            "--fault", "delete-hsm:node3@1s,create-hsm:node3@4s", "--create-key-every", "2s", "--out", str(out),
+            "--keep", "--quiet", timeout=240)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "kms-chaos verdict: PASS" in r.stdout
+    assert "fault delete-hsm node3 -> removed" in r.stdout and "fault create-hsm node3 -> up" in r.stdout
+    doc = json.loads((out / "report.json").read_text())
+    assert {c["name"]: c for c in doc["checks"]}["recovery"]["counts"]["by_kind"] == {"delete-hsm": 1,
+                                                                                       "create-hsm": 1}
+    after = json.loads(run("cluster_tools.launcher", "--dir", str(cluster), "status", "--json").stdout)
+    old, new = before["nodes"][2]["hsm_id"], after["nodes"][2]["hsm_id"]
+    assert old != new and new in {h["hsm_id"] for h in after["cluster"]["hsms"]}
+    assert old not in {h["hsm_id"] for h in after["cluster"]["hsms"]}
+    assert [n["health"] for n in after["nodes"]] == ["ACTIVE"] * 3
+    # kms-chaos turned the control plane's replacement off for its raw faults, and back afterwards
+    tags = subprocess.run([sys.executable, "-c", "import json,sys; from cluster_tools.launcher import Cluster; "
+                           "c = Cluster(__import__('pathlib').Path(sys.argv[1])); "
+                           "print(json.dumps(c.api().tags(c.state.cluster_id)))", str(cluster)],
+                          capture_output=True, text=True, timeout=60)
+    assert "replace-failed-hsm-after" not in tags.stdout, tags.stdout + tags.stderr

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.request
@@ -33,8 +34,8 @@ async def describe(status: dict) -> kms.CustomKeyStoresListEntry:
 
 async def test_up_status_down_and_resume(tmp_path):
     root = tmp_path / "cluster"
-    ports = ["--base-port", str(free_port()), "--port", str(free_port()), "--aws-port", str(free_port()),
-             "--metrics-port", str(free_port())]
+    ports = ["--port", str(free_port()), "--aws-port", str(free_port()), "--metrics-port", str(free_port()),
+             "--address-prefix", f"127.{200 + os.getpid() % 50}"]
     try:
         up = launcher(root, "up", "--detach", *ports)
         assert up.returncode == 0, up.stderr
@@ -42,6 +43,10 @@ async def test_up_status_down_and_resume(tmp_path):
         status = json.loads(launcher(root, "status", "--json").stdout)
         assert status["cluster_id"].startswith("cluster-") and status["custom_key_store_id"].startswith("cks-")
         assert [n["health"] for n in status["nodes"]] == ["ACTIVE"] * 3
+        # created through the CloudHSM control plane: the same cluster and HSM ids there
+        assert status["cluster"]["cluster_id"] == status["cluster_id"] and status["cluster"]["state"] == "ACTIVE"
+        assert sorted(h["hsm_id"] for h in status["cluster"]["hsms"]) == sorted(n["hsm_id"] for n in status["nodes"])
+        assert len({h["availability_zone"] for h in status["cluster"]["hsms"]}) == 3
         assert status["aws_endpoint_url"].startswith("http://127.0.0.1:") and status["aws_access_key_id"]
         metrics = urllib.request.urlopen(status["frontend"]["metrics"], timeout=10).read().decode()
         assert "kms_custom_key_store_state" in metrics

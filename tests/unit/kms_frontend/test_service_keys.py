@@ -54,6 +54,7 @@ class FakeHsms:
 @dataclass
 class FakeClusterInfo:
     active_hsms: int = 3
+    active_zones: int = 3
 
 
 class FakeDirectory:
