@@ -29,7 +29,6 @@ from .cluster.appliance import ApplianceClient
 from .cluster.directory import ClusterDirectory
 from .cluster.hsm_client import HsmClients
 from .console.app import Console
-from .console.hsm import directory_view
 from .controlplane.provisioners import LocalProcesses, Provisioner
 from .controlplane.remote import Supervised
 from .controlplane.service import Authorizer, ControlPlane, ControlPlaneSettings, Regions
@@ -106,7 +105,7 @@ class Frontend:
                                        cloudhsm=CloudHsmEndpoint(self.plane, self.services.identities.credential))
         self.console: Console | None = None
         if args.console_listen:
-            self.console = Console(self.services, args.console_listen, hsm_view=self._hsm_view)
+            self.console = Console(self.services, args.console_listen, self.plane)
         self.metrics: MetricsServer | None = None
         if args.metrics_listen:
             self.metrics = MetricsServer(args.metrics_listen, FrontendCollector(
@@ -115,10 +114,6 @@ class Frontend:
                 log=logging.getLogger("kms_frontend.metrics"))
         self.stopped = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-
-    async def _hsm_view(self) -> dict[str, Any]:
-        """What the console shows of the HSM side."""
-        return directory_view(self.directory)
 
     async def start(self) -> None:
         self.server.add_generic_rpc_handlers(tuple(GrpcApi(self.services, self.verifier, self.gate,

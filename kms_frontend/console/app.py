@@ -2,8 +2,8 @@
 an operator takes most. Server-rendered pages (Jinja2) and a little JavaScript; the chart library
 (uPlot) is vendored, so the console works offline.
 
-Everything a page shows and every action it takes goes through ``Services.call`` as the signed-in
-principal (``api="console"`` in the audit trail): a caller the API would refuse sees the same
+Everything a page shows and every action it takes goes through ``Services.call`` (or, for the
+CloudHSM page, ``ControlPlane.call``) as the signed-in principal (``api="console"`` in the audit trail): a caller the API would refuse sees the same
 AccessDeniedException here. The console has its own port (``--console-listen``), off unless asked.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from aiohttp import web
 from plumbing.addresses import split_listen
 
 from .. import errors
+from ..controlplane.service import ControlPlane
 from ..service.authorization import Caller
 from ..service.frontend import Services
 from .activity import Activity
@@ -33,8 +35,16 @@ log = logging.getLogger("kms_frontend.console")
 HERE = Path(__file__).resolve().parent
 COOKIE = "kms_console"
 REFRESH_MS = 2000
+BACK = re.compile(r"/(stores|keys|hsm|activity)(/[A-Za-z0-9-]{1,64})?")  # where an action may return
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _cross_site(request: web.Request) -> bool:
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("Origin")
+    return origin is not None and origin != f"{request.scheme}://{request.host}"
 
 
 def _when(ms: int | float | None) -> str:
@@ -44,12 +54,12 @@ def _when(ms: int | float | None) -> str:
 
 
 class Console:
-    def __init__(self, services: Services, listen: str, *, hsm_view: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    def __init__(self, services: Services, listen: str, plane: ControlPlane | None = None) -> None:
         self.services, self.listen = services, listen
         self.host, self.port = split_listen(listen, "--console-listen")
         self.sessions = ConsoleSessions(services.identities)
         self.activity = Activity()
-        self.views = Views(services, hsm_view)
+        self.views = Views(services, plane)
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
             undefined=jinja2.ChainableUndefined)  # an absent optional member renders as nothing
@@ -94,6 +104,10 @@ class Console:
     @web.middleware
     async def _security_headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if request.method == "POST" and _cross_site(request):
+                # Another site's page posting here (sign-in CSRF, or an action before the CSRF token is
+                # even looked at): browsers say where a form comes from; refuse what is not this origin.
+                raise web.HTTPForbidden(text="The form was not sent from a page of this console.")
             response = await handler(request)
         except web.HTTPException:
             raise
@@ -104,7 +118,9 @@ class Console:
                                     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"
                                     " frame-ancestors 'none'; form-action 'self'")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        # same-origin, not no-referrer: under no-referrer browsers send "Origin: null" with the console's
+        # own forms, and the Origin is what tells them from another site's (_cross_site)
+        response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
@@ -175,8 +191,8 @@ class Console:
             raise web.HTTPFound("/signin")
         form = await request.post()
         back = str(form.get("back", "/stores"))
-        if not back.startswith("/") or back.startswith("//"):
-            back = "/stores"  # only pages of this console
+        if not BACK.fullmatch(back):
+            back = "/stores"  # only pages of this console ("/\\evil.example" is another site to a browser)
         if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
             raise web.HTTPForbidden(text="The form is stale or was not sent by this console: reload the page.")
         name = str(form.get("operation", ""))
@@ -191,4 +207,6 @@ class Console:
             session.flash.append(("error", f"{exc.name}: {exc.message}"))
         except ValueError as exc:
             session.flash.append(("error", str(exc)))
+        except KeyError as exc:
+            session.flash.append(("error", f"The form lacks the field {exc.args[0]!r}: reload the page."))
         raise web.HTTPSeeOther(back)

@@ -46,6 +46,7 @@ class ConsoleSessions:
 
     def sign_in(self, access_key_id: str, secret: str, session_token: str | None, client: str) -> ConsoleSession:
         now = self._now()
+        self._expire(now)
         recent = self._failures.setdefault(client, deque())
         while recent and now - recent[0] > FAILURE_WINDOW_S:
             recent.popleft()
@@ -60,7 +61,6 @@ class ConsoleSessions:
             raise SignInRefused("The access key pair (or session token) is not valid.")
         session = ConsoleSession(secrets.token_urlsafe(32), principal, secrets.token_urlsafe(24), now)
         self._sessions[session.token] = session
-        self._expire(now)
         return session
 
     def get(self, token: str | None) -> ConsoleSession | None:
@@ -85,3 +85,5 @@ class ConsoleSessions:
     def _expire(self, now: float) -> None:
         for token in [t for t, s in self._sessions.items() if now - s.last_seen > IDLE_S]:
             del self._sessions[token]
+        for client in [c for c, q in self._failures.items() if not q or now - q[-1] > FAILURE_WINDOW_S]:
+            del self._failures[client]  # addresses that stopped failing are forgotten

@@ -1,19 +1,24 @@
-"""What each console page shows, read through ``Services.call`` as the signed-in principal, and the
-actions it offers. A read the principal may not make shows the AccessDeniedException in its place."""
+"""What each console page shows, read as the signed-in principal through ``Services.call`` (KMS) or
+``ControlPlane.call`` (CloudHSM), and the actions it offers. A read the principal may not make shows
+the AccessDeniedException in its place."""
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from .. import errors
+from ..controlplane.service import ControlPlane
 from ..service.authorization import Caller
 from ..service.frontend import Services
 from ..service.model import Params
+from .hsm import with_health
 
 PAGE_SIZE = 50
+MAX_CLUSTERS = 100  # DescribeClusters read for one view (25 a page)
+BACKUPS_SHOWN = 20  # the newest
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,14 @@ def _create_key(form: dict[str, str]) -> Params:
     params: Params = {"Origin": "AWS_CLOUDHSM", "CustomKeyStoreId": form["store_id"]}
     if form.get("description"):
         params["Description"] = form["description"]
+    tags = []
+    for pair in filter(None, (p.strip() for p in form.get("tags", "").split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"Tags are written Key=Value, separated by commas; {pair!r} is not.")
+        tags.append({"TagKey": key.strip(), "TagValue": value.strip()})
+    if tags:
+        params["Tags"] = tags
     return params
 
 
@@ -66,9 +79,8 @@ class Denied:
 
 
 class Views:
-    def __init__(self, services: Services, hsm_view: Callable[[], Awaitable[dict[str, Any]]]) -> None:
-        self.services = services
-        self._hsm_view = hsm_view
+    def __init__(self, services: Services, plane: ControlPlane | None) -> None:
+        self.services, self.plane = services, plane
 
     async def _call(self, caller: Caller, operation: str, params: Params) -> Any:
         try:
@@ -95,8 +107,11 @@ class Views:
         keys = []
         for entry in listed["Keys"]:
             described = await self._call(caller, "DescribeKey", {"KeyId": entry["KeyId"]})
-            keys.append(described["KeyMetadata"] if not isinstance(described, Denied)
-                        else {"KeyId": entry["KeyId"], "Arn": entry["KeyArn"], "Denied": described.error})
+            if isinstance(described, Denied):
+                keys.append({"KeyId": entry["KeyId"], "Arn": entry["KeyArn"], "Denied": described.error})
+                continue
+            tags = await self._call(caller, "ListResourceTags", {"KeyId": entry["KeyId"]})
+            keys.append({**described["KeyMetadata"], "Tags": [] if isinstance(tags, Denied) else tags["Tags"]})
         stores = await self._call(caller, "DescribeCustomKeyStores", {})
         return {"keys": keys, "denied": None, "next_marker": listed.get("NextMarker"), "aliases": aliases,
                 "stores": [] if isinstance(stores, Denied) else stores["CustomKeyStores"]}
@@ -128,8 +143,33 @@ class Views:
                 "aliases": (await self._aliases(caller, metadata["KeyId"])).get(metadata["KeyId"], []),
                 "tags": tags, "policy": policy, "grants": grants}
 
+    async def _describe(self, caller: Caller, operation: str, params: Params, member: str,
+                        limit: int) -> list[dict[str, Any]] | Denied:
+        """Pages of a CloudHSM Describe* operation, authorized like the API's (``cloudhsm:<Operation>``)."""
+        assert self.plane is not None
+        out: list[dict[str, Any]] = []
+        try:
+            while len(out) < limit:
+                page = await self.plane.call(operation, dict(params), self.plane.regions.home, caller)
+                out.extend(page[member])
+                if not page.get("NextToken"):
+                    break
+                params = {**params, "NextToken": page["NextToken"]}
+        except errors.KmsError as exc:
+            return Denied(f"{exc.name}: {exc.message}")
+        return out[:limit]
+
     async def hsm(self, caller: Caller, request: web.Request) -> dict[str, Any]:
-        return await self._hsm_view()
+        if self.plane is None:
+            denied = Denied("This frontend runs no CloudHSM control plane.")
+            return {"clusters": [], "clusters_denied": denied, "backups": [], "backups_denied": denied}
+        clusters = await self._describe(caller, "DescribeClusters", {}, "Clusters", MAX_CLUSTERS)
+        backups = await self._describe(caller, "DescribeBackups", {"MaxResults": BACKUPS_SHOWN}, "Backups",
+                                       BACKUPS_SHOWN)
+        return {"clusters": [] if isinstance(clusters, Denied) else with_health(self.plane, clusters),
+                "clusters_denied": clusters if isinstance(clusters, Denied) else None,
+                "backups": [] if isinstance(backups, Denied) else backups,
+                "backups_denied": backups if isinstance(backups, Denied) else None}
 
     async def activity(self, caller: Caller, request: web.Request) -> dict[str, Any]:
         return {}

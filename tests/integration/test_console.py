@@ -101,12 +101,20 @@ def sign_in(driver, url: str, key_id: str, secret: str) -> None:  # type: ignore
 # The pages refresh themselves every 2 s (the main part is replaced), so an element found a moment
 # ago may be gone: every read and click looks the element up again until it works.
 
-def cell(driver, table: str, row_attr: str, value: str, role: str = "state") -> str:  # type: ignore[no-untyped-def]
+def text(driver, css: str) -> str:  # type: ignore[no-untyped-def]
     try:
-        found = driver.find_elements(By.CSS_SELECTOR, f"#{table} tr[{row_attr}='{value}'] [data-role='{role}']")
+        found = driver.find_elements(By.CSS_SELECTOR, css)
         return found[0].text if found else ""
     except StaleElementReferenceException:
         return ""
+
+
+def cell(driver, table: str, row_attr: str, value: str, role: str = "state") -> str:  # type: ignore[no-untyped-def]
+    return text(driver, f"#{table} tr[{row_attr}='{value}'] [data-role='{role}']")
+
+
+def cluster_state(driver, cluster_id: str) -> str:  # type: ignore[no-untyped-def]
+    return text(driver, f"section[data-cluster='{cluster_id}'] [data-role='cluster-state']")
 
 
 def flashes(driver) -> list[str]:  # type: ignore[no-untyped-def]
@@ -164,15 +172,24 @@ async def test_the_console_as_an_operator_uses_it(env, browser, tmp_path):
     browser.get(url + "/keys")
     wait_for(browser, "the key Enabled again", lambda d: cell(d, "keys", "data-key", key_id) == "Enabled")
 
-    # Kill an HSM node: the CloudHSM page shows it unreachable, the others healthy.
+    # The CloudHSM page shows what DescribeClusters shows (the cluster ACTIVE, its HSMs with their
+    # ids, states and Availability Zones) with each node's health. Kill a node: it goes UNREACHABLE,
+    # its HSM and the cluster DEGRADED, as the API reports them; the others stay healthy.
     victim = env.nodes[2]
     browser.get(url + "/hsm")
     wait_for(browser, "three healthy HSMs", lambda d: all(
         cell(d, "main", "data-endpoint", n.endpoint, "health") == "HEALTHY" for n in env.nodes))
+    assert cluster_state(browser, env.cluster_id) == "ACTIVE"
+    row = browser.find_element(By.CSS_SELECTOR, f"tr[data-endpoint='{victim.endpoint}']")
+    assert row.get_attribute("data-hsm").startswith("hsm-") and "us-east-1" in row.text
+    assert browser.find_elements(By.ID, "backups")  # the backups table (DescribeBackups), maybe empty
     victim.proc.send_signal(signal.SIGKILL)
     victim.proc.wait(timeout=20)
     wait_for(browser, "the killed HSM unreachable",
              lambda d: cell(d, "main", "data-endpoint", victim.endpoint, "health") == "UNREACHABLE")
+    wait_for(browser, "the cluster DEGRADED",
+             lambda d: cluster_state(d, env.cluster_id) == "DEGRADED")
+    assert cell(browser, "main", "data-endpoint", victim.endpoint) == "DEGRADED"
     assert cell(browser, "main", "data-endpoint", env.nodes[0].endpoint, "health") == "HEALTHY"
 
     # A principal that may only read sees the key but is refused, as the API refuses it, a change.
@@ -183,6 +200,11 @@ async def test_the_console_as_an_operator_uses_it(env, browser, tmp_path):
     refusal = wait_for(browser, "the refusal", lambda d: next((f for f in flashes(d) if "AccessDenied" in f), None))
     assert "arn:aws:iam::111122223333:user/viewer is not authorized to perform: kms:DisableKey" in refusal
     assert cell(browser, "keys", "data-key", key_id) == "Enabled"
+    # ... and, with no cloudhsm permission, the CloudHSM page shows the API's refusal instead of clusters.
+    browser.get(url + "/hsm")
+    denied = browser.find_element(By.ID, "clusters-denied").text
+    assert "AccessDeniedException" in denied and "cloudhsm:DescribeClusters" in denied
+    assert not browser.find_elements(By.CSS_SELECTOR, "section.cluster")
 
 
 async def test_the_console_refuses_what_is_not_signed_in_or_not_its_own(env):
@@ -202,11 +224,21 @@ async def test_the_console_refuses_what_is_not_signed_in_or_not_its_own(env):
         async with http.get(url + "/static/../server.py") as r:
             assert r.status in (403, 404)
         key_id, secret = env.fe.aws_credentials()
+        # Another site's page posting the sign-in form (to sign the victim in as the attacker) is refused.
+        async with http.post(url + "/signin", data={"access_key_id": key_id, "secret_access_key": secret},
+                             headers={"Origin": "https://evil.example"}, allow_redirects=False) as r:
+            assert r.status == 403 and "kms_console" not in r.cookies
+        # Session fixation: a session id chosen beforehand is not adopted; sign-in issues a fresh one.
+        http.cookie_jar.update_cookies({"kms_console": "chosen-by-the-attacker"})
         async with http.post(url + "/signin", data={"access_key_id": key_id, "secret_access_key": secret},
                              allow_redirects=False) as r:
             assert r.status == 302
             cookie = r.cookies["kms_console"]
             assert cookie["httponly"] and cookie["samesite"] == "Strict"
+            assert cookie.value != "chosen-by-the-attacker" and len(cookie.value) >= 40
+        async with aiohttp.ClientSession(cookies={"kms_console": "chosen-by-the-attacker"}) as other:
+            async with other.get(url + "/stores", allow_redirects=False) as r:
+                assert r.status == 302 and r.headers["Location"] == "/signin"
         async with http.get(url + "/stores") as r:
             page = await r.text()
             assert r.status == 200 and env.store_id in page
@@ -220,7 +252,33 @@ async def test_the_console_refuses_what_is_not_signed_in_or_not_its_own(env):
         csrf = page.split('name="csrf" value="')[1].split('"')[0]
         async with http.post(url + "/action", data={"operation": "DeleteCustomKeyStore", "csrf": csrf}) as r:
             assert r.status == 400  # not an action the console offers
-        async with http.post(url + "/action", data={"operation": "CreateAlias", "csrf": csrf, "key_id": "nope",
-                                                    "alias_name": "alias/x", "back": "https://evil.example/"},
-                             allow_redirects=False) as r:
-            assert r.status == 303 and r.headers["Location"] == "/stores"  # never back to another site
+        for back in ("https://evil.example/", "//evil.example/", "/\\evil.example/", "/keys/../../x"):
+            async with http.post(url + "/action", data={"operation": "CreateAlias", "csrf": csrf, "key_id": "nope",
+                                                        "alias_name": "alias/x", "back": back},
+                                 allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/stores", back  # never to another site
+        # A form with the right token posted from another origin is refused before it is read.
+        async with http.post(url + "/action", data={"operation": "DisconnectCustomKeyStore", "csrf": csrf,
+                                                    "store_id": env.store_id},
+                             headers={"Origin": "http://127.0.0.1:1", "Sec-Fetch-Site": "same-site"}) as r:
+            assert r.status == 403
+        assert await env.connection_state() == "CONNECTED"
+        # A malformed form is an error message on the page, never a 500.
+        async with http.post(url + "/action", data={"operation": "EnableKey", "csrf": csrf}) as r:
+            assert r.status == 200 and "The form lacks the field &#39;key_id&#39;" in await r.text()
+
+        # Markup in what API callers can set (description, tags) is shown as text, never run: Jinja
+        # escapes it, and the CSP would refuse an inline script anyway.
+        payload = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+        async with http.post(url + "/action", data={
+                "operation": "CreateKey", "csrf": csrf, "store_id": env.store_id, "description": payload,
+                "tags": 'Owner=<b onmouseover="alert(3)">x</b>', "back": "/keys"}) as r:
+            page = await r.text()
+        assert r.status == 200 and "Created key " in page, page[:2000]
+        new_key = page.split("Created key ")[1].split()[0]
+        for path in ("/keys", f"/keys/{new_key}"):
+            async with http.get(url + path) as r:
+                page = await r.text()
+            assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in page, path
+            assert "&lt;b onmouseover=&#34;alert(3)&#34;&gt;" in page, path
+            assert "<script>alert" not in page and "<img src=x" not in page and "<b onmouseover" not in page

@@ -12,17 +12,22 @@
                        axes: [{}, {label: "per second"}], scales: {x: {time: true}}}, data, el);
   }
   function rows(d) {
+    // Built from DOM nodes, not HTML text: an outcome name is never markup.
     var t = document.getElementById("rates");
-    var html = "<tr><th>Outcome</th><th>Last second</th><th>Last minute</th></tr>";
+    while (t.rows.length > 1) { t.deleteRow(1); }
     function add(name, values) {
       var last = values.length ? values[values.length - 1] : 0;
       var minute = values.slice(-60).reduce(function (a, b) { return a + b; }, 0);
-      html += "<tr data-outcome=\"" + name + "\"><td>" + name + "</td><td class=\"num\">" + last +
-              "</td><td class=\"num\">" + minute + "</td></tr>";
+      var tr = t.insertRow(-1);
+      tr.setAttribute("data-outcome", name);
+      [name, String(last), String(minute)].forEach(function (text, i) {
+        var td = tr.insertCell(-1);
+        td.textContent = text;
+        if (i > 0) { td.className = "num"; }
+      });
     }
     add("ok", d.ok);
     Object.keys(d.errors).forEach(function (n) { add(n, d.errors[n]); });
-    t.innerHTML = html;
   }
   function tick() {
     fetch("/api/activity", {credentials: "same-origin"}).then(function (r) { return r.ok ? r.json() : null; })
