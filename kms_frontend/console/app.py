@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import re
 import time
@@ -47,6 +48,14 @@ def _cross_site(request: web.Request) -> bool:
     return origin is not None and origin != f"{request.scheme}://{request.host}"
 
 
+def _pretty_json(text: str) -> str:
+    """A key policy indented for reading (as stored when it is not JSON: it is shown, not judged)."""
+    try:
+        return json.dumps(json.loads(text), indent=2)
+    except (TypeError, ValueError):
+        return text
+
+
 def _when(ms: int | float | None) -> str:
     if not ms:
         return ""
@@ -64,6 +73,7 @@ class Console:
             loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
             undefined=jinja2.ChainableUndefined)  # an absent optional member renders as nothing
         self.templates.filters["when"] = _when
+        self.templates.filters["pretty_json"] = _pretty_json
         self.app = web.Application(middlewares=[self._security_headers], client_max_size=64 << 10)
         self.app.router.add_get("/", self._index)
         self.app.router.add_get("/signin", self._signin_page)
