@@ -282,3 +282,54 @@ async def test_the_console_refuses_what_is_not_signed_in_or_not_its_own(env):
             assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in page, path
             assert "&lt;b onmouseover=&#34;alert(3)&#34;&gt;" in page, path
             assert "<script>alert" not in page and "<img src=x" not in page and "<b onmouseover" not in page
+
+
+async def test_every_action_of_the_console_works_and_its_pages_show_the_result(env):
+    """No browser needed: each action the pages offer, posted as the pages post it, and what the
+    keys page and a key's page then show (state, aliases, tags, policy, grants, deletion date)."""
+    import aiohttp
+    import boto3
+
+    url = env.console_url
+    key_id, secret = env.fe.aws_credentials()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(url + "/signin", data={"access_key_id": key_id, "secret_access_key": secret}) as r:
+            page = await r.text()
+        csrf = page.split('name="csrf" value="')[1].split('"')[0]
+
+        async def act(operation: str, **fields: str) -> str:
+            async with http.post(url + "/action", data={"operation": operation, "csrf": csrf, **fields}) as r:
+                assert r.status == 200, operation
+                return await r.text()
+
+        async def key_page(key: str) -> str:
+            async with http.get(f"{url}/keys/{key}") as r:
+                assert r.status == 200
+                return await r.text()
+
+        page = await act("CreateKey", store_id=env.store_id, description="every action", tags="Team=ops",
+                         back="/keys")
+        key = page.split("Created key ")[1].split()[0]
+        assert "Team=ops" in page  # the keys list shows tags
+        assert "Disabled " + key in await act("DisableKey", key_id=key, back=f"/keys/{key}")
+        assert await env.key_state(key) == "Disabled"
+        assert "Enabled " + key in await act("EnableKey", key_id=key)
+        assert await env.key_state(key) == "Enabled"
+        page = await act("ScheduleKeyDeletion", key_id=key, days="7", back=f"/keys/{key}")
+        assert "will be deleted after 7 days" in page and "PendingDeletion" in page and "Deletion date" in page
+        assert "Deletion of" in await act("CancelKeyDeletion", key_id=key)
+        assert await env.key_state(key) == "Disabled"  # as AWS leaves a key whose deletion is cancelled
+        await act("EnableKey", key_id=key)
+        assert "Created alias/console-made" in await act("CreateAlias", key_id=key, alias_name="alias/console-made")
+        # a refusal of the service is shown with its AWS name, on the page
+        page = await act("CreateAlias", key_id=key, alias_name="alias/console-made")
+        assert "AlreadyExistsException" in page
+
+        kms = boto3.client("kms", endpoint_url=f"http://127.0.0.1:{env.fe.aws_port}", region_name="us-east-1",
+                           aws_access_key_id=key_id, aws_secret_access_key=secret)
+        kms.create_grant(KeyId=key, GranteePrincipal="arn:aws:iam::111122223333:root",
+                         Operations=["Encrypt", "Decrypt"], Name="console-grant")
+        page = await key_page(key)
+        for shown in ("alias/console-made", "Team", "ops", "console-grant", "Encrypt, Decrypt",
+                      "Enable IAM User Permissions", "every action", "Enabled"):
+            assert shown in page, shown
