@@ -83,6 +83,7 @@ class State:
     frontend_metrics_port: int = 0  # worker i of the frontend serves /metrics on this port + i
     frontend_workers: int = 1
     aws_port: int = 4599
+    console_port: int = 0  # 0: no web console (a state.json from before the console)
     cluster_id: str = ""
     store_id: str = ""
     co_password: str = ""
@@ -203,6 +204,8 @@ class Cluster:
             cmd += ["--workers", str(s.frontend_workers)]
         if s.principals_file:
             cmd += ["--principals", s.principals_file]
+        if s.console_port:
+            cmd += ["--console-listen", f"127.0.0.1:{s.console_port}"]
         env = {"KMS_AWS_LISTEN": f"127.0.0.1:{s.aws_port}",
                "KMS_AWS_ACCESS_KEYS": f"{s.aws_access_key_id}:{s.aws_secret_access_key}",
                # the CloudHSM control plane starts and keeps the HSM nodes
@@ -495,6 +498,7 @@ class Cluster:
         return {
             "directory": str(self.dir), "cluster_id": s.cluster_id, "custom_key_store_id": s.store_id,
             "kms_endpoint": f"127.0.0.1:{s.frontend_port}", "aws_endpoint_url": f"http://127.0.0.1:{s.aws_port}",
+            "console_url": f"http://127.0.0.1:{s.console_port}/" if s.console_port else None,
             "region": s.region, "aws_access_key_id": s.aws_access_key_id,
             "aws_secret_access_key": s.aws_secret_access_key,
             "trust_anchor": str(self.anchor), "env_file": str(self.env_path),
@@ -580,10 +584,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers != s.frontend_workers:
         s.frontend_workers = max(1, args.workers)
         if s.frontend_metrics_port and s.frontend_workers > 1:  # worker i serves /metrics on the port + i
-            others = {p for n in s.nodes for p in (n.port, n.peer_port, n.metrics_port)} | {s.frontend_port, s.aws_port}
+            others = {p for n in s.nodes for p in (n.port, n.peer_port, n.metrics_port)} | {
+                s.frontend_port, s.aws_port, s.console_port}
             block = range(s.frontend_metrics_port, s.frontend_metrics_port + s.frontend_workers)
             if any(p in others or not port_free(p) for p in block):
                 s.frontend_metrics_port = pick_block(s.frontend_metrics_port, s.frontend_workers, others)
+    if not s.console_port:  # also for a directory from before the console
+        taken |= {s.frontend_port, s.aws_port, *range(s.frontend_metrics_port, s.frontend_metrics_port + s.frontend_workers)}
+        s.console_port = pick_port(args.console_port, taken)
     s.save(c.state_path)
     try:
         if legacy:
@@ -639,6 +647,7 @@ KMS frontend (gRPC):   {st['kms_endpoint']}
 AWS endpoint (JSON):   {st['aws_endpoint_url']}   region {st['region']}
   aws_access_key_id     {st['aws_access_key_id']}
   aws_secret_access_key {st['aws_secret_access_key']}
+Web console:           {st['console_url'] or '-'}  (sign in with the key pair above)
 Custom key store:      {st['custom_key_store_id']} (CONNECTED)
 Trust anchor:          {st['trust_anchor']}
 Credentials and endpoints for kms / hsm-mgmt / AWS SDKs: {st['env_file']}
@@ -779,6 +788,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="seconds an HSM may not answer before the control plane replaces it; 0: never (first run)")
     up.add_argument("--port", type=int, default=7800, help="frontend gRPC port (first run)")
     up.add_argument("--aws-port", type=int, default=4599, help="AWS JSON endpoint port (first run)")
+    up.add_argument("--console-port", type=int, default=4600, help="web console port (first run)")
     up.add_argument("--metrics-port", type=int, default=9100,
                     help="frontend /metrics port (first run); nodes take the next ones")
     up.add_argument("--region", default="us-east-1")

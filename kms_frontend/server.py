@@ -34,6 +34,8 @@ from .clock import OffsetClock
 from .cluster.appliance import ApplianceClient
 from .cluster.directory import ClusterDirectory
 from .cluster.hsm_client import HsmClients
+from .console.activity import Activity, publish_totals, shared_totals
+from .console.app import Console
 from .controlplane.provisioners import LocalProcesses, Provisioner
 from .controlplane.remote import Supervised
 from .controlplane.service import Authorizer, ControlPlane, ControlPlaneSettings, Regions, allow_all
@@ -136,6 +138,12 @@ class Frontend:
             self.aws = AwsJsonEndpoint(self.services, self.verifier, args.aws_listen, cloudhsm=self.cloudhsm,
                                        reuse_port=self.workers > 1)
         self.leader_socket: LeaderSocket | None = None
+        # Several workers: the leader serves the console (its sign-in sessions live in one process)
+        # and charts every worker's requests, which each publishes once a second.
+        self.console: Console | None = None
+        if args.console_listen:
+            activity = Activity(totals=shared_totals(data / ACTIVITY_DIR)) if self.workers > 1 else None
+            self.console = Console(self.services, args.console_listen, self.plane, activity)
         self.metrics: MetricsServer | None = None
         if args.metrics_listen:
             self.metrics = MetricsServer(worker_address(args.metrics_listen, args.worker_index), FrontendCollector(
@@ -170,6 +178,8 @@ class Frontend:
         await self.server.start()
         if self.aws is not None:
             await self.aws.start()
+        if self.console is not None and leading:
+            await self.console.start()
         if self.metrics is not None:
             self.metrics.start()
         loop = asyncio.get_running_loop()
@@ -182,6 +192,9 @@ class Frontend:
             self._tasks.append(loop.create_task(lead_when_possible(self.leadership, self._lead)))
         if sync is not None:
             self._tasks.append(loop.create_task(sync.run()))
+            if self.console is not None:
+                self._tasks.append(loop.create_task(publish_totals(
+                    Path(self.args.data_dir) / ACTIVITY_DIR / f"w{self.args.worker_index}.json")))
         self._tasks.append(loop.create_task(self.services.audit.run()))
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("kms.v1.Kms", health_pb2.HealthCheckResponse.SERVING)
@@ -201,6 +214,8 @@ class Frontend:
         """This follower took the leader's lock (the leader ended): finish what it left, sweep."""
         self.services.connections.leader = True
         await self._start_control_plane()
+        if self.console is not None:
+            await self.console.start()  # sessions of the old leader's console are gone: sign in again
         await self.services.connections.resume(sessions=False)
         self._tasks.append(asyncio.get_running_loop().create_task(
             self.services.keys.run_deletions(self.args.sweep_interval)))
@@ -222,6 +237,8 @@ class Frontend:
         if self.aws is not None:
             self.aws.grace = grace
             draining.append(self.aws.stop())
+        if self.console is not None:
+            draining.append(self.console.stop())
         await asyncio.gather(*draining)
         await finish_abandoned(deadline - asyncio.get_running_loop().time())
         for t in self._tasks:
@@ -292,6 +309,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="kms-frontend", description="Run the KMS frontend (custom key stores over gRPC).")
     p.add_argument("--listen", default=env("KMS_LISTEN", "127.0.0.1:7800"), help="gRPC address [KMS_LISTEN]")
+    p.add_argument("--console-listen", default=env("KMS_CONSOLE_LISTEN", ""),
+                   help="serve the web console on HOST:PORT (sign in with an access key pair); empty, the"
+                        " default, turns it off [KMS_CONSOLE_LISTEN]")
     p.add_argument("--aws-listen", default=env("KMS_AWS_LISTEN", "127.0.0.1:4599"),
                    help="AWS JSON 1.1 (boto3, AWS CLI) address; empty disables it [KMS_AWS_LISTEN]")
     p.add_argument("--aws-access-key", action="append",
@@ -361,7 +381,8 @@ async def run(args: argparse.Namespace) -> None:
     await serve_until_signalled(Frontend(args), args.shutdown_grace, log)
 
 
-LEADER_SOCKET = "controlplane.sock"  # several workers: the leader's control plane, for the others
+LEADER_SOCKET = "controlplane.sock"
+ACTIVITY_DIR = "activity"  # several workers: each one's request totals, for the leader's console  # several workers: the leader's control plane, for the others
 RECOVER_AFTER_MS = 60_000  # several workers: a key in Creating is another worker's until this old
 WORKER_RESTART_S = 1.0
 
@@ -439,3 +460,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+

@@ -15,6 +15,7 @@ import socket
 import time
 import urllib.request
 
+import aiohttp
 import boto3
 import grpc
 import pytest
@@ -54,11 +55,12 @@ def metrics_ports() -> int:
 async def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("workers")
     (root / "principals.json").write_text(json.dumps(PRINCIPALS))
-    port = metrics_ports()
+    port, console = metrics_ports(), free_port()
     e = await start_env(root, fe_env={"KMS_WORKERS": "2", "KMS_STORE_QUOTA": str(QUOTA),
                                       "KMS_METRICS_LISTEN": f"127.0.0.1:{port}",
+                                      "KMS_CONSOLE_LISTEN": f"127.0.0.1:{console}",
                                       "KMS_PRINCIPALS_FILE": str(root / "principals.json")})
-    e.metrics_port = port
+    e.metrics_port, e.console_url = port, f"http://127.0.0.1:{console}"
     e.key = await e.create_key()
     yield e
     await e.close()
@@ -239,6 +241,31 @@ async def test_the_control_plane_is_one_for_every_worker(env):
             await asyncio.to_thread(c.delete_cluster, ClusterId="cluster-abcdefghijk")
 
 
+async def test_the_console_is_the_leaders_and_charts_every_worker(env, root_conns):
+    """One process holds the console's sign-in sessions (the leader), so a browser's new connections
+    stay signed in; its live chart counts the requests of both workers."""
+    key_id, secret = env.fe.aws_credentials()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(env.console_url + "/signin", data={"access_key_id": key_id, "secret_access_key": secret},
+                             allow_redirects=False) as r:
+            assert r.status == 302
+            cookie = {"kms_console": r.cookies["kms_console"].value}
+        for _ in range(CONNECTIONS):  # a new connection each time: the session is there on every one
+            async with aiohttp.ClientSession(cookies=cookie) as fresh, \
+                    fresh.get(env.console_url + "/stores", allow_redirects=False) as r:
+                assert r.status == 200 and env.store_id in await r.text()
+        await asyncio.sleep(1.2 * CONNECTIONS / QUOTA)
+        before = [served(env, w, "Encrypt") for w in (0, 1)]
+        await everywhere(root_conns, encrypt(env.key.key_id), "OK")
+        assert all(served(env, w, "Encrypt") > before[w] for w in (0, 1))
+
+        async def charted() -> bool:  # the last seconds' successful requests, both workers' together
+            async with http.get(env.console_url + "/api/activity") as r:
+                series = await r.json()
+            return sum(series["ok"][-10:]) >= CONNECTIONS
+        await wait_until(charted, timeout=30, what="the console to chart both workers' requests")
+
+
 def worker_pids(env) -> dict[int, bool]:
     """pid -> leader, from the workers' "listening" log lines (the newest per worker index)."""
     found: dict[int, tuple[int, bool]] = {}
@@ -269,3 +296,11 @@ async def test_when_the_leader_dies_another_worker_connects_stores(env, root_con
     # the control plane moved to the new leader with its records
     tags = [await asyncio.to_thread(cluster_tags, c, env) for c in cloudhsm_clients(env)]
     assert all("round" in t for t in tags), tags
+
+    async def console_back() -> bool:  # and the console with it (its old sessions are gone: sign in again)
+        try:
+            async with aiohttp.ClientSession() as http, http.get(env.console_url + "/signin") as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+    await wait_until(console_back, timeout=30, what="the new leader to serve the console")
