@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -385,6 +386,7 @@ LEADER_SOCKET = "controlplane.sock"
 ACTIVITY_DIR = "activity"  # several workers: each one's request totals, for the leader's console  # several workers: the leader's control plane, for the others
 RECOVER_AFTER_MS = 60_000  # several workers: a key in Creating is another worker's until this old
 WORKER_RESTART_S = 1.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -408,8 +410,19 @@ def supervise(args: argparse.Namespace, argv: list[str]) -> int:
     prepare(args)
     stopping = False
 
+    supervisor = os.getpid()
+
+    def die_with_supervisor() -> None:
+        """In the worker, before it runs: SIGTERM (a drain) when the supervisor ends, however it ends
+        (SIGKILL included), so that no orphan keeps the ports, the leader's lock or HSM sessions."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != supervisor:  # it ended before prctl took effect
+            os._exit(1)
+
     def spawn(index: int) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "kms_frontend.server", *argv, "--worker-index", str(index)])
+        return subprocess.Popen([sys.executable, "-m", "kms_frontend.server", *argv, "--worker-index", str(index)],
+                                preexec_fn=die_with_supervisor if sys.platform == "linux" else None)
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
