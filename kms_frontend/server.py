@@ -123,7 +123,9 @@ class Frontend:
         if principals is not None:
             log.info("principals loaded", extra={"event": "principals_loaded", "path": str(args.principals),
                                                  "users": sorted(identities.users), "roles": sorted(identities.roles)})
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])  # several workers share the port
+        # Several workers share the port; one process refuses to share it (gRPC's own default would let
+        # a second frontend started by mistake on the same port take half the connections unnoticed).
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if self.workers > 1 else 0)])
         self.gate = Gate()
         self.tls = None
         if args.tls_cert and args.tls_key:
@@ -158,13 +160,17 @@ class Frontend:
         self.server.add_generic_rpc_handlers(tuple(GrpcApi(self.services, self.verifier, self.gate,
                                                            secure=self.tls is not None).handlers()))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, GenericHandlersOnly(self.server))
-        if self.tls is not None:
-            creds = grpc.ssl_server_credentials([self.tls])
-            port = self.server.add_secure_port(self.args.listen, creds)
-        else:
-            port = self.server.add_insecure_port(self.args.listen)
+        try:
+            if self.tls is not None:
+                creds = grpc.ssl_server_credentials([self.tls])
+                port = self.server.add_secure_port(self.args.listen, creds)
+            else:
+                port = self.server.add_insecure_port(self.args.listen)
+        except RuntimeError:  # grpcio >= 1.60 raises where older ones returned 0
+            port = 0
         if port == 0:
-            raise OSError(f"cannot listen on {self.args.listen}")
+            raise OSError(f"cannot listen on {self.args.listen} (--listen): the address is in use (another"
+                          " kms-frontend?) or not this machine's")
         leading = self.leadership is None or self.leadership.try_acquire()
         self.services.connections.leader = leading
         self.plane.following = not leading
