@@ -415,7 +415,6 @@ def supervise(args: argparse.Namespace, argv: list[str]) -> int:
     SIGTERM/SIGINT on to them, restart one that dies, and end when they have all stopped."""
     prepare(args)
     stopping = False
-
     supervisor = os.getpid()
 
     def die_with_supervisor() -> None:
@@ -427,8 +426,10 @@ def supervise(args: argparse.Namespace, argv: list[str]) -> int:
             os._exit(1)
 
     def spawn(index: int) -> subprocess.Popen:
+        # Its own process group: what a terminal sends its foreground group (Ctrl-C, Ctrl-Z) reaches the
+        # supervisor only, which alone decides what the workers get; PDEATHSIG covers the supervisor's end.
         return subprocess.Popen([sys.executable, "-m", "kms_frontend.server", *argv, "--worker-index", str(index)],
-                                preexec_fn=die_with_supervisor if sys.platform == "linux" else None)
+                                preexec_fn=die_with_supervisor if sys.platform == "linux" else None, process_group=0)
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
