@@ -4,6 +4,7 @@ client's address, which the follower states and a client cannot; with no leader 
 AWS's internal failure after a short wait, never a hang."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from types import SimpleNamespace
@@ -16,6 +17,21 @@ from kms_frontend.api.cloudhsm_forward import FORWARDED_REMOTE, LeaderSocket, To
 from kms_frontend.api.cloudhsm_json import CloudHsmEndpoint
 from kms_frontend.controlplane.service import cloudhsm_model
 from tests.harness import free_port
+
+
+@contextlib.asynccontextmanager
+async def serving(handler):  # type: ignore[no-untyped-def]
+    """``handler`` for every path on a loopback port: the port."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
 
 
 class FakeLeaderEndpoint:
@@ -37,17 +53,11 @@ async def test_a_request_reaches_the_leader_unchanged_but_for_the_stated_address
     await socket.start()
     assert (tmp_path / "cp.sock").stat().st_mode & 0o077 == 0  # only this user's processes reach it
     to_leader = ToLeader(tmp_path / "cp.sock")
-    follower = web.Application()
-    follower.router.add_route("*", "/{tail:.*}", to_leader.forward)
-    runner = web.AppRunner(follower)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         signed = {"X-Amz-Target": "BaldrApiService.DescribeClusters", "Content-Type": "application/x-amz-json-1.1",
                   "Authorization": "AWS4-HMAC-SHA256 Credential=AKIA/20260101/us-east-1/cloudhsm/aws4_request, x",
                   "X-Amz-Date": "20260101T000000Z", FORWARDED_REMOTE: "203.0.113.9"}  # a client's lie
-        async with aiohttp.ClientSession() as client, client.post(
+        async with serving(to_leader.forward) as port, aiohttp.ClientSession() as client, client.post(
                 f"http://127.0.0.1:{port}/?x=1", data=b'{"Filters":{}}', headers=signed) as answer:
             assert answer.status == 400
             assert answer.headers["x-amzn-RequestId"] == "rid-1"
@@ -60,7 +70,6 @@ async def test_a_request_reaches_the_leader_unchanged_but_for_the_stated_address
         assert seen["headers"]["Host"] == f"127.0.0.1:{port}"  # signed by SigV4 clients: kept
     finally:
         await to_leader.close()
-        await runner.cleanup()
         await socket.stop()
 
 
@@ -69,15 +78,9 @@ async def test_with_no_leader_the_caller_gets_an_internal_failure_soon(tmp_path,
     plane = SimpleNamespace(model=cloudhsm_model(), regions=SimpleNamespace(stores={"us-east-1": ""}, home="us-east-1"),
                             following=True)
     endpoint = CloudHsmEndpoint(plane, lambda *_: None, ToLeader(tmp_path / "nobody.sock"))  # type: ignore[arg-type]
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", endpoint.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         started = time.monotonic()
-        async with aiohttp.ClientSession() as client, client.post(
+        async with serving(endpoint.handle) as port, aiohttp.ClientSession() as client, client.post(
                 f"http://127.0.0.1:{port}/", data=b"{}", headers={"X-Amz-Target": "BaldrApiService.DescribeClusters"}) \
                 as answer:
             body = json.loads(await answer.read())
@@ -86,5 +89,4 @@ async def test_with_no_leader_the_caller_gets_an_internal_failure_soon(tmp_path,
         assert time.monotonic() - started < 5
     finally:
         await endpoint.to_leader.close()  # type: ignore[union-attr]
-        await runner.cleanup()
 
