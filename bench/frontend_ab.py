@@ -31,8 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import crypto_path as bench  # noqa: E402
 
 
+_BASE_FRONTEND = bench.FrontendProcess  # the harness's class: stack_of replaces bench.FrontendProcess
+
+
 def frontend_of(tree: str) -> type[bench.FrontendProcess]:
-    class TreeFrontend(bench.FrontendProcess):
+    # Subclass the harness's class, never the current bench.FrontendProcess: that is the previous
+    # stack's TreeFrontend, whose start() would run last and start tree A for every stack (until this
+    # fix, every B/A here compared tree A with itself).
+    class TreeFrontend(_BASE_FRONTEND):  # type: ignore[valid-type,misc]
         def start(self) -> None:
             # `python -m` puts the working directory first on sys.path: start in the tree itself
             self.env = {**self.env, "PYTHONPATH": tree}
@@ -74,19 +80,25 @@ async def main() -> None:
             await clients.run(name, args.callers, 2.0)  # warm up
         results: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
         nodes: dict[str, list[float]] = {"A": [], "B": []}
+        batches: dict[str, list[float]] = {"A": [], "B": []}
+        p99: dict[str, list[float]] = {"A": [], "B": []}
         for r in range(args.rounds):
             for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
-                m = await clients.run(name, args.callers, args.seconds, bench.encrypt_watch(stacks[name]))
+                m = await bench.measure_encrypt(clients, name, stacks[name], args.callers, args.seconds)
                 if m["errors"]:
                     raise RuntimeError(f"stack {name}: {m['error_codes']}")
                 results[name].append((m["rps"], m["cpu_us_per_req"]["frontend"]))
                 nodes[name].append(m["cpu_us_per_req"]["nodes"])
+                batches[name].append(m["ops_per_message"])
+                p99[name].append(m["p99_ms"])
             print(f"round {r + 1}: A {results['A'][-1][1]:.0f} us/req, B {results['B'][-1][1]:.0f} us/req", flush=True)
         cpu = [b[1] / a[1] for a, b in zip(results["A"], results["B"], strict=True)]
         rps = [b[0] / a[0] for a, b in zip(results["A"], results["B"], strict=True)]
         for name in ("A", "B"):
             print(f"{name}: frontend CPU per Encrypt, median {statistics.median(c for _, c in results[name]):.0f} us;"
-                  f" median {statistics.median(r for r, _ in results[name]):.0f} req/s")
+                  f" median {statistics.median(r for r, _ in results[name]):.0f} req/s;"
+                  f" p99 {statistics.median(p99[name]):.1f} ms; {statistics.median(batches[name]):.2f} operations"
+                  " per stream message")
         print(f"B/A frontend CPU per request: median {statistics.median(cpu):.3f} (rounds: "
               + ", ".join(f"{x:.2f}" for x in cpu) + ")")
         node_ratio = [b / a for a, b in zip(nodes["A"], nodes["B"], strict=True) if a]
