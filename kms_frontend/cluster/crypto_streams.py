@@ -41,6 +41,14 @@ MAX_MESSAGES_IN_FLIGHT = 1  # per stream: unanswered messages; requests arriving
 JOIN_BATCH_BELOW = 32     # an operation joins another node's forming batch only while it is smaller than this
 OP_TIMEOUT_S = 3.0        # a stalled (paused) node: give up on it after this, even if no other node answers
 STALL_S = 0.5             # no answer for this long with work out: move the work to a responsive node if any
+# A busy stream (an operation reached it while a message was out less than BUSY_WITHIN_S ago: callers
+# overlap) holds each message back for LINGER_S once its node has answered, so that the operations
+# arriving meanwhile travel in it too, and operations go to it first (``gathering``): each message
+# costs the frontend and the node about as much as a unary call, and under load the node answers
+# before the next operation arrives (1.5-1.8 operations per message without this). A lone caller's
+# operations never overlap: they still go at once.
+LINGER_S = 0.001
+BUSY_WITHIN_S = 0.005
 
 
 class NodeUnavailable(Exception):
@@ -73,6 +81,8 @@ class NodeStream:
         self._wake = asyncio.Event()
         self._unanswered = 0                # messages written whose results have not come back
         self._silent_since: float | None = None  # waiting for an answer since then (None: nothing out)
+        self._overlapped_at = float("-inf")  # when an operation last arrived while a message was out
+        self._lingering = False             # holding the next message back for LINGER_S (see there)
         self._answered = asyncio.Event()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._call = session.stub.CryptoStream()
@@ -89,8 +99,15 @@ class NodeStream:
 
     @property
     def gathering(self) -> bool:
-        """A message is out and the next batch is forming: an operation added now rides along."""
-        return self._unanswered >= MAX_MESSAGES_IN_FLIGHT and len(self._queue) < JOIN_BATCH_BELOW and not self.broken
+        """A message is out or held back (busy) and the next batch is forming: an operation added
+        now rides along."""
+        return ((self._unanswered >= MAX_MESSAGES_IN_FLIGHT or self._lingering or self.busy)
+                and len(self._queue) < JOIN_BATCH_BELOW and not self.broken)
+
+    @property
+    def busy(self) -> bool:
+        """Operations overlapped here less than BUSY_WITHIN_S ago: the next message lingers (LINGER_S)."""
+        return self._loop.time() - self._overlapped_at < BUSY_WITHIN_S
 
     async def submit(self, op: hsm.CryptoOp) -> hsm.CryptoResult:
         if self.broken:
@@ -103,6 +120,8 @@ class NodeStream:
             fut: asyncio.Future = loop.create_future()
             self._pending[op_id] = fut
             self._queue.append((op, fut))
+            if self._unanswered:
+                self._overlapped_at = loop.time()
             self._wake.set()
             deadlines = self._deadlines
             while deadlines and deadlines[0][1].done():  # answered ones leave from the front (mostly FIFO)
@@ -156,6 +175,12 @@ class NodeStream:
                     while self._unanswered >= MAX_MESSAGES_IN_FLIGHT:
                         self._answered.clear()
                         await self._answered.wait()  # meanwhile, new requests join the queue
+                    if self.busy and len(self._queue) < JOIN_BATCH_BELOW:
+                        self._lingering = True
+                        try:
+                            await asyncio.sleep(LINGER_S)  # meanwhile, new requests join the queue
+                        finally:
+                            self._lingering = False
                     batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                     live = [op for op, fut in batch if not fut.done()]
                     if live:

@@ -80,7 +80,7 @@ async def test_requests_arriving_while_a_message_is_unanswered_travel_together()
     assert [len(b.ops) for b in call.written] == [1]  # the stream is busy: they wait for its answer
     call.answer(0)
     assert (await first).encrypt.ciphertext == b"first"
-    await settle()
+    await wait_until(lambda: len(call.written) == 2, timeout=5, interval=0.001, what="the next message")
     assert [len(b.ops) for b in call.written] == [1, 5]  # ... and then travel in one message
     call.answer(1)
     assert [(await f).encrypt.ciphertext for f in later] == [b"later %d" % i for i in range(5)]
@@ -97,10 +97,44 @@ async def test_an_operation_joins_the_node_whose_batch_is_forming():
     assert [n for n in sessions.nodes.values() if n.stub.calls] == busy  # no other node's stream opened
     call = busy[0].stub.calls[0]
     call.answer(0)
-    await settle()
+    await wait_until(lambda: len(call.written) == 2, timeout=5, interval=0.001, what="the next message")
     call.answer(1)
     await asyncio.gather(first, *more)
     assert [len(b.ops) for b in call.written] == [1, 3]
+
+
+async def test_a_lone_callers_operations_go_at_once():
+    sessions = store(1)
+    node = next(iter(sessions.nodes.values()))
+    for i in range(3):
+        task = asyncio.ensure_future(cs.run_op(sessions, lambda token: op(b"x")))
+        await settle()
+        call = node.stub.calls[0]
+        assert len(call.written) == i + 1  # no overlap, so no lingering: sent in the same loop turns
+        call.answer(i)
+        await task
+
+
+async def test_a_busy_stream_holds_its_next_message_briefly_so_that_arrivals_join_it():
+    sessions = store(3)
+    first = asyncio.ensure_future(cs.run_op(sessions, lambda token: op(b"a")))
+    await settle()
+    busy = next(n for n in sessions.nodes.values() if n.stub.calls)
+    call = busy.stub.calls[0]
+    assert [len(b.ops) for b in call.written] == [1]  # an idle stream sends at once
+    second = asyncio.ensure_future(cs.run_op(sessions, lambda token: op(b"b")))  # arrives while "a" is out
+    await settle()
+    call.answer(0)
+    await first
+    await settle()
+    # answered, but callers overlap here: the next message waits up to LINGER_S for company ...
+    assert len(call.written) == 1 and busy.crypto_stream.gathering
+    third = asyncio.ensure_future(cs.run_op(sessions, lambda token: op(b"c")))  # ... and this one joins it
+    await wait_until(lambda: len(call.written) == 2, timeout=5, interval=0.001, what="the held message")
+    assert [len(b.ops) for b in call.written] == [1, 2]
+    assert [n for n in sessions.nodes.values() if n.stub.calls] == [busy]
+    call.answer(1)
+    assert [(await f).encrypt.ciphertext for f in (second, third)] == [b"b", b"c"]
 
 
 async def test_a_stalled_node_fails_over_after_the_timeout(monkeypatch):
