@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import crypto_path as bench  # noqa: E402
 
-
 _BASE_FRONTEND = bench.FrontendProcess  # the harness's class: stack_of replaces bench.FrontendProcess
 
 
