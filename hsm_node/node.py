@@ -60,7 +60,6 @@ class HsmNode:
         self.node_id = self.storage.node_id
         self.records = RecordState()
         self.sessions = LoginSessions(config.session_idle_timeout_s)
-        self.login_failures: dict[str, int] = {}
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsm-db")
         self._write_lock = asyncio.Lock()
         self._hlc = 0
@@ -94,7 +93,6 @@ class HsmNode:
         self.positions = s.positions()
         self._seq = self.positions.get(self.node_id, 0)
         self._hlc = max(s.max_hlc(), max((e.hlc for e in s.read_oplog(self.node_id, self._seq - 1, 1)), default=0))
-        self.login_failures = s.login_failures()
 
     def _create_identity(self) -> None:
         node_key, cluster_key = certs.new_key(), certs.new_key()

@@ -339,6 +339,11 @@ class Replicator:
         for c in changes:
             if c.kind == "user" and c.record is None:
                 node.sessions.drop_user(c.entity)
+            elif c.kind in ("user", "login_failures"):  # locked elsewhere: its sessions here end too
+                name = c.entity.partition("@")[0]
+                user = node.records.users.get(name)
+                if user is not None and node.records.is_locked(user):
+                    node.sessions.drop_user(name)
         self.notify()  # forward to other peers what they may lack
         async with self._progress:
             self._progress.notify_all()

@@ -33,7 +33,6 @@ CREATE TABLE IF NOT EXISTS oplog (
   origin TEXT NOT NULL, seq INTEGER NOT NULL, hlc INTEGER NOT NULL, kind TEXT NOT NULL,
   entity TEXT NOT NULL, sealed BLOB NOT NULL, PRIMARY KEY (origin, seq));
 CREATE TABLE IF NOT EXISTS positions (origin TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS login_failures (name TEXT PRIMARY KEY, count INTEGER NOT NULL);
 """
 
 
@@ -223,7 +222,6 @@ class Storage:
             self.db.execute("DELETE FROM records")
             self.db.execute("DELETE FROM oplog")
             self.db.execute("DELETE FROM positions")
-            self.db.execute("DELETE FROM login_failures")
             for change in changes:
                 self._stage_record(change)
             for origin, seq in positions.items():
@@ -245,18 +243,6 @@ class Storage:
     def max_hlc(self) -> int:
         row = self.db.execute("SELECT max(hlc) FROM records").fetchone()
         return int(row[0] or 0)
-
-    # ------------------------------------------------------------ login failures (per node, not replicated)
-
-    def login_failures(self) -> dict[str, int]:
-        return {n: c for n, c in self.db.execute("SELECT name, count FROM login_failures")}
-
-    def set_login_failures(self, name: str, count: int) -> None:
-        with self.transaction():
-            if count:
-                self.db.execute("INSERT OR REPLACE INTO login_failures(name, count) VALUES (?, ?)", (name, count))
-            else:
-                self.db.execute("DELETE FROM login_failures WHERE name=?", (name,))
 
 
 class _Tx:

@@ -186,7 +186,7 @@ class HsmServicer(pb_grpc.HsmServicer):
     async def CreateUser(self, request: pb.CreateUserRequest, context: Any) -> pb.CreateUserResponse:
         user, outcome = await self.users.create(request.session_token, user_type(request.user_type),
                                                 request.username, request.password, request.this_node_only)
-        return pb.CreateUserResponse(user=self._user(user, 0), write=write_pb(outcome))
+        return pb.CreateUserResponse(user=self._user(user, 0, False), write=write_pb(outcome))
 
     @rpc
     async def DeleteUser(self, request: pb.DeleteUserRequest, context: Any) -> pb.WriteResult:
@@ -200,17 +200,17 @@ class HsmServicer(pb_grpc.HsmServicer):
 
     @rpc
     async def ListUsers(self, request: pb.Empty, context: Any) -> pb.ListUsersResponse:
-        return pb.ListUsersResponse(users=[self._user(u, f, self.node.records.version("user", u.name)[0])
-                                           for u, f in self.users.list()])
+        return pb.ListUsersResponse(users=[self._user(u, f, locked, self.node.records.version("user", u.name)[0])
+                                           for u, f, locked in self.users.list()])
 
     @rpc
     async def SyncUser(self, request: pb.SyncUserRequest, context: Any) -> pb.WriteResult:
         return write_pb(await self.users.sync(request.session_token, request.username))
 
     @staticmethod
-    def _user(u: Any, failures: int, version: int = 0) -> pb.User:
+    def _user(u: Any, failures: int, locked: bool, version: int = 0) -> pb.User:
         return pb.User(user_id=u.user_id, user_type=USER_TYPE_PB[u.user_type], username=u.name,
-                       login_failure_count=failures, locked=u.locked, version=version)
+                       login_failure_count=failures, locked=locked, version=version)
 
     # ------------------------------------------------------------ keys
 
