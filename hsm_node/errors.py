@@ -69,6 +69,12 @@ class StorageFull(HsmError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class StorageFailed(HsmError):
+    """The node's storage was found damaged or altered while serving: nothing was changed,
+    and the node must be restored from a backup."""
+    code = grpc.StatusCode.DATA_LOSS
+
+
 # The CloudHSM return codes our messages reuse.
 KEY_ACCESS_DENIED = "0xc6 : HSM Error: Key Access is denied."
 INVALID_HANDLE = "0xa8 : HSM Error: Invalid object handle is passed to this operation"

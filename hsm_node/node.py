@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 
 from . import certs
 from . import records as rec
-from .errors import InvalidArgument, StorageFull, WrongState
+from .errors import InvalidArgument, StorageFailed, StorageFull, WrongState
 from .login_sessions import LoginSessions
 from .rules import PRECO_DEFAULT_PASSWORD, PRECO_USERNAME
 from .state import RecordState
-from .storage import OplogEntry, RecordChange, Storage, is_storage_full
+from .storage import DAMAGE, OplogEntry, RecordChange, Storage, StorageError, is_storage_full
 from .storage_sealing import hash_password, seal
 
 log = logging.getLogger("hsm_node")
@@ -67,7 +67,13 @@ class HsmNode:
         self.replication: Any = None          # set by the server (replication.Replicator)
         self._finishing: set[asyncio.Task] = set()  # state changes in progress (see uncancellable)
         self.on_identity_change: list[Callable[[], None]] = []
-        self._load()
+        try:
+            self._load()
+        except BaseException as exc:
+            self.storage.close()
+            if isinstance(exc, DAMAGE):  # a damaged page that only a read reached
+                raise self.storage.corrupted(exc) from None
+            raise
 
     # ------------------------------------------------------------ loading
 
@@ -114,12 +120,14 @@ class HsmNode:
         """Run a blocking storage call on the node's single storage thread."""
         try:
             return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)
-        except (sqlite3.Error, OSError) as exc:
-            if not is_storage_full(exc):
-                raise
-            log.error("storage full", extra={"event": "storage_full", "data_dir": self.config.data_dir})
-            raise StorageFull(f"the HSM's storage is full ({self.config.data_dir}): nothing was changed;"
-                              " free space on that file system and retry") from None
+        except (sqlite3.Error, OSError, StorageError, UnicodeDecodeError) as exc:
+            if is_storage_full(exc):
+                log.error("storage full", extra={"event": "storage_full", "data_dir": self.config.data_dir})
+                raise StorageFull(f"the HSM's storage is full ({self.config.data_dir}): nothing was changed;"
+                                  " free space on that file system and retry") from None
+            failed = exc if isinstance(exc, StorageError) else self.storage.corrupted(exc)
+            log.error("storage failed", extra={"event": "storage_failed", "detail": str(failed)[:500]})
+            raise StorageFailed(str(failed)) from None
 
     def uncancellable(self, change: Coroutine[Any, Any, T]) -> Awaitable[T]:
         """Run a state change to its end even if the caller is cancelled.

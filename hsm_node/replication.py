@@ -25,6 +25,7 @@ from protos.hsm.v1 import hsm_pb2 as pb
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
 from . import records as rec
+from .errors import HsmError
 from .node import ACTIVE, DELETED, HsmNode
 from .storage import OplogEntry, RecordChange
 from .storage_sealing import SealError, open_sealed, seal
@@ -203,6 +204,10 @@ class Replicator:
                 link.last_ok = 0.0
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+            except HsmError as exc:  # e.g. storage that failed: node.db() logged it, in words
+                log.error("replication stopped", extra={"event": "replication_error", "peer": link.member.node_id,
+                                                        "detail": exc.message[:300]})
+                await asyncio.sleep(1.0)
             except Exception:
                 log.exception("replication loop error", extra={"event": "replication_error", "peer": link.member.node_id})
                 await asyncio.sleep(1.0)

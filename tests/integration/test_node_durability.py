@@ -306,6 +306,27 @@ async def test_a_tampered_sealed_record_is_refused_clearly(lab: Lab) -> None:
     assert_clean_refusal(result, "restore the node from a backup")
 
 
+@pytest.mark.parametrize("tamper", [
+    "UPDATE oplog SET entity='someone_else' WHERE entity='tampered'",                   # the oplog
+    "UPDATE positions SET seq=seq+1",                                                     # positions
+    "UPDATE meta SET value=CAST('UNINITIALIZED' AS BLOB) WHERE name='state'",            # plain meta
+    "UPDATE records SET hlc=hlc+1 WHERE kind='user' AND entity='tampered'",             # a version
+    "DELETE FROM records WHERE kind='user' AND entity='tampered'",                       # a row gone
+])
+async def test_a_tampered_row_of_any_table_is_refused_clearly(lab: Lab, tamper: str) -> None:
+    node = await active_node(lab)
+    stub = node.stub()
+    await add_user(stub, await co(stub), "tampered")
+    await node.stop()
+    with sqlite3.connect(node.data_dir / "node.db") as db:
+        assert db.execute(tamper).rowcount >= 1
+    db.close()
+    before = files_digest(node.data_dir)
+    result = await run_node_once(node, lab.master_key)
+    assert_clean_refusal(result, "corrupted or was altered", "restore the node from a backup")
+    assert files_digest(node.data_dir) == before
+
+
 # ------------------------------------------------------------------ a full disk
 
 
