@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from plumbing.addresses import split_listen
 from plumbing.drain import run_main, serve_until_signalled
+from plumbing.files import ensure_private
 from plumbing.metrics import MetricsServer
 from plumbing.options import add_process_options
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
@@ -145,8 +146,16 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     )
 
 
+def private_paths(args: argparse.Namespace) -> list[str]:
+    """What the node keeps, which must be its user's only: data, backups, the deployment secret."""
+    master_file = None if os.environ.get("HSM_MASTER_KEY") else os.path.expanduser(args.master_key_file)
+    return [p for p in (args.data_dir, args.backup_dir, master_file) if p]
+
+
 async def run(args: argparse.Namespace) -> None:
-    server = NodeServer(build_config(args), args.listen, args.peer_listen, args.metrics_listen)
+    config = build_config(args)
+    ensure_private(log, *private_paths(args))  # fixed, with a warning, when found open to others
+    server = NodeServer(config, args.listen, args.peer_listen, args.metrics_listen)
     await serve_until_signalled(server, args.shutdown_grace, log)
 
 

@@ -83,7 +83,7 @@ class StoredRecord:
 class Storage:
     def __init__(self, data_dir: str | Path, master_key: bytes) -> None:
         self.dir = Path(data_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock_fd = self._lock_dir()
         self.db: sqlite3.Connection | None = None
         try:

@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from plumbing.drain import Gate, run_main, serve_until_signalled
-from plumbing.files import write_private
+from plumbing.files import ensure_private, write_private
 from plumbing.metrics import MetricsServer
 from plumbing.options import add_process_options
 
@@ -68,7 +68,10 @@ def instance_id(data_dir: Path) -> str:
 class Frontend:
     def __init__(self, args: argparse.Namespace) -> None:
         data = Path(args.data_dir)
-        data.mkdir(parents=True, exist_ok=True)
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # metadata.db (policies, tags, aliases, audit), credentials and ids: its user's only,
+        # fixed (with a warning) when found open to others
+        ensure_private(log, data, os.path.expanduser(args.master_key_file))
         self.args = args
         box = SecretBox.from_key_file(os.path.expanduser(args.master_key_file), create=True)
         repo = SqliteRepository(data / "metadata.db")

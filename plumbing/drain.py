@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from . import logs
+from . import files, logs
 
 
 class Gate:
@@ -65,11 +65,13 @@ async def serve_until_signalled(server: Server, grace: float, log: logging.Logge
 
 def run_main(prog: str, log_level: str, main: Coroutine[Any, Any, None],
              startup_errors: tuple[type[BaseException], ...], log: logging.Logger) -> None:
-    """Run a server process: JSON logs at ``log_level`` under the service name ``prog``, then its
-    main coroutine. An error it cannot start past (bad configuration, a port taken, a locked data
-    directory) ends the process with one log line, one line on stderr (``<prog>: <message>``) and
-    exit status 2; never a traceback."""
+    """Run a server process: JSON logs at ``log_level`` under the service name ``prog``, no core
+    dumps and private files (:func:`files.harden_process`), then its main coroutine. An error it
+    cannot start past (bad configuration, a port taken, a locked data directory, a data file it
+    may not make private) ends the process with one log line, one line on stderr
+    (``<prog>: <message>``) and exit status 2; never a traceback."""
     logs.setup(prog, log_level)
+    files.harden_process()
     try:
         asyncio.run(main)
     except startup_errors as exc:
