@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ DEFAULT_ENV_FILE = Path(".kms-cluster/env")
 DEFAULT_RPC_TIMEOUT = 30.0
 DEFAULT_USERNAMES = {"CO": PRECO_USERNAME, "CU": "kmsuser", "PRECO": PRECO_USERNAME}
 EXIT_REFUSED, EXIT_USAGE = 1, 2
+HIDDEN_PASSWORD = "-hpswd"   # CMU: in place of a password, prompt for it
+HPSWD_FLAG = "--hpswd"       # what the command line turns it into (argparse would read -hpswd as -h)
 UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
@@ -80,6 +83,7 @@ class HsmMgmtSettings:
     user_type: str | None
     username: str | None         # --username / --password only: the environment is read per user type
     password: str | None
+    password_fd: int | None
     session: str | None
     json: bool
     node_only: bool
@@ -106,6 +110,7 @@ def settings(args: argparse.Namespace, env: Mapping[str, str]) -> HsmMgmtSetting
         endpoints=list(dict.fromkeys(endpoints)),
         trust_anchor=args.trust_anchor or env.get("HSM_TRUST_ANCHOR") or None,
         user_type=user_type, username=args.login_username, password=args.login_password,
+        password_fd=args.login_password_fd,
         session=args.session or env.get("HSM_SESSION"),
         json=args.json or truthy(env.get("HSM_JSON")),
         node_only=args.node_only or truthy(env.get("HSM_NODE_ONLY")),
@@ -183,6 +188,7 @@ class Cli:
         self._nodes: dict[tuple[str, bool], Node] = {}
         self._logins: list[tuple[Node, str]] = []
         self._credentials: dict[str, tuple[str, str, str]] = {}
+        self._fd_values: dict[int, str] = {}
 
     @property
     def timeout(self) -> float:
@@ -229,17 +235,58 @@ class Cli:
             env = self.s.env
             name = self.s.username or env.get(f"HSM_{user_type}_USERNAME") or env.get("HSM_USERNAME") \
                 or DEFAULT_USERNAMES[user_type]
-            password = self.s.password or env.get(f"HSM_{user_type}_PASSWORD") or env.get("HSM_PASSWORD")
-            if not password and user_type == "PRECO":
-                password = PRECO_DEFAULT_PASSWORD
-            if not password and sys.stdin.isatty():
-                password = getpass.getpass(f"Password for {user_type} {name}: ")
-            if not password:
-                raise usage_error(f"no password to log in as {user_type} {name}: pass --password, set HSM_PASSWORD"
-                                  f" (or HSM_{user_type}_PASSWORD), or reuse a loginHSM session (--session /"
-                                  " HSM_SESSION)")
-            self._credentials[user_type] = (user_type, name, password)
+            self._credentials[user_type] = (user_type, name, self.login_password(user_type, name))
         return self._credentials[user_type]
+
+    def login_password(self, user_type: str, name: str) -> str:
+        """--password > --password-fd > HSM_<TYPE>_PASSWORD > HSM_PASSWORD > (PRECO's default) > a prompt."""
+        env = self.s.env
+        password = self.s.password
+        if not password and self.s.password_fd is not None:
+            password = self._from_fd(self.s.password_fd, "--password-fd")
+        password = password or env.get(f"HSM_{user_type}_PASSWORD") or env.get("HSM_PASSWORD")
+        if not password and user_type == "PRECO":
+            password = PRECO_DEFAULT_PASSWORD
+        if not password and sys.stdin.isatty():
+            password = getpass.getpass(f"Password for {user_type} {name}: ")
+        if not password:
+            raise usage_error(f"no password to log in as {user_type} {name}: pass --password-fd, set HSM_PASSWORD"
+                              f" (or HSM_{user_type}_PASSWORD), run on a terminal to be prompted, or reuse a"
+                              " loginHSM session (--session / HSM_SESSION)")
+        return password
+
+    def new_password(self, args: argparse.Namespace, given: str | None, what: str, *, login: str) -> str:
+        """A password to set: the argument (CMU's way; ``-hpswd`` prompts) > --new-password-fd >
+        HSM_NEW_PASSWORD > a prompt on a terminal, typed twice. Who logs in (``login``) is
+        settled first, so that a terminal asks for the login password before the new one."""
+        if not (self.any_token or self.tokens):
+            self.credentials(login)
+        if given and not args.hpswd:
+            return given
+        fd = args.new_password_fd
+        if not args.hpswd:
+            if fd is not None:
+                return self._from_fd(fd, "--new-password-fd")
+            if self.s.env.get("HSM_NEW_PASSWORD"):
+                return self.s.env["HSM_NEW_PASSWORD"]
+        if not sys.stdin.isatty():
+            raise usage_error(f"no {what}: pass --new-password-fd FD, set HSM_NEW_PASSWORD, or run on a terminal to"
+                              " be prompted")
+        first = getpass.getpass(f"Enter {what}: ")
+        if getpass.getpass(f"Confirm {what}: ") != first:
+            raise usage_error("the two passwords typed differ; nothing was changed")
+        return first
+
+    def _from_fd(self, fd: int, option: str) -> str:
+        """The first line a file descriptor holds (a pipe the caller wrote and closed)."""
+        if fd not in self._fd_values:
+            try:
+                with os.fdopen(fd, "rb", closefd=True) as f:
+                    data = f.read(4096)
+            except OSError as exc:
+                raise usage_error(f"cannot read {option} {fd}: {exc.strerror}") from None
+            self._fd_values[fd] = data.decode(errors="replace").split("\n", 1)[0].rstrip("\r")
+        return self._fd_values[fd]
 
     async def token(self, node: Node, default_type: str) -> str:
         """A session on ``node``: the one supplied, or a login that close() ends."""
@@ -404,6 +451,18 @@ def write_output(path: str | None, data: bytes, *, private: bool = False) -> Non
             Path(path).write_bytes(data)
     except OSError as exc:
         raise usage_error(f"cannot write {path}: {exc.strerror}") from None
+
+
+NEW_PASSWORD_HELP = ("the password to set; omit it (or write -hpswd) to be prompted, or give it with"
+                     " --new-password-fd / HSM_NEW_PASSWORD: an argument is visible to every user in `ps`")
+
+
+def add_password_sources(sp: argparse.ArgumentParser, *, new: bool = True) -> None:
+    if new:
+        sp.add_argument("--new-password-fd", type=int, metavar="FD",
+                        help="read the password to set from this open file descriptor (its first line)")
+    sp.add_argument(HPSWD_FLAG, action="store_true",
+                    help=f"prompt for the password (also written {HIDDEN_PASSWORD} in its place, as CMU takes it)")
 
 
 def upper(value: str) -> str:

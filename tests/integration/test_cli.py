@@ -370,3 +370,104 @@ async def test_decrypt_rejects_input_that_is_not_encrypt_output(tmp_path: Path) 
     r = await mgmt("decrypt", "--in", "-", stdin=b"not json")
     failed(r, "INVALID_ARGUMENT", rc=2)
     assert "JSON that encrypt wrote" in r.err
+
+
+# ------------------------------------------------------------------ passwords off the command line
+
+
+def run_on_a_terminal(args: list[str], env: dict[str, str], typed: list[str], timeout: float = 60) -> Result:
+    """hsm-mgmt with a pseudo-terminal for stdin, stdout and stderr (so getpass prompts on it),
+    typing each of ``typed`` in turn when a prompt (a line ending in ':') is shown."""
+    import select
+    import subprocess
+    import time
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "hsm_node.mgmt", *args], env=env, stdin=slave, stdout=slave,
+                            stderr=slave, start_new_session=True)
+    os.close(slave)
+    out, pending, deadline, answered = b"", list(typed), time.monotonic() + timeout, 0
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+            if pending and out[answered:].rstrip().endswith(b":"):  # a new prompt since the last answer
+                os.write(master, pending.pop(0).encode() + b"\n")
+                answered = len(out)
+        try:
+            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"hsm-mgmt {args} still runs; its terminal showed: {out!r}") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    return Result(rc, out.decode(errors="replace").replace("\r\n", "\n"), "")
+
+
+def with_fd(secret: str) -> tuple[int, int]:
+    """A pipe holding ``secret``: (read end for the child, write end closed)."""
+    r, w = os.pipe()
+    os.write(w, secret.encode() + b"\n")
+    os.close(w)
+    return r, r
+
+
+async def test_passwords_from_a_descriptor_the_environment_or_a_prompt(lab: Lab, tmp_path: Path) -> None:
+    node = await lab.start_node()
+    mgmt = Mgmt(tmp_path / "work", HSM_ENDPOINTS=node.endpoint)
+    await mgmt.ok("initialize")
+    mgmt.env["HSM_TRUST_ANCHOR"] = str((mgmt.cwd / "ca" / "customerCA.crt").resolve())
+
+    # activate: the new CO password from a file descriptor
+    read_end, _ = with_fd(CO_PASSWORD)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hsm_node.mgmt", "activate", "--new-password-fd", str(read_end), cwd=mgmt.cwd,
+        env=mgmt.env, pass_fds=(read_end,), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    os.close(read_end)
+    assert proc.returncode == 0, err
+    # createUser: the CO login password from a descriptor, the new user's from HSM_NEW_PASSWORD
+    read_end, _ = with_fd(CO_PASSWORD)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hsm_node.mgmt", "--password-fd", str(read_end), "createUser", "CU", "alice",
+        cwd=mgmt.cwd, env={**mgmt.env, "HSM_NEW_PASSWORD": "alicePassword1"}, pass_fds=(read_end,),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    os.close(read_end)
+    assert proc.returncode == 0, err
+    assert "Creating User alice(CU)" in out.decode()
+    await mgmt.ok("--username", "alice", "genRandom", "4", HSM_CU_PASSWORD="alicePassword1")  # logs in and out
+
+    # no password anywhere and no terminal: a usage error that names the ways
+    r = await mgmt("changePswd", "CU", "alice", HSM_CO_PASSWORD=CO_PASSWORD)
+    failed(r, "INVALID_ARGUMENT", rc=2)
+    assert "--new-password-fd" in r.err and "HSM_NEW_PASSWORD" in r.err
+
+    # on a terminal, as CloudHSM's tools do: the CO password, then the new one twice
+    terminal_env = {**mgmt.env}
+    r = await asyncio.to_thread(run_on_a_terminal, ["changePswd", "CU", "alice"], terminal_env,
+                                [CO_PASSWORD, "alicePassword2", "alicePassword2"])
+    assert r.rc == 0, r
+    assert "Password for CO admin:" in r.out and "Confirm the new password of alice:" in r.out, r
+    assert "alicePassword2" not in r.out and CO_PASSWORD not in r.out  # not echoed
+    r = await asyncio.to_thread(run_on_a_terminal, ["loginHSM", "CU", "alice", "-hpswd"], terminal_env,
+                                ["alicePassword2"])
+    assert r.rc == 0 and "loginHSM success" in r.out, r
+    session = r.out.strip().splitlines()[-1].removeprefix("export HSM_SESSION=")
+    await mgmt.ok("logoutHSM", HSM_SESSION=session)
+    # two different entries change nothing
+    r = await asyncio.to_thread(run_on_a_terminal, ["changePswd", "CU", "alice", "-hpswd"], terminal_env,
+                                [CO_PASSWORD, "alicePassword3", "alicePassword4"])
+    assert r.rc == 2 and "differ" in r.out, r
+    await mgmt.ok("--username", "alice", "genRandom", "4", HSM_CU_PASSWORD="alicePassword2")
