@@ -36,7 +36,8 @@ from typing import Any
 import grpc
 
 from plumbing.addresses import split_endpoint
-from plumbing.files import write_private
+from plumbing.envfile import EnvFileError, read_env_file
+from plumbing.files import harden_process, make_private, write_private
 from protos.kms.v1 import kms_pb2 as kms
 from protos.kms.v1 import kms_pb2_grpc as kms_grpc
 
@@ -75,23 +76,27 @@ class State:
     aws_port: int = 4599
     cluster_id: str = ""
     store_id: str = ""
-    co_password: str = ""
-    kmsuser_initial_password: str = ""
     aws_access_key_id: str = ""
-    aws_secret_access_key: str = ""
     region: str = "us-east-1"
     pids: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: Path) -> State:
+    def load(cls, path: Path) -> tuple[State, dict[str, str]]:
+        """The state, and the secrets an earlier version kept in it (to move to the env file)."""
         if not path.exists():
-            return cls()
+            return cls(), {}
         doc = json.loads(path.read_text())
         doc["nodes"] = [NodeSpec(**n) for n in doc.get("nodes", [])]
-        return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
+        legacy = {k: doc[k] for k in LEGACY_SECRETS if doc.get(k)}
+        return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__}), legacy
 
     def save(self, path: Path) -> None:
         write_private(path, json.dumps(asdict(self), indent=2).encode())
+
+
+# Secrets state.json held before they moved to the env file (or, for kmsuser's first
+# password, out of every file: KMS replaces it when it connects).
+LEGACY_SECRETS = ("co_password", "kmsuser_initial_password", "aws_secret_access_key")
 
 
 def port_free(port: int) -> bool:
@@ -116,11 +121,30 @@ def password(n: int = 24) -> str:
 
 
 class Cluster:
+    """What ``up`` keeps on disk (README, "Files on disk"): ``state.json`` holds no secret (ports,
+    ids, pids); the two secrets the tools need again, the CO password and the AWS secret key,
+    live only in the ``env`` file (0600), which hands them to ``hsm-mgmt``, ``kms`` and the AWS
+    SDKs anyway; kmsuser's first password is never written down (KMS replaces it on connect)."""
+
     def __init__(self, directory: Path) -> None:
         self.dir = directory.resolve()
         self.state_path = self.dir / "state.json"
-        self.state = State.load(self.state_path)
+        self.state, legacy = State.load(self.state_path)
         self.procs: dict[str, subprocess.Popen] = {}
+        known = self._read_env()
+        self.co_password = known.get("HSM_CO_PASSWORD", "") or legacy.get("co_password", "")
+        self.aws_secret_access_key = known.get("AWS_SECRET_ACCESS_KEY", "") \
+            or legacy.get("aws_secret_access_key", "")
+        self.kmsuser_password = ""  # in memory only, from createUser until the store holds it
+        if legacy:  # move them out of state.json, into the one file that keeps them
+            self.write_env()
+            self.state.save(self.state_path)
+
+    def _read_env(self) -> dict[str, str]:
+        try:
+            return read_env_file(self.env_path)
+        except (OSError, EnvFileError):
+            return {}
 
     # ------------------------------------------------------------ paths
 
@@ -138,8 +162,8 @@ class Cluster:
     # ------------------------------------------------------------ processes
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
-        self.log(name).parent.mkdir(parents=True, exist_ok=True)
-        logf = open(self.log(name), "ab")  # noqa: SIM115 - owned by the child from here on
+        self.log(name).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        logf = os.fdopen(os.open(self.log(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=logf, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         logf.close()
@@ -168,7 +192,7 @@ class Cluster:
         if s.frontend_metrics_port:
             cmd += ["--metrics-listen", f"127.0.0.1:{s.frontend_metrics_port}"]
         env = {"KMS_AWS_LISTEN": f"127.0.0.1:{s.aws_port}",
-               "KMS_AWS_ACCESS_KEYS": f"{s.aws_access_key_id}:{s.aws_secret_access_key}"}
+               "KMS_AWS_ACCESS_KEYS": f"{s.aws_access_key_id}:{self.aws_secret_access_key}"}  # never argv
         self._spawn("frontend", cmd, env)
 
     def stop_all(self, timeout: float = 15.0) -> None:
@@ -188,7 +212,21 @@ class Cluster:
         self.state.save(self.state_path)
 
     def running(self) -> dict[str, bool]:
-        return {name: _alive(pid, None) for name, pid in self.state.pids.items()}
+        """Whether each process ``up`` recorded still runs (the same program on the same
+        directory: after a crash its pid may have gone to another process)."""
+        return {name: _alive(pid, self.procs.get(name)) and self._is_ours(pid) for name, pid in self.state.pids.items()}
+
+    def _is_ours(self, pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return str(self.dir).encode() in f.read()
+        except OSError:  # no /proc here, or no permission: trust the pid
+            return True
+
+    def stop_started(self, timeout: float = 15.0) -> None:
+        """Stop the processes this run started (SIGTERM, then SIGKILL), keep the others."""
+        for name in list(self.procs):
+            self.stop_node(name, timeout)
 
     # ------------------------------------------------------------ one node (used by kms-chaos)
 
@@ -230,14 +268,30 @@ class Cluster:
 
     # ------------------------------------------------------------ operator steps (hsm-mgmt)
 
-    def hsm_mgmt(self, *args: str, endpoint: str | None = None, anchor: bool = True) -> Any:
+    def hsm_mgmt(self, *args: str, endpoint: str | None = None, anchor: bool = True,
+                 new_password: str | None = None) -> Any:
+        """Run hsm-mgmt as an operator would. Passwords go through pipes (``--password-fd``,
+        ``--new-password-fd``), never on its command line, where every user would see them."""
         cmd = [sys.executable, "-m", "hsm_node.mgmt", "--json"]
         cmd += ["--endpoint", endpoint or self.state.nodes[0].endpoint]
         if anchor and self.anchor.exists():
             cmd += ["--trust-anchor", str(self.anchor)]
-        env = {**os.environ, "HSM_ENV_FILE": os.devnull, "HSM_CO_USERNAME": "admin",
-               "HSM_CO_PASSWORD": self.state.co_password}
-        r = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=120)
+        env = {k: v for k, v in os.environ.items() if not (k.startswith("HSM_") and k.endswith("PASSWORD"))}
+        env.update({"HSM_ENV_FILE": os.devnull, "HSM_CO_USERNAME": "admin"})
+        fds: list[int] = []
+        try:
+            if self.co_password:
+                fds.append(_pipe_holding(self.co_password))
+                cmd += ["--password-fd", str(fds[-1])]
+            tail: list[str] = []
+            if new_password is not None:
+                fds.append(_pipe_holding(new_password))
+                tail = ["--new-password-fd", str(fds[-1])]
+            r = subprocess.run([*cmd, *args, *tail], env=env, capture_output=True, text=True, timeout=120,
+                               pass_fds=fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
         if r.returncode != 0:
             shown = " ".join(shlex.quote(a) for a in args[:1])
             raise LauncherError(f"hsm-mgmt {shown} failed: {r.stderr.strip() or r.stdout.strip()}")
@@ -273,9 +327,10 @@ class Cluster:
         status = self.wait_node(first)
         if status.get("state") == "UNINITIALIZED":
             self.hsm_mgmt("initialize", "--trust-anchor-dir", str(self.anchor.parent), anchor=False)
-            s.co_password = s.co_password or password()
-            s.save(self.state_path)
-            self.hsm_mgmt("activate", s.co_password)
+            if not self.co_password:
+                self.co_password = password()
+                self.write_env()  # on disk before the cluster knows it
+            self.hsm_mgmt("activate", new_password=self.co_password)
         s.cluster_id = self.node_status(first)["cluster_id"]
         for spec in s.nodes[1:]:
             if self.wait_node(spec).get("state") == "UNINITIALIZED":
@@ -283,9 +338,8 @@ class Cluster:
         users = self.hsm_mgmt("listUsers")
         names = {u.get("username") for server in users.get("servers", []) for u in server.get("users", [])}
         if "kmsuser" not in names:
-            s.kmsuser_initial_password = password()
-            s.save(self.state_path)
-            self.hsm_mgmt("createUser", "CU", "kmsuser", s.kmsuser_initial_password)
+            self.kmsuser_password = password()
+            self.hsm_mgmt("createUser", "CU", "kmsuser", new_password=self.kmsuser_password)
 
     # ------------------------------------------------------------ the key store (kms.v1 over gRPC)
 
@@ -305,10 +359,20 @@ class Cluster:
                         raise
                     await asyncio.sleep(0.2)
             if not s.store_id:
-                r = await _retry_until(deadline, lambda: stub.CreateCustomKeyStore(kms.CreateCustomKeyStoreRequest(
-                    custom_key_store_name=STORE_NAME, cloud_hsm_cluster_id=s.cluster_id,
-                    trust_anchor_certificate=self.anchor.read_text(), key_store_password=s.kmsuser_initial_password)))
-                s.store_id = r.custom_key_store_id
+                named = await _stores_named(stub, STORE_NAME)
+                if named:  # created by a run that stopped before it could note the id
+                    s.store_id = named[0].custom_key_store_id
+                else:
+                    if not self.kmsuser_password:
+                        # kmsuser was created by a run that stopped before the store took its password,
+                        # which nobody wrote down: set a new one, as an operator would (a CO may)
+                        self.kmsuser_password = password()
+                        self.hsm_mgmt("changePswd", "CU", "kmsuser", new_password=self.kmsuser_password)
+                    r = await _retry_until(deadline, lambda: stub.CreateCustomKeyStore(kms.CreateCustomKeyStoreRequest(
+                        custom_key_store_name=STORE_NAME, cloud_hsm_cluster_id=s.cluster_id,
+                        trust_anchor_certificate=self.anchor.read_text(), key_store_password=self.kmsuser_password)))
+                    s.store_id = r.custom_key_store_id
+                self.kmsuser_password = ""  # the store holds it now (sealed); KMS replaces it on connect
                 s.save(self.state_path)
             store = (await stub.DescribeCustomKeyStores(kms.DescribeCustomKeyStoresRequest(
                 custom_key_store_id=s.store_id))).custom_key_stores[0]
@@ -333,11 +397,11 @@ class Cluster:
             "HSM_ENDPOINTS": ",".join(n.endpoint for n in s.nodes),
             "HSM_TRUST_ANCHOR": str(self.anchor),
             "HSM_CO_USERNAME": "admin",
-            "HSM_CO_PASSWORD": s.co_password,
+            "HSM_CO_PASSWORD": self.co_password,
             "KMS_ENDPOINT": f"{s.frontend_host}:{s.frontend_port}",
             "AWS_ENDPOINT_URL_KMS": f"http://127.0.0.1:{s.aws_port}",
             "AWS_ACCESS_KEY_ID": s.aws_access_key_id,
-            "AWS_SECRET_ACCESS_KEY": s.aws_secret_access_key,
+            "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key,
             "AWS_REGION": s.region,
             "AWS_DEFAULT_REGION": s.region,
         }
@@ -350,7 +414,7 @@ class Cluster:
             "directory": str(self.dir), "cluster_id": s.cluster_id, "custom_key_store_id": s.store_id,
             "kms_endpoint": f"127.0.0.1:{s.frontend_port}", "aws_endpoint_url": f"http://127.0.0.1:{s.aws_port}",
             "region": s.region, "aws_access_key_id": s.aws_access_key_id,
-            "aws_secret_access_key": s.aws_secret_access_key,
+            "aws_secret_access_key": self.aws_secret_access_key,
             "trust_anchor": str(self.anchor), "env_file": str(self.env_path),
             "frontend": {"running": alive.get("frontend", False), "log": str(self.log("frontend")),
                          "metrics": _metrics_url(s.frontend_metrics_port)},
@@ -358,6 +422,16 @@ class Cluster:
                        "running": alive.get(n.name, False), "log": str(self.log(n.name)),
                        "metrics": _metrics_url(n.metrics_port)} for n in s.nodes],
         }
+
+
+def _pipe_holding(secret: str) -> int:
+    """The read end of a pipe that holds ``secret`` (and a newline), its write end closed."""
+    r, w = os.pipe()
+    try:
+        os.write(w, secret.encode() + b"\n")
+    finally:
+        os.close(w)
+    return r
 
 
 def _metrics_url(port: int) -> str:
@@ -378,6 +452,16 @@ def _alive(pid: int, proc: subprocess.Popen | None) -> bool:
         return True
 
 
+async def _stores_named(stub: kms_grpc.KmsStub, name: str) -> list[Any]:
+    try:
+        r = await stub.DescribeCustomKeyStores(kms.DescribeCustomKeyStoresRequest(custom_key_store_name=name))
+    except grpc.aio.AioRpcError as exc:
+        if dict(exc.trailing_metadata() or ()).get("x-aws-exception") == "CustomKeyStoreNotFoundException":
+            return []  # as AWS answers a name it does not know
+        raise
+    return list(r.custom_key_stores)
+
+
 async def _retry_until(deadline: float, call: Any) -> Any:
     """Right after start the frontend may not have discovered the cluster yet."""
     while True:
@@ -396,12 +480,13 @@ async def _retry_until(deadline: float, call: Any) -> Any:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    """Start what is not running (all of it the first time; after a crash, only what died) and
+    keep what runs; then make sure the cluster is provisioned and the store CONNECTED."""
     c = Cluster(Path(args.dir))
     s = c.state
-    if any(c.running().values()):
-        print(f"kms-cluster: already running from {c.dir} (kms-cluster status; kms-cluster down)", file=sys.stderr)
-        return 1
-    c.dir.mkdir(parents=True, exist_ok=True)
+    c.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path, mode in make_private(c.dir):  # logs, state, secrets, data: this user's only
+        print(f"kms-cluster: {path} was open to other users (mode {mode:04o}); made it private", file=sys.stderr)
     secrets_dir = c.dir / "secrets"
     if not (secrets_dir / "hsm-master.key").exists():
         write_private(secrets_dir / "hsm-master.key", (base64.b64encode(os.urandom(32)).decode() + "\n").encode())
@@ -415,22 +500,31 @@ def cmd_up(args: argparse.Namespace) -> int:
         s.aws_port = pick_port(args.aws_port, taken)
         s.frontend_metrics_port = pick_port(args.metrics_port, taken)
         s.aws_access_key_id = "AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(16))
-        s.aws_secret_access_key = base64.b64encode(os.urandom(30)).decode()
+        c.aws_secret_access_key = base64.b64encode(os.urandom(30)).decode()
         s.region = args.region
+        c.write_env()  # the secret key's one home, before any process is given it
+    running = c.running()
+    kept = [name for name in [*(n.name for n in s.nodes), "frontend"] if running.get(name)]
+    for name in [n for n, alive in running.items() if not alive]:
+        s.pids.pop(name)
     s.save(c.state_path)
+    if kept:
+        print(f"kms-cluster: {', '.join(kept)} already running from {c.dir}: kept")
     try:
         for spec in s.nodes:
-            c.start_node(spec, args.backup_interval)
+            if spec.name not in kept:
+                c.start_node(spec, args.backup_interval)
         s.save(c.state_path)
         c.provision()
-        c.start_frontend()
+        if "frontend" not in kept:
+            c.start_frontend()
         s.save(c.state_path)
         asyncio.run(c.ensure_store())
         c.write_env()
-    except BaseException as exc:  # whatever happened, leave no process behind
+    except BaseException as exc:  # whatever happened, leave none of the processes this run started
         detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else (str(exc) or type(exc).__name__)
         print(f"kms-cluster: {detail}\nlogs: {c.dir / 'logs'}", file=sys.stderr)
-        c.stop_all()
+        c.stop_started()
         return 1
     print_summary(c)
     if args.detach:
@@ -442,14 +536,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     print("Running. Ctrl-C stops everything (state is kept; `kms-cluster up` resumes).")
+    watched = set(c.running())
     while not stop["now"]:
         time.sleep(0.2)
-        dead = [n for n, p in c.procs.items() if p.poll() is not None]
+        dead = [n for n, alive in c.running().items() if n in watched and not alive]
         if dead:
-            print(f"kms-cluster: {', '.join(dead)} exited (killed for an experiment?); the rest keep running",
-                  file=sys.stderr)
-            for n in dead:
-                c.procs.pop(n)
+            print(f"kms-cluster: {', '.join(dead)} exited (killed for an experiment?); the rest keep running"
+                  " (`kms-cluster up` in another shell starts it again)", file=sys.stderr)
+            watched -= set(dead)
     print("Stopping...")
     c.stop_all()
     print("Stopped.")
@@ -566,7 +660,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
     s.nodes = list(args.node)
     s.frontend_host, s.frontend_port = args.frontend
     if args.aws_access_keys_file:
-        s.aws_access_key_id, _, s.aws_secret_access_key = Path(args.aws_access_keys_file).read_text().strip().partition(":")
+        s.aws_access_key_id, _, c.aws_secret_access_key = \
+            Path(args.aws_access_keys_file).read_text().strip().partition(":")
     s.save(c.state_path)
     try:
         c.provision()
@@ -583,6 +678,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    harden_process()  # it handles the CO password and the AWS secret key; what it writes is private
     env = os.environ.get
     p = argparse.ArgumentParser(prog="kms-cluster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dir", default=env("KMS_CLUSTER_DIR", DEFAULT_DIR), help="state directory [KMS_CLUSTER_DIR]")
