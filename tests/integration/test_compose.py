@@ -135,6 +135,15 @@ async def test_compose_cluster_serves_survives_a_killed_hsm_and_catches_it_up(co
             assert (await stub.Decrypt(kms.DecryptRequest(ciphertext_blob=blob, encryption_context=ctx))).plaintext
 
 
+def test_ports_are_published_on_the_hosts_loopback_only(compose):
+    """What the engine bound: 127.0.0.1, not every interface (KMS_PUBLISH_ADDRESS unset)."""
+    cid = compose.container("frontend")
+    bound = subprocess.run(["docker", "port", cid], capture_output=True, text=True, check=True).stdout.split()
+    published = [b for b in bound if ":" in b and not b.endswith("/tcp")]
+    assert sorted(int(b.rsplit(":", 1)[1]) for b in published) == sorted(compose.ports.values()), bound
+    assert all(b.startswith("127.0.0.1:") for b in published), bound
+
+
 def test_second_up_is_idempotent(compose):
     first = compose.init_result()
     compose.run("up", "-d")
