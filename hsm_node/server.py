@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from plumbing.addresses import split_listen
-from plumbing.drain import run_main, serve_until_signalled
+from plumbing.drain import new_server, run_main, serve_until_signalled
 from plumbing.files import ensure_private
 from plumbing.metrics import MetricsServer
 from plumbing.options import add_process_options
@@ -34,7 +34,7 @@ from .users import UserRules
 
 log = logging.getLogger("hsm_node.server")
 MAX_MESSAGE = 64 * 1024 * 1024
-LAME_DUCK_MAX_S = 2.0  # at most this long refusing new calls before gRPC stops (in-flight ones go on)
+STOP_MARGIN_S = 0.5  # of the grace, left to gRPC's own stop after the lame duck
 GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
 
 
@@ -51,7 +51,7 @@ class NodeServer:
         self._tls_version = 0
         self._served_version = -1
         self.node.on_identity_change.append(self._identity_changed)
-        self.server = grpc.aio.server(options=GRPC_OPTIONS)
+        self.server, self.core_calls = new_server(options=GRPC_OPTIONS)
         self.stopped = asyncio.Event()
 
     def _cert_config(self) -> grpc.ServerCertificateConfiguration:
@@ -99,9 +99,10 @@ class NodeServer:
         deadline = asyncio.get_running_loop().time() + grace
         await self.health.enter_graceful_shutdown()
         self.servicer.drain()
-        # Stop gRPC only once callers went quiet: its shutdown cancels calls not yet dispatched.
-        await self.servicer.quiesce(min(grace / 2, LAME_DUCK_MAX_S))
-        await self.server.stop(max(0.5, deadline - asyncio.get_running_loop().time()))
+        # Stop gRPC only once its core holds no call of ours: its stop cancels every call not yet
+        # handed to a handler. Calls in flight end within the grace anyway (plumbing.drain).
+        await self.servicer.quiesce(max(0.0, grace - STOP_MARGIN_S), self.core_calls)
+        await self.server.stop(max(STOP_MARGIN_S, deadline - asyncio.get_running_loop().time()))
         await self.node.finish_changes(deadline - asyncio.get_running_loop().time())
         await self.membership.stop()
         self.node.close()

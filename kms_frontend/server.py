@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from plumbing.drain import Gate, run_main, serve_until_signalled
+from plumbing.drain import Gate, new_server, run_main, serve_until_signalled
 from plumbing.files import ensure_private, write_private
 from plumbing.metrics import MetricsServer
 from plumbing.options import add_process_options
@@ -33,7 +33,7 @@ from .store.repository import SchemaVersionError
 from .store.sqlite import SqliteRepository
 
 log = logging.getLogger("kms_frontend.server")
-LAME_DUCK_MAX_S = 2.0  # at most this long refusing new calls before gRPC stops (in-flight ones go on)
+STOP_MARGIN_S = 0.5  # of the grace, left to gRPC's own stop after the lame duck
 
 
 class GenericHandlersOnly:
@@ -80,7 +80,7 @@ class Frontend:
         self.directory = ClusterDirectory(args.hsm_endpoint)
         self.hsms = HsmClients(self.directory, instance_id(data))
         self.services = Services(self.ctx, self.hsms)
-        self.server = grpc.aio.server()
+        self.server, self.core_calls = new_server()
         self.gate = Gate()
         self.tls = None
         if args.tls_cert and args.tls_key:
@@ -134,9 +134,15 @@ class Frontend:
         self.gate.close()
 
         async def drain_grpc() -> None:
-            # Stop gRPC only once callers went quiet: its shutdown cancels calls not yet dispatched.
-            await self.gate.quiesce(min(grace / 2, LAME_DUCK_MAX_S))
-            await self.server.stop(max(0.5, deadline - asyncio.get_running_loop().time()))
+            # Stop gRPC only once its core holds no call of ours: its stop cancels every call not
+            # yet handed to a handler. Calls in flight end within the grace anyway, so the lame
+            # duck may last that long (it ends as soon as all is done).
+            began = asyncio.get_running_loop().time()
+            done = await self.gate.quiesce(max(0.0, grace - STOP_MARGIN_S), core=self.core_calls)
+            log.info("lame duck over", extra={"event": "lame_duck_over", "all_done": done,
+                                              "in_flight": self.gate.in_flight,
+                                              "lame_duck_s": round(asyncio.get_running_loop().time() - began, 3)})
+            await self.server.stop(max(STOP_MARGIN_S, deadline - asyncio.get_running_loop().time()))
 
         draining = [drain_grpc()]
         if self.aws is not None:

@@ -3,17 +3,27 @@
 gRPC's own shutdown cancels (CANCELLED) every call that reached the server but was not
 yet handed to a handler. So on SIGTERM a server first closes its :class:`Gate`: calls in
 flight finish, new ones are refused (UNAVAILABLE: retry elsewhere), and gRPC is stopped
-only once nothing is in flight and callers have gone quiet (:meth:`Gate.quiesce`).
+only once gRPC's core holds no call of that server, neither one in a handler nor one
+waiting to be handed to one (:class:`CoreCalls`, :meth:`Gate.quiesce`).
+
+Why the core's own count: grpc.aio hands calls to handlers one at a time, from the event
+loop. On a busy machine calls wait in the core for that loop, invisible to any handler, for
+longer than any fixed quiet period; a stop then cancelled them (kms-frontend under two CPU
+hogs: a dozen CANCELLED calls, all accepted after SIGTERM and cancelled at the stop).
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
+
+import grpc
+from grpc._cython import cygrpc  # channelz: the only view of calls not yet handed to a handler
 
 from . import files, logs
 
@@ -32,15 +42,57 @@ class Gate:
     def close(self) -> None:
         self.closed = True
 
-    async def quiesce(self, timeout: float, idle: Callable[[], bool] = lambda: True) -> bool:
-        """Wait (at most ``timeout``) until no call is in flight, none was refused for QUIET_S,
-        and ``idle()`` holds (e.g. no stream open)."""
+    async def quiesce(self, timeout: float, idle: Callable[[], bool] = lambda: True,
+                      core: CoreCalls | None = None) -> bool:
+        """Wait (at most ``timeout``) until no call is in flight, ``idle()`` holds (e.g. no
+        stream open), and the server's calls in gRPC's core are all finished (``core``);
+        without a view into the core, until none was refused for QUIET_S instead."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.in_flight == 0 and time.monotonic() - self.last_refused >= self.QUIET_S and idle():
-                return True
+            if self.in_flight == 0 and idle():
+                unfinished = core.unfinished() if core is not None else None
+                if unfinished == 0:
+                    return True
+                if unfinished is None and time.monotonic() - self.last_refused >= self.QUIET_S:
+                    return True
             await asyncio.sleep(0.02)
         return False
+
+
+class CoreCalls:
+    """The calls gRPC's core holds for one server: started and not finished, from channelz.
+    That counts the calls its handlers run and those that reached it but wait for the event
+    loop to be handed to a handler, which no handler can count and which a stop cancels."""
+
+    def __init__(self, server_id: int | None) -> None:
+        self.server_id = server_id
+
+    def unfinished(self) -> int | None:
+        """None when the core cannot say (channelz off, or the server unknown)."""
+        if self.server_id is None:
+            return None
+        try:
+            data = json.loads(cygrpc.channelz_get_server(self.server_id))["server"]["data"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        return int(data.get("callsStarted", 0)) - int(data.get("callsSucceeded", 0)) - int(data.get("callsFailed", 0))
+
+
+def new_server(**kwargs: Any) -> tuple[grpc.aio.Server, CoreCalls]:
+    """``grpc.aio.server(**kwargs)`` and the view of its calls in the core (the one server
+    channelz gained meanwhile; none if it cannot tell which)."""
+    before = _server_ids()
+    server = grpc.aio.server(**kwargs)
+    new = _server_ids() - before
+    return server, CoreCalls(new.pop() if len(new) == 1 else None)
+
+
+def _server_ids() -> set[int]:
+    try:
+        servers = json.loads(cygrpc.channelz_get_servers(0)).get("server", [])
+        return {int(s["ref"]["serverId"]) for s in servers}
+    except (ValueError, KeyError, TypeError):
+        return set()
 
 
 class Server(Protocol):

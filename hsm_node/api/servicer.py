@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from plumbing.drain import Gate
+from plumbing.drain import CoreCalls, Gate
 from protos.hsm.v1 import hsm_pb2 as pb
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 from protos.hsm.v1.metadata import DRAINING_KEY
@@ -137,9 +137,10 @@ class HsmServicer(pb_grpc.HsmServicer):
             if st.waiting and st.task is not None:
                 st.task.cancel()  # idle between batches: nothing of the caller's is in progress here
 
-    async def quiesce(self, timeout: float) -> bool:
-        """Wait (at most ``timeout``) until no call or stream is open and none was refused lately."""
-        return await self.gate.quiesce(timeout, idle=lambda: not self._streams)
+    async def quiesce(self, timeout: float, core: CoreCalls | None = None) -> bool:
+        """Wait (at most ``timeout``) until no call or stream is open, here or still in gRPC's
+        core (``core``; without it: none refused lately)."""
+        return await self.gate.quiesce(timeout, idle=lambda: not self._streams, core=core)
 
     # ------------------------------------------------------------ lifecycle
 
