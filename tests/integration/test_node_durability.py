@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -348,14 +350,25 @@ def fill(directory: Path, leave_bytes: int) -> Path:
     return filler
 
 
-async def test_a_full_disk_refuses_writes_clearly_keeps_serving_and_loses_nothing(lab: Lab) -> None:
+@contextlib.asynccontextmanager
+async def active_node_on_a_small_disk(lab: Lab, size: str = "4m") -> AsyncIterator[NodeProcess]:
+    """An ACTIVE node whose data directory is a small tmpfs of its own (to fill up for real);
+    skipped, saying why, where no tmpfs can be mounted."""
     node = lab.node()
-    if not mount_small_tmpfs(node.data_dir, "4m"):
+    if not mount_small_tmpfs(node.data_dir, size):
         pytest.skip("a full disk needs a small tmpfs (mount) here")
     try:
         node.start()
         await node.wait_ready()
         await lab.init_active(node)
+        yield node
+    finally:
+        await node.stop()
+        subprocess.run(["umount", str(node.data_dir)], capture_output=True)
+
+
+async def test_a_full_disk_refuses_writes_clearly_keeps_serving_and_loses_nothing(lab: Lab) -> None:
+    async with active_node_on_a_small_disk(lab) as node:
         stub = node.stub()
         await add_user(stub, await co(stub), "disk_cu")
         cu = await login(stub, pb.CU, "disk_cu", PW)
@@ -389,6 +402,3 @@ async def test_a_full_disk_refuses_writes_clearly_keeps_serving_and_loses_nothin
         found = set((await stub.FindKeys(pb.FindKeysRequest(session_token=cu))).key_handles)
         assert set(acknowledged) <= found, set(acknowledged) - found
         assert "Traceback" not in node.log_path.read_text()
-    finally:
-        await node.stop()
-        subprocess.run(["umount", str(node.data_dir)], capture_output=True)

@@ -3,14 +3,12 @@ small tmpfs), and failed logins count across the cluster's nodes."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 
 import grpc
-import pytest
 
 from protos.hsm.v1 import hsm_pb2 as pb
 from tests.harness import Lab, NodeProcess, co, login, refused, three_node_cluster, wait_until
-from tests.integration.test_node_durability import fill, mount_small_tmpfs
+from tests.integration.test_node_durability import active_node_on_a_small_disk, fill
 
 PW = "Password-1"
 WRONG = "Wrong-Pass-1"
@@ -38,13 +36,7 @@ async def attempt(node: NodeProcess, name: str, password: str) -> tuple[grpc.Sta
 
 
 async def test_on_a_full_disk_a_failed_login_that_cannot_be_counted_closes_logins_for_that_user(lab: Lab) -> None:
-    node = lab.node()
-    if not mount_small_tmpfs(node.data_dir, "4m"):
-        pytest.skip("a full disk needs a small tmpfs (mount) here")
-    try:
-        node.start()
-        await node.wait_ready()
-        await lab.init_active(node)
+    async with active_node_on_a_small_disk(lab) as node:
         stub = node.stub()
         await create(stub, "guesser")
         await create(stub, "bystander")
@@ -79,9 +71,6 @@ async def test_on_a_full_disk_a_failed_login_that_cannot_be_counted_closes_login
         assert (await listed(node, "guesser")).locked
         assert (await attempt(node, "guesser", PW))[0] == grpc.StatusCode.PERMISSION_DENIED
         assert "Traceback" not in node.log_path.read_text()
-    finally:
-        await node.stop()
-        subprocess.run(["umount", str(node.data_dir)], capture_output=True)
 
 
 # ------------------------------------------------------------------ across nodes
