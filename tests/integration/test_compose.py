@@ -64,7 +64,11 @@ class Compose:
         self.project = "kmsct" + uuid.uuid4().hex[:6]
         self.ports = {"KMS_GRPC_PORT": free_port(), "KMS_AWS_PORT": free_port(), "KMS_METRICS_PORT": free_port()}
         self.base = [*command, "-p", self.project, "-f", str(ROOT / "compose.yaml")]
-        self.env = {**os.environ, **{k: str(v) for k, v in self.ports.items()}}
+        # An image tag of this run's own: the default tag is shared by every checkout on the engine,
+        # and another's build in between made `up` recreate containers from its code. Compose's
+        # HTTP timeout (60 s) is a timing target, not behaviour: a busy engine took longer.
+        self.env = {**os.environ, **{k: str(v) for k, v in self.ports.items()}, "KMS_IMAGE_TAG": self.project,
+                    "COMPOSE_HTTP_TIMEOUT": "600", "DOCKER_CLIENT_TIMEOUT": "600"}
 
     def run(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
         r = subprocess.run([*self.base, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
@@ -97,7 +101,7 @@ def compose():
         c.run("up", "-d", timeout=600)
         yield c
     finally:
-        c.run("down", "-v", "--remove-orphans", timeout=300, check=False)
+        c.run("down", "-v", "--remove-orphans", "--rmi", "all", timeout=300, check=False)
 
 
 async def test_compose_cluster_serves_survives_a_killed_hsm_and_catches_it_up(compose):
