@@ -16,6 +16,7 @@ COPY pyproject.toml README.md ./
 COPY protos ./protos
 COPY hsm_node ./hsm_node
 COPY plumbing ./plumbing
+COPY backup_store ./backup_store
 COPY kms_frontend ./kms_frontend
 COPY cluster_tools ./cluster_tools
 RUN pip install . && rm -rf /root/.cache

@@ -15,7 +15,11 @@ Three paths are measured:
                unary calls carried over one batching TLS stream; the most the frontend could reach)
 
 The client leg is plaintext gRPC on every path (as the test harness runs the
-frontend), or TLS on every path with ``--client-tls``.
+frontend), or TLS on every path with ``--client-tls``. Encrypt calls are signed
+(SigV4, as every kms.v1 call must be) as the account root: each load process signs
+its request once per measurement and sends it with the same metadata throughout
+(SigV4 accepts a signature for five minutes), so signing costs the clients nothing
+per call and the frontend's verification is measured.
 
 Load comes from ``--client-processes`` separate processes (one Python client
 process tops out near the rate of the servers it measures), each running
@@ -55,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hsm_node import certs  # noqa: E402
 from protos.hsm.v1 import hsm_pb2 as hsm  # noqa: E402
+from protos.kms.v1 import auth as kms_auth  # noqa: E402
 from protos.kms.v1 import kms_pb2 as kms  # noqa: E402
 from protos.kms.v1 import kms_pb2_grpc as kms_grpc  # noqa: E402
 from tests.harness import (  # noqa: E402
@@ -78,21 +83,33 @@ BASES = {"echo2": "Encrypt / 2-hop echo", "echo1": "Encrypt / 1-hop echo", "stre
 # ---------------------------------------------------------------- client processes
 
 
-def client_process(conn: Any, targets: dict[str, tuple[str, str | None, str, bytes]]) -> None:
+Target = tuple[str, "str | None", str, bytes, "tuple[str, str, str] | None"]  # address, CA, method, request, signer
+
+
+def client_process(conn: Any, targets: dict[str, Target]) -> None:
     """Entry point of a load process: run the commands the parent sends over ``conn``."""
     asyncio.run(_client(conn, targets))
 
 
-async def _client(conn: Any, targets: dict[str, tuple[str, str | None, str, bytes]]) -> None:
+def _signer(address: str, method: str, request: bytes, signer: tuple[str, str, str] | None) -> Any:
+    """Metadata for a measurement: SigV4 over ``request`` (kms.v1 calls), or nothing (echo)."""
+    if signer is None:
+        return lambda: None
+    key_id, secret, region = signer
+    from botocore.credentials import Credentials
+    return lambda: kms_auth.sign(method, request, Credentials(key_id, secret), region, address)
+
+
+async def _client(conn: Any, targets: dict[str, Target]) -> None:
     channels, calls = [], {}
-    for name, (address, ca_pem, method, request) in targets.items():
+    for name, (address, ca_pem, method, request, signer) in targets.items():
         if ca_pem:
             ch = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(ca_pem.encode()))
         else:
             ch = grpc.aio.insecure_channel(address)
         channels.append(ch)
         # no serializer and no deserializer: bytes in, bytes out, the same cost on every path
-        calls[name] = (ch.unary_unary(method), request)
+        calls[name] = (ch.unary_unary(method), request, _signer(address, method, request, signer))
     loop = asyncio.get_running_loop()
     conn.send("ready")
     while True:
@@ -105,9 +122,10 @@ async def _client(conn: Any, targets: dict[str, tuple[str, str | None, str, byte
         await ch.close()
 
 
-async def _closed_loop(call: Any, request: bytes, callers: int, seconds: float, start_at: float) -> dict:
+async def _closed_loop(call: Any, request: bytes, sign: Any, callers: int, seconds: float, start_at: float) -> dict:
     latencies = array("d")
     errors: Counter[str] = Counter()
+    metadata = sign()  # once per measurement: the clients' cost per call stays what it was
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))  # every process starts together
     stop = start_at + seconds
     perf = time.perf_counter
@@ -116,7 +134,7 @@ async def _closed_loop(call: Any, request: bytes, callers: int, seconds: float, 
         while time.monotonic() < stop:
             t0 = perf()
             try:
-                await call(request, timeout=30)
+                await call(request, timeout=30, metadata=metadata)
             except grpc.aio.AioRpcError as exc:
                 errors[exc.code().name] += 1
                 continue
@@ -156,7 +174,7 @@ def cpu_seconds(pid: int) -> float:
 class Clients:
     """``n`` load processes, each with one channel per path, driven in lock step."""
 
-    def __init__(self, n: int, targets: dict[str, tuple[str, str | None, str, bytes]]) -> None:
+    def __init__(self, n: int, targets: dict[str, Target]) -> None:
         ctx = mp.get_context("spawn")
         self.conns, self.procs = [], []
         for _ in range(n):
@@ -275,18 +293,21 @@ async def start_kms(root: Path, cert_pem: str, client_tls: bool, check: bool = T
     stack = KmsStack(lab, nodes, fe, f"http://127.0.0.1:{metrics_port}/metrics")
     fe.start()
     try:
-        if client_tls:
-            channel = grpc.aio.secure_channel(fe.endpoint, grpc.ssl_channel_credentials(cert_pem.encode()))
-        else:
-            channel = grpc.aio.insecure_channel(fe.endpoint)
-        stub = kms_grpc.KmsStub(channel)
+        tls = grpc.ssl_channel_credentials(cert_pem.encode()) if client_tls else None
 
         async def serving() -> bool:
             if fe.proc is not None and fe.proc.poll() is not None:
                 raise RuntimeError(f"frontend exited: {fe.log_path.read_text()[-2000:]}")
+            fe.root_credentials()  # written by the frontend as it starts
+            return True
+        await wait_until(serving, timeout=30, what="frontend to write its credentials")
+        channel = kms_auth.aio_channel(fe.endpoint, fe.root_credentials(), fe.region, channel_credentials=tls)
+        stub = kms_grpc.KmsStub(channel)
+
+        async def answering() -> bool:
             await stub.DescribeCustomKeyStores(kms.DescribeCustomKeyStoresRequest(), timeout=2)
             return True
-        await wait_until(serving, timeout=30, what="frontend to serve")
+        await wait_until(answering, timeout=30, what="frontend to serve")
         cluster_id = (await nodes[0].stub().GetStatus(hsm.Empty())).cluster_id
         store = await stub.CreateCustomKeyStore(kms.CreateCustomKeyStoreRequest(
             custom_key_store_name="bench", cloud_hsm_cluster_id=cluster_id,
@@ -322,9 +343,10 @@ def write_cert(root: Path) -> str:
     return cert_pem
 
 
-def encrypt_target(stack: KmsStack, ca: str | None) -> tuple[str, str | None, str, bytes]:
+def encrypt_target(stack: KmsStack, ca: str | None) -> Target:
     request = kms.EncryptRequest(key_id=stack.key_id, plaintext=os.urandom(PAYLOAD_BYTES))
-    return (stack.fe.endpoint, ca, ENCRYPT_METHOD, request.SerializeToString())
+    key_id, secret = stack.fe.aws_credentials()
+    return (stack.fe.endpoint, ca, ENCRYPT_METHOD, request.SerializeToString(), (key_id, secret, stack.fe.region))
 
 
 def encrypt_watch(stack: KmsStack) -> dict[str, list[int]]:
@@ -375,7 +397,7 @@ async def main() -> None:
             await ch.close()
         payload = os.urandom(PAYLOAD_BYTES)
         targets = {"encrypt": encrypt_target(stack, ca),
-                   **{path: (address, ca, ECHO_METHOD, payload) for path, address in addresses.items()}}
+                   **{path: (address, ca, ECHO_METHOD, payload, None) for path, address in addresses.items()}}
         clients = Clients(args.client_processes, {k: v for k, v in targets.items() if k in paths})
         watch = {"echo2": {"proxy": [echo_procs[1].pid], "echo": [echo_procs[0].pid]},
                  "echo1": {"echo": [echo_procs[0].pid]},

@@ -12,6 +12,8 @@ Record types (``type``):
                    ``after`` it (up | down | paused | removed), ``detail`` or ``error``; ``skipped`` when
                    the safety rule refused it
 * ``consistency``  one poll of the nodes' consistency hashes
+* ``node``         one sample of a node during the run: ``at``, ``node``, ``state`` (or ``unreachable``)
+                   and ``lag`` (writes it misses compared with the most advanced node)
 * ``phase``        markers (``traffic_end``, ``healed``, ``verify_start`` ...)
 
 Plaintext data keys (GenerateDataKey) are never written, only their SHA-256.

@@ -2,16 +2,19 @@
 
     kms-cluster up [--nodes 3] [--dir .kms-cluster]     start (or resume) and stay in the foreground
     kms-cluster up --detach                              start and return
+    kms-cluster up --principals principals.json          IAM users and roles besides the account root
     kms-cluster status [--json]                          endpoints, ids, node health
     kms-cluster down                                     stop everything that `up` started
 
-``up`` starts N hsm-node processes and a kms-frontend on loopback; the first
-time it also does what an operator does (through ``hsm-mgmt``, as a person
-would): initialise and activate the cluster, add the other nodes, create
-``kmsuser``; then it creates and connects a custom key store. All state lives
-under one directory, so a second ``up`` resumes the same cluster. The
-directory's ``env`` file holds the endpoints, trust anchor and CO credentials
-that ``kms`` and ``hsm-mgmt`` read by default.
+``up`` starts a kms-frontend on loopback whose CloudHSM control plane starts the hsm-node
+processes (the ``local`` provisioner: one loopback address per HSM, port 2225); the first time
+it does what a customer does on AWS, through the ``cloudhsmv2`` API and ``hsm-mgmt``: create a
+cluster, create its first HSM, sign the cluster CSR with its own CA, initialise, activate, add
+the other HSMs, create ``kmsuser``; then it creates and connects a custom key store. All state
+lives under one directory, so a second ``up`` resumes the same cluster (the frontend starts its
+HSMs again). The directory's ``env`` file holds the endpoints, trust anchor and CO credentials
+that ``kms``, ``hsm-mgmt`` and the AWS SDKs read by default. ``provision`` does the operator's
+steps for nodes started elsewhere (compose), through ``hsm-mgmt``.
 """
 from __future__ import annotations
 
@@ -34,12 +37,17 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from botocore.credentials import Credentials
 
+from kms_frontend.service.principals import load_principals_file
 from plumbing.addresses import split_endpoint
 from plumbing.envfile import EnvFileError, read_env_file
 from plumbing.files import harden_process, make_private, write_private
+from protos.kms.v1 import auth as kms_auth
 from protos.kms.v1 import kms_pb2 as kms
 from protos.kms.v1 import kms_pb2_grpc as kms_grpc
+
+from . import cloudhsm_api
 
 DEFAULT_DIR = ".kms-cluster"
 STORE_NAME = "local-cloudhsm-store"
@@ -57,6 +65,7 @@ class NodeSpec:
     peer_port: int
     host: str = "127.0.0.1"
     metrics_port: int = 0  # 0: no /metrics
+    hsm_id: str = ""       # the control plane's HSM (kms-cluster up); empty: a node started elsewhere
 
     @property
     def endpoint(self) -> str:
@@ -78,7 +87,10 @@ class State:
     store_id: str = ""
     aws_access_key_id: str = ""
     region: str = "us-east-1"
+    principals_file: str = ""  # absolute path given to `up --principals`, read on every start
     pids: dict[str, int] = field(default_factory=dict)
+    address_prefix: str = "127.0"        # HSMs of `up` listen on <prefix>.<zone>.<n>:2225
+    hsm_replace_after: float = 300.0     # seconds before the control plane replaces a silent HSM (0: never)
 
     @classmethod
     def load(cls, path: Path) -> tuple[State, dict[str, str]]:
@@ -170,7 +182,16 @@ class Cluster:
         self.procs[name] = proc
         self.state.pids[name] = proc.pid
 
-    def start_node(self, spec: NodeSpec, interval: float | None) -> None:
+    @property
+    def hsms(self) -> cloudhsm_api.LocalHsms:
+        """The HSM nodes the frontend's control plane started (``<dir>/hsms``)."""
+        return cloudhsm_api.LocalHsms(self.dir / "hsms")
+
+    def start_node(self, spec: NodeSpec, interval: float | None = None) -> None:
+        """Start a node again on its own data (as the frontend's provisioner would)."""
+        if spec.hsm_id:
+            self.hsms.start(spec.hsm_id)
+            return
         cmd = [sys.executable, "-m", "hsm_node.server", "--data-dir", str(self.dir / "nodes" / spec.name),
                "--listen", spec.endpoint, "--peer-listen", spec.peer_endpoint,
                "--master-key-file", str(self.dir / "secrets" / "hsm-master.key"),
@@ -181,23 +202,64 @@ class Cluster:
             cmd += ["--metrics-listen", f"127.0.0.1:{spec.metrics_port}"]
         self._spawn(spec.name, cmd, {})
 
-    def start_frontend(self) -> None:
+    def start_frontend(self, backup_interval: float | None = None) -> None:
         s = self.state
         cmd = [sys.executable, "-m", "kms_frontend.server", "--listen", f"127.0.0.1:{s.frontend_port}",
                "--data-dir", str(self.dir / "frontend"),
                "--master-key-file", str(self.dir / "secrets" / "frontend-master.key"),
                "--region", s.region]
         for n in s.nodes:
-            cmd += ["--hsm-endpoint", n.endpoint]
+            if not n.hsm_id:  # nodes of an older kms-cluster directory, started by `up` itself
+                cmd += ["--hsm-endpoint", n.endpoint]
         if s.frontend_metrics_port:
             cmd += ["--metrics-listen", f"127.0.0.1:{s.frontend_metrics_port}"]
+        if s.principals_file:
+            cmd += ["--principals", s.principals_file]
         env = {"KMS_AWS_LISTEN": f"127.0.0.1:{s.aws_port}",
-               "KMS_AWS_ACCESS_KEYS": f"{s.aws_access_key_id}:{self.aws_secret_access_key}"}  # never argv
+               "KMS_AWS_ACCESS_KEYS": f"{s.aws_access_key_id}:{self.aws_secret_access_key}",  # never argv
+               # the CloudHSM control plane starts and keeps the HSM nodes
+               "KMS_CLOUDHSM_PROVISIONER": "local", "KMS_CLOUDHSM_DIR": str(self.dir / "hsms"),
+               "KMS_CLOUDHSM_ADDRESS_PREFIX": s.address_prefix, "KMS_BACKUP_DIR": str(self.dir / "backups"),
+               "KMS_HSM_MASTER_KEY_FILE": str(self.dir / "secrets" / "hsm-master.key"),
+               "KMS_APPLIANCE_KEY_FILE": str(self.dir / "secrets" / "appliance.key"),
+               "KMS_HSM_REPLACE_AFTER": str(s.hsm_replace_after)}
+        if backup_interval is not None:
+            env["KMS_HSM_BACKUP_INTERVAL"] = str(backup_interval)
         self._spawn("frontend", cmd, env)
 
+    def api(self) -> cloudhsm_api.Api:
+        s = self.state
+        return cloudhsm_api.Api(f"http://127.0.0.1:{s.aws_port}", s.region, s.aws_access_key_id,
+                                self.aws_secret_access_key)
+
+    def processes(self) -> dict[str, int]:
+        """The processes of this cluster that run now, by name: those ``up`` started (checked to be
+        ours: a pid recorded before a crash may belong to another program now) and the HSM nodes of
+        the frontend's control plane (found by their data directories)."""
+        pids = {name: pid for name, pid in self.state.pids.items()
+                if _alive(pid, self.procs.get(name)) and self._is_ours(pid)}
+        pids.update({n.name: pid for n in self.state.nodes if n.hsm_id and (pid := self.hsms.pid(n.hsm_id))})
+        pids.update({f"hsm {hsm_id}": pid for hsm_id in self.hsms.ids() if (pid := self.hsms.pid(hsm_id))
+                     and pid not in pids.values()})
+        return pids
+
     def stop_all(self, timeout: float = 15.0) -> None:
-        """SIGTERM (the processes drain and exit), then SIGKILL whatever is left."""
-        pids = dict(self.state.pids)
+        """SIGTERM (the processes drain and exit), then SIGKILL whatever is left: the frontend first
+        (its HSM nodes outlive it by design), then the nodes."""
+        self._stop(self.processes(), timeout)
+        self.state.pids.clear()
+        self.state.save(self.state_path)
+
+    def stop_started(self, before: set[int], timeout: float = 15.0) -> None:
+        """Stop the processes that run now but did not before (pids ``before``): what a failed
+        ``up`` started, itself or through the frontend it started; the others keep running."""
+        started = {name: pid for name, pid in self.processes().items() if pid not in before}
+        self._stop(started, timeout)
+        for name in started:
+            self.state.pids.pop(name, None)
+        self.state.save(self.state_path)
+
+    def _stop(self, pids: dict[str, int], timeout: float) -> None:
         for pid in pids.values():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGTERM)
@@ -208,13 +270,13 @@ class Cluster:
             if _alive(pid, self.procs.get(name)):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-        self.state.pids.clear()
-        self.state.save(self.state_path)
 
     def running(self) -> dict[str, bool]:
-        """Whether each process ``up`` recorded still runs (the same program on the same
-        directory: after a crash its pid may have gone to another process)."""
-        return {name: _alive(pid, self.procs.get(name)) and self._is_ours(pid) for name, pid in self.state.pids.items()}
+        """Whether each process runs: those ``up`` recorded (the same program on the same
+        directory: after a crash its pid may have gone to another process), and the HSM nodes
+        the frontend's control plane started (found by their data directories)."""
+        running = self.processes()
+        return {name: name in running for name in [*self.state.pids, *(n.name for n in self.state.nodes if n.hsm_id)]}
 
     def _is_ours(self, pid: int) -> bool:
         try:
@@ -222,11 +284,6 @@ class Cluster:
                 return str(self.dir).encode() in f.read()
         except OSError:  # no /proc here, or no permission: trust the pid
             return True
-
-    def stop_started(self, timeout: float = 15.0) -> None:
-        """Stop the processes this run started (SIGTERM, then SIGKILL), keep the others."""
-        for name in list(self.procs):
-            self.stop_node(name, timeout)
 
     # ------------------------------------------------------------ one node (used by kms-chaos)
 
@@ -236,12 +293,22 @@ class Cluster:
                 return spec
         raise LauncherError(f"no node named {name} in {self.state_path}")
 
-    def node_running(self, name: str) -> bool:
+    def node_pid(self, name: str) -> int | None:
+        spec = self.node_spec(name)
+        if spec.hsm_id:
+            return self.hsms.pid(spec.hsm_id)
         pid = self.state.pids.get(name)
-        return pid is not None and _alive(pid, self.procs.get(name))
+        return pid if pid is not None and _alive(pid, self.procs.get(name)) else None
+
+    def node_running(self, name: str) -> bool:
+        return self.node_pid(name) is not None
 
     def stop_node(self, name: str, timeout: float = 10.0) -> None:
         """SIGTERM one process (it drains and exits), SIGKILL it after ``timeout``."""
+        spec = self.node_spec(name)
+        if spec.hsm_id:
+            self.hsms.stop(spec.hsm_id, timeout)
+            return
         pid = self.state.pids.get(name)
         if pid is None:
             return
@@ -265,6 +332,66 @@ class Cluster:
         self.start_node(spec, interval)
         self.state.save(self.state_path)
         return self.wait_node(spec, timeout)
+
+    # ------------------------------------------------------------ the cluster, through the cloudhsmv2 API
+
+    def create_cluster(self, nodes: int, timeout: float = 180.0) -> None:
+        """AWS's flow: create the cluster and its first HSM, sign the CSR with our CA, initialise,
+        activate (hsm-mgmt), add HSMs until there are ``nodes``. Resumable at every step."""
+        s, api = self.state, self.api()
+        api.wait_ready(timeout)
+        if not s.cluster_id:
+            s.cluster_id = api.create_cluster()
+            s.save(self.state_path)
+        cluster = api.wait_state(s.cluster_id, ("UNINITIALIZED", "INITIALIZE_IN_PROGRESS", "INITIALIZED", "ACTIVE",
+                                                "DEGRADED"), timeout)
+        if cluster["State"] in ("UNINITIALIZED", "INITIALIZE_IN_PROGRESS"):
+            if not cluster["Hsms"]:
+                api.create_hsm(s.cluster_id, 0)
+            cluster = api.wait_hsms(s.cluster_id, 1, timeout)
+            if cluster["State"] == "UNINITIALIZED":
+                csr = api.wait_csr(s.cluster_id, timeout)
+                signed, anchor = cloudhsm_api.sign_cluster_csr(self.anchor.parent, csr)
+                api.initialize(s.cluster_id, signed, anchor)
+            api.wait_state(s.cluster_id, ("INITIALIZED", "ACTIVE"), timeout)
+        cluster = api.cluster(s.cluster_id)
+        if cluster["State"] == "INITIALIZED":
+            if not self.co_password:
+                self.co_password = password()
+                self.write_env()  # on disk before the cluster knows it
+            self.hsm_mgmt("activate", new_password=self.co_password, endpoint=cloudhsm_api.endpoint(cluster["Hsms"][0]))
+            api.wait_state(s.cluster_id, ("ACTIVE",), timeout)
+        cluster = api.wait_settled(s.cluster_id, timeout)
+        for i in range(len(cluster["Hsms"]), nodes):
+            api.create_hsm(s.cluster_id, i)
+            api.wait_settled(s.cluster_id, timeout)
+        self.adopt_nodes(api.wait_hsms(s.cluster_id, max(nodes, len(cluster["Hsms"])), timeout))
+        first = s.nodes[0].endpoint
+        users = self.hsm_mgmt("listUsers", endpoint=first)
+        names = {u.get("username") for server in users.get("servers", []) for u in server.get("users", [])}
+        if "kmsuser" not in names:
+            self.kmsuser_password = password()
+            self.hsm_mgmt("createUser", "CU", "kmsuser", new_password=self.kmsuser_password, endpoint=first)
+
+    def adopt_nodes(self, cluster: dict) -> None:
+        """Name the cluster's HSMs node1, node2... (kms-chaos and status use the names); an HSM keeps
+        its name, a new one takes the name of one that left (a replacement), else the first free one."""
+        s = self.state
+        present = {h["HsmId"] for h in cluster["Hsms"]}
+        by_id = {n.hsm_id: n for n in s.nodes if n.hsm_id and n.hsm_id in present}
+        freed = [n.name for n in s.nodes if n.hsm_id and n.hsm_id not in present]
+        nodes = []
+        for h in cluster["Hsms"]:
+            spec = by_id.get(h["HsmId"])
+            if spec is None and freed:
+                spec = NodeSpec(freed.pop(0), 2225, 2226, h["EniIp"], 9100, h["HsmId"])
+            if spec is None:
+                taken = {n.name for n in nodes} | {n.name for n in by_id.values()}
+                name = next(f"node{i}" for i in range(1, 100) if f"node{i}" not in taken)
+                spec = NodeSpec(name, 2225, 2226, h["EniIp"], 9100, h["HsmId"])
+            nodes.append(spec)
+        s.nodes = sorted(nodes, key=lambda n: int(n.name[4:]) if n.name[4:].isdigit() else 0)
+        s.save(self.state_path)
 
     # ------------------------------------------------------------ operator steps (hsm-mgmt)
 
@@ -345,7 +472,8 @@ class Cluster:
 
     async def ensure_store(self, timeout: float = 60.0) -> None:
         s = self.state
-        async with grpc.aio.insecure_channel(f"{s.frontend_host}:{s.frontend_port}") as ch:
+        credentials = Credentials(s.aws_access_key_id, self.aws_secret_access_key)
+        async with kms_auth.aio_channel(f"{s.frontend_host}:{s.frontend_port}", credentials, s.region) as ch:
             stub = kms_grpc.KmsStub(ch)
             deadline = time.monotonic() + timeout
             while True:
@@ -395,11 +523,13 @@ class Cluster:
         s = self.state
         lines = {
             "HSM_ENDPOINTS": ",".join(n.endpoint for n in s.nodes),
+            "AWS_ENDPOINT_URL_CLOUDHSM_V2": f"http://127.0.0.1:{s.aws_port}",
             "HSM_TRUST_ANCHOR": str(self.anchor),
             "HSM_CO_USERNAME": "admin",
             "HSM_CO_PASSWORD": self.co_password,
             "KMS_ENDPOINT": f"{s.frontend_host}:{s.frontend_port}",
             "AWS_ENDPOINT_URL_KMS": f"http://127.0.0.1:{s.aws_port}",
+            "AWS_ENDPOINT_URL_STS": f"http://127.0.0.1:{s.aws_port}",
             "AWS_ACCESS_KEY_ID": s.aws_access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key,
             "AWS_REGION": s.region,
@@ -407,7 +537,25 @@ class Cluster:
         }
         write_private(self.env_path, "".join(f"{k}={v}\n" for k, v in lines.items()).encode())
 
+    def describe_cluster(self) -> dict | None:
+        """The cluster as the control plane shows it (DescribeClusters), or None if it does not answer.
+        HSMs it replaced or created since (kms-chaos, automatic replacement) get their node names, and
+        the env file follows."""
+        if not self.state.cluster_id or not self.running().get("frontend"):
+            return None
+        try:
+            cluster = self.api().cluster(self.state.cluster_id)
+        except cloudhsm_api.ApiError:
+            return None
+        if self.state.nodes and all(n.hsm_id for n in self.state.nodes):
+            settled = [h for h in cluster["Hsms"] if h["State"] in ("ACTIVE", "DEGRADED")]
+            if {h["HsmId"] for h in settled} != {n.hsm_id for n in self.state.nodes}:
+                self.adopt_nodes({**cluster, "Hsms": settled})
+                self.write_env()
+        return _cluster_summary(cluster)
+
     def status(self) -> dict:
+        self.describe_cluster()  # node names follow the control plane's HSMs
         s = self.state
         alive = self.running()
         return {
@@ -418,9 +566,10 @@ class Cluster:
             "trust_anchor": str(self.anchor), "env_file": str(self.env_path),
             "frontend": {"running": alive.get("frontend", False), "log": str(self.log("frontend")),
                          "metrics": _metrics_url(s.frontend_metrics_port)},
-            "nodes": [{"name": n.name, "endpoint": n.endpoint, "peer_endpoint": n.peer_endpoint,
-                       "running": alive.get(n.name, False), "log": str(self.log(n.name)),
-                       "metrics": _metrics_url(n.metrics_port)} for n in s.nodes],
+            "nodes": [{"name": n.name, "hsm_id": n.hsm_id, "endpoint": n.endpoint, "peer_endpoint": n.peer_endpoint,
+                       "running": alive.get(n.name, False), "log": self.hsms.log(n.hsm_id) or str(self.log(n.name)),
+                       "metrics": f"http://{n.host}:{n.metrics_port}/metrics" if n.metrics_port else ""}
+                      for n in s.nodes],
         }
 
 
@@ -487,15 +636,23 @@ def cmd_up(args: argparse.Namespace) -> int:
     c.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     for path, mode in make_private(c.dir):  # logs, state, secrets, data: this user's only
         print(f"kms-cluster: {path} was open to other users (mode {mode:04o}); made it private", file=sys.stderr)
+    if args.principals is not None:
+        s.principals_file = str(Path(args.principals).resolve()) if args.principals else ""
+    if s.principals_file:
+        try:  # refused here, before anything starts, with the frontend's own message
+            load_principals_file(s.principals_file)
+        except ValueError as exc:
+            print(f"kms-cluster: --principals: {exc}", file=sys.stderr)
+            return 1
     secrets_dir = c.dir / "secrets"
-    if not (secrets_dir / "hsm-master.key").exists():
-        write_private(secrets_dir / "hsm-master.key", (base64.b64encode(os.urandom(32)).decode() + "\n").encode())
-    taken: set[int] = {p for n in s.nodes for p in (n.port, n.peer_port)}
-    for i in range(len(s.nodes), args.nodes):
-        s.nodes.append(NodeSpec(f"node{i + 1}", pick_port(args.base_port + 2 * i, taken),
-                                pick_port(args.base_port + 1 + 2 * i, taken),
-                                metrics_port=pick_port(args.metrics_port + 1 + i, taken)))
+    for name in ("hsm-master.key", "appliance.key"):  # the nodes' deployment secret; the appliance user's
+        if not (secrets_dir / name).exists():
+            write_private(secrets_dir / name, (base64.b64encode(os.urandom(32)).decode() + "\n").encode())
+    legacy = any(not n.hsm_id for n in s.nodes)  # a directory from before the control plane started nodes
+    taken: set[int] = set()
     if not s.aws_access_key_id:
+        s.address_prefix = args.address_prefix
+        s.hsm_replace_after = args.hsm_replace_after
         s.frontend_port = pick_port(args.port, taken)
         s.aws_port = pick_port(args.aws_port, taken)
         s.frontend_metrics_port = pick_port(args.metrics_port, taken)
@@ -504,27 +661,38 @@ def cmd_up(args: argparse.Namespace) -> int:
         s.region = args.region
         c.write_env()  # the secret key's one home, before any process is given it
     running = c.running()
+    before = set(c.processes().values())
     kept = [name for name in [*(n.name for n in s.nodes), "frontend"] if running.get(name)]
     for name in [n for n, alive in running.items() if not alive]:
-        s.pids.pop(name)
+        s.pids.pop(name, None)
     s.save(c.state_path)
     if kept:
         print(f"kms-cluster: {', '.join(kept)} already running from {c.dir}: kept")
     try:
-        for spec in s.nodes:
-            if spec.name not in kept:
-                c.start_node(spec, args.backup_interval)
-        s.save(c.state_path)
-        c.provision()
-        if "frontend" not in kept:
-            c.start_frontend()
+        if legacy:
+            for spec in s.nodes:
+                if spec.name not in kept:
+                    c.start_node(spec, args.backup_interval)
+            s.save(c.state_path)
+            c.provision()
+            if "frontend" not in kept:
+                c.start_frontend(args.backup_interval)
+        else:
+            if "frontend" not in kept:  # its control plane starts (again) the HSM nodes that do not run
+                c.start_frontend(args.backup_interval)
+            else:  # the frontend runs, and starts its nodes only when it starts: start those that died
+                for spec in s.nodes:
+                    if spec.name not in kept:
+                        c.start_node(spec)
+            s.save(c.state_path)
+            c.create_cluster(args.nodes)
         s.save(c.state_path)
         asyncio.run(c.ensure_store())
         c.write_env()
     except BaseException as exc:  # whatever happened, leave none of the processes this run started
         detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else (str(exc) or type(exc).__name__)
         print(f"kms-cluster: {detail}\nlogs: {c.dir / 'logs'}", file=sys.stderr)
-        c.stop_started()
+        c.stop_started(before)
         return 1
     print_summary(c)
     if args.detach:
@@ -552,9 +720,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def print_summary(c: Cluster) -> None:
     st = c.status()
-    nodes = "\n".join(f"    {n['name']}: {n['endpoint']} (peer {n['peer_endpoint']})" for n in st["nodes"])
+    nodes = "\n".join(f"    {n['name']}: {n['hsm_id'] or '-'} at {n['endpoint']} (peer {n['peer_endpoint']})"
+                      for n in st["nodes"])
     print(f"""
-Cluster {st['cluster_id']} with {len(st['nodes'])} HSM nodes:
+Cluster {st['cluster_id']} with {len(st['nodes'])} HSMs (aws cloudhsmv2 describe-clusters --endpoint-url {st['aws_endpoint_url']}):
 {nodes}
 KMS frontend (gRPC):   {st['kms_endpoint']}
 AWS endpoint (JSON):   {st['aws_endpoint_url']}   region {st['region']}
@@ -583,6 +752,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         for n in st["nodes"]:
             n["health"] = _node_health(c, n)
+        st["cluster"] = c.describe_cluster()
         print(json.dumps(st, indent=2))
         return 0
     print(f"cluster {st['cluster_id']}  store {st['custom_key_store_id']}  frontend {st['kms_endpoint']}"
@@ -592,11 +762,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster_summary(cluster: dict) -> dict:
+    return {"cluster_id": cluster["ClusterId"], "state": cluster["State"],
+            "hsms": [{"hsm_id": h["HsmId"], "state": h["State"], "availability_zone": h["AvailabilityZone"],
+                      "eni_ip": h["EniIp"]} for h in cluster.get("Hsms", [])]}
+
+
 def _node_health(c: Cluster, n: dict) -> str:
     if not n["running"]:
         return "DOWN"
     try:
-        doc = c.node_status(NodeSpec(n["name"], split_endpoint(n["endpoint"])[1], 0))
+        doc = c.node_status(c.node_spec(n["name"]))
         return str(doc.get("state", "UNKNOWN"))
     except LauncherError:
         return "UNREACHABLE"
@@ -614,7 +790,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_secrets(args: argparse.Namespace) -> int:
     """Deployment secrets for compose (kept if present): the HSM nodes' deployment
-    secret, the frontend's sealing key and a local AWS access key pair."""
+    secret, the frontend's sealing key, a local AWS access key pair, the appliance
+    user's secret (nodes and the control plane) and the hsm-supervisor's token."""
     d = Path(args.secrets_dir)
     d.mkdir(parents=True, exist_ok=True)
     made = []
@@ -624,6 +801,9 @@ def cmd_secrets(args: argparse.Namespace) -> int:
         ("aws-access-keys", lambda: ("AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567")
                                                       for _ in range(16))
                                      + ":" + base64.b64encode(os.urandom(30)).decode()).encode()),
+        # the HSMs' appliance user (the control plane's), and the frontend's token for hsm-supervisor
+        ("appliance.key", lambda: (base64.b64encode(os.urandom(32)).decode() + "\n").encode()),
+        ("supervisor.token", lambda: secrets.token_urlsafe(32).encode()),
     ):
         if not (d / name).exists():
             write_private(d / name, make())
@@ -685,7 +865,10 @@ def main(argv: list[str] | None = None) -> None:
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start (or resume) the local cluster")
     up.add_argument("--nodes", type=int, default=int(env("KMS_CLUSTER_NODES", "3")), help="HSM nodes (default 3)")
-    up.add_argument("--base-port", type=int, default=2225, help="first HSM node port (first run; +2 per node)")
+    up.add_argument("--address-prefix", default="127.0",
+                    help="the HSMs listen on <prefix>.<zone>.<n>:2225, one loopback address each (first run)")
+    up.add_argument("--hsm-replace-after", type=float, default=300.0,
+                    help="seconds an HSM may not answer before the control plane replaces it; 0: never (first run)")
     up.add_argument("--port", type=int, default=7800, help="frontend gRPC port (first run)")
     up.add_argument("--aws-port", type=int, default=4599, help="AWS JSON endpoint port (first run)")
     up.add_argument("--metrics-port", type=int, default=9100,
@@ -693,6 +876,9 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--region", default="us-east-1")
     up.add_argument("--backup-interval", type=float, default=None, help="seconds between periodic backups")
     up.add_argument("--detach", action="store_true", help="return once everything is up")
+    up.add_argument("--principals", metavar="FILE",
+                    help="IAM users and roles (JSON, see README) the frontend knows besides the account root; kept"
+                         " for later runs, read again on every up (\"\" forgets it)")
     st = sub.add_parser("status", help="endpoints, ids and node health")
     st.add_argument("--json", action="store_true")
     sub.add_parser("down", help="stop everything `up` started")

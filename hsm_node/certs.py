@@ -155,6 +155,26 @@ def verify_issued_by(cert: x509.Certificate, issuer: x509.Certificate, what: str
         raise InvalidArgument(f"{what} was not issued by the given certificate") from exc
 
 
+SIGN_AS_CA = ("openssl x509 -req -days 3652 -in <cluster>_ClusterCsr.csr -CA customerCA.crt -CAkey customerCA.key "
+              "-CAcreateserial -extfile <(printf 'basicConstraints=critical,CA:TRUE') -out <cluster>_CustomerHsmCertificate.crt")
+
+
+def require_ca(cert: x509.Certificate, what: str) -> None:
+    """The signed cluster certificate issues each HSM's TLS certificate, so it must be a CA."""
+    try:
+        ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        ca = False
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        ca = ca and usage.key_cert_sign
+    except x509.ExtensionNotFound:
+        pass
+    if not ca:
+        raise InvalidArgument(f"{what} is not a CA certificate (basicConstraints CA:TRUE): here it issues each HSM's "
+                              f"TLS certificate. Sign the CSR as a CA, e.g.: {SIGN_AS_CA}")
+
+
 def public_key_matches(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> bool:
     fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return cert.public_key().public_bytes(*fmt) == key.public_key().public_bytes(*fmt)

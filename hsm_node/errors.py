@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import grpc
 
-from protos.hsm.v1.metadata import ERROR_KEY, REPLICAS_KEY
+from protos.hsm.v1.metadata import ERROR_KEY, KEY_LIMIT_KEY, REPLICAS_KEY
 
 
 class HsmError(Exception):
@@ -73,6 +73,25 @@ class StorageFailed(HsmError):
     """The node's storage was found damaged or altered while serving: nothing was changed,
     and the node must be restored from a backup."""
     code = grpc.StatusCode.DATA_LOSS
+
+
+DEFAULT_MAX_KEYS = 3300  # CloudHSM quota "Maximum keys per cluster" (hsm1.medium)
+
+
+class KeyLimitExceeded(HsmError):
+    """CloudHSM's limit of keys per cluster: a new key is refused, nothing else changes."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, limit: int, held: int) -> None:
+        super().__init__(
+            f"HSM Error: key limit reached: this HSM holds {held} keys and the cluster's maximum is {limit}"
+            " (CloudHSM quota: maximum keys per cluster); no key was created. Delete keys that are no longer"
+            " needed; for scale tests the limit can be raised (hsm-node --max-keys, HSM_MAX_KEYS)")
+        self.limit = limit
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (*super().trailing_metadata(), (KEY_LIMIT_KEY, str(self.limit)))
 
 
 # The CloudHSM return codes our messages reuse.

@@ -19,6 +19,7 @@ from .errors import (
     KEY_ACCESS_DENIED,
     InsufficientReplicas,
     InvalidArgument,
+    KeyLimitExceeded,
     NotFound,
     PermissionDenied,
 )
@@ -33,6 +34,7 @@ class KeyRules:
         self.node = node
         self.session_keys: dict[int, rec.KeyRecord] = {}  # non-persistent keys: this node, this run
         self._allocating: set[int] = set()  # handles given to generations whose write has not landed yet
+        self._top_handle = 0  # the highest handle this node gave out (session keys, generations in flight)
         # share / delete / sync read a key record and write it back: one at a time, re-reading
         # under the lock, or concurrent shares are lost and a share can revive a deleted key
         self._mutating = asyncio.Lock()
@@ -47,9 +49,11 @@ class KeyRules:
         size = rules.key_size(size)
         rules.label(label)
         shared = self._check_share_targets(caller, share_with)
-        # Handles of deleted keys stay taken (their tombstones): a stale handle must never name another key.
-        handle = node.records.next_id(set(node.records.keys) | set(self.session_keys) | self._allocating
-                                      | node.records.entities("key"), node.ordinal)
+        self._check_key_limit()
+        # Handles are never reused, neither those of deleted keys (their tombstones count in
+        # top_key_handle) nor those of session keys: a stale handle must never name another key.
+        handle = node.records.next_after(max(node.records.top_key_handle, self._top_handle), node.ordinal)
+        self._top_handle = handle
         material = os.urandom(size)
         key = rec.KeyRecord(handle, label, caller.user_id, size, material, node.now_ms(), shared, _kcv(material))
         if session_key:
@@ -72,6 +76,16 @@ class KeyRules:
         # enough nodes hold it, and taken back otherwise, whether anyone still listens or not.
         outcome = await node.uncancellable(self._store_new_key(key, min_replicas, timeout_s))
         return key, outcome
+
+    def _check_key_limit(self) -> None:
+        """CloudHSM's "Maximum keys per cluster" (3,300 on hsm1.medium): counted on the HSM taking
+        the call, persistent and session keys and generations in flight together."""
+        limit = self.node.config.max_keys
+        if not limit:
+            return
+        held = len(self.node.records.keys) + len(self.session_keys) + len(self._allocating)
+        if held >= limit:
+            raise KeyLimitExceeded(limit, held)
 
     async def _store_new_key(self, key: rec.KeyRecord, min_replicas: int, timeout_s: float) -> WriteOutcome:
         node = self.node

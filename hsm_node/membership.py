@@ -21,15 +21,7 @@ from typing import Any
 
 import grpc
 
-from plumbing.addresses import split_endpoint
-from plumbing.tls import presented_certificate
-from protos.hsm.v1 import hsm_pb2 as pb
-from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
-
-from . import certs, client
-from . import records as rec
-from .backup_crypto import BackupCryptoError, backup_aad, open_backup, seal_backup
-from .backup_store import (
+from backup_store import (
     BACKUP_ID_RE,
     BackupInvalidStateError,
     BackupMeta,
@@ -39,6 +31,14 @@ from .backup_store import (
     BackupTrigger,
     validate_retention_days,
 )
+from plumbing.addresses import split_endpoint
+from plumbing.tls import presented_certificate
+from protos.hsm.v1 import hsm_pb2 as pb
+from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
+
+from . import certs, client, rules
+from . import records as rec
+from .backup_crypto import BackupCryptoError, backup_aad, open_backup, seal_backup
 from .errors import HsmError, InvalidArgument, NotFound, Unavailable, WrongState
 from .node import ACTIVE, UNINITIALIZED, HsmNode
 from .replication import PeerServicer, Replicator
@@ -47,6 +47,9 @@ from .storage import RecordChange
 
 log = logging.getLogger("hsm_node.cluster")
 CONTENTS_FORMAT = "hsm-backup-contents/1"
+# Who may add and remove members, take backups and set their retention: a crypto officer, or the
+# appliance user (the CloudHSM service's own, see appliance.py) on behalf of the control plane.
+MANAGERS = ("CO", "AU")
 JOIN_TIMEOUT_S = 60.0
 
 
@@ -147,7 +150,7 @@ class Membership:
     async def add_node(self, token: str, endpoint: str, peer_endpoint: str) -> tuple[rec.MemberRecord, str]:
         n = self.node
         n.require_state(ACTIVE)
-        n.sessions.require(token, "CO")
+        n.sessions.require(token, *MANAGERS)
         if not endpoint or not peer_endpoint:
             raise InvalidArgument("adding a node needs its endpoint and peer_endpoint (host:port)")
         try:
@@ -194,7 +197,7 @@ class Membership:
     async def remove_node(self, token: str, node_id: str) -> str:
         n = self.node
         n.require_state(ACTIVE)
-        n.sessions.require(token, "CO")
+        n.sessions.require(token, *MANAGERS)
         if node_id not in n.records.members:
             raise NotFound(f"node {node_id} is not a member of cluster {n.cluster_id}")
         if node_id == n.node_id:
@@ -221,13 +224,21 @@ class Membership:
         await self._adopt(contents, contents["cluster_id"], ordinal, changes, contents.get("source_backup_id", ""))
         log.info("joined cluster", extra={"event": "joined", "cluster_id": n.cluster_id, "backup_id": backup_id})
 
-    async def restore_cluster(self, backup_id: str) -> str:
+    async def restore_cluster(self, backup_id: str, cluster_id: str = "") -> str:
+        """Make this empty node the first member of a cluster seeded from a backup: a new cluster
+        (``cluster_id`` empty: a new id), or the control plane's cluster of that id (created from
+        that backup, or whose HSMs were all deleted: its newest backup)."""
         n = self.node
         n.require_state(UNINITIALIZED)
+        if cluster_id and not rules.CLUSTER_ID_RE.fullmatch(cluster_id):
+            raise InvalidArgument(f"invalid cluster id {cluster_id[:40]!r}: expected cluster- followed by 11-16"
+                                  " characters of [2-7a-zA-Z]")
         contents = await self._read_backup(backup_id)
         changes = [c for c in _changes(contents) if c.kind != "member"]
-        new_id = certs.random_id("cluster-")
-        await self._adopt(contents, new_id, 1, changes, backup_id, source_cluster_id=contents["cluster_id"])
+        new_id = cluster_id or certs.random_id("cluster-")
+        same = new_id == contents["cluster_id"]  # the cluster's own backup: it goes on, it is not a copy
+        await self._adopt(contents, new_id, 1, changes, contents.get("source_backup_id", "") if same else backup_id,
+                          source_cluster_id="" if same else contents["cluster_id"])
         await n.confirm(await n.write([("member", n.node_id, n.self_member())]))
         self.replicator.reconcile()
         log.info("cluster restored", extra={"event": "restored", "cluster_id": new_id, "backup_id": backup_id})
@@ -302,7 +313,7 @@ class Membership:
         def read() -> dict:
             meta = store.describe(backup_id)
             blob = store.read_blob(backup_id)
-            raw = open_backup(blob, self.node.config.master_key, aad=backup_aad(backup_id, meta.cluster_id))
+            raw = open_backup(blob, self.node.config.master_key, aad=backup_aad(*meta.sealed_as))
             doc = json.loads(raw)
             if doc.get("format") != CONTENTS_FORMAT:
                 raise InvalidArgument(f"backup {backup_id} has unknown contents format {doc.get('format')!r}")
@@ -320,7 +331,7 @@ class Membership:
         return self._store().list(cluster_id or None, include_deleted)
 
     async def create_backup(self, token: str) -> BackupMeta:
-        self.node.sessions.require(token, "CO")
+        self.node.sessions.require(token, *MANAGERS)
         return await self.take_backup(BackupTrigger.ON_DEMAND.value)
 
     def describe_backup(self, backup_id: str) -> BackupMeta:
@@ -350,7 +361,7 @@ class Membership:
     async def set_retention(self, token: str, days: int) -> None:
         n = self.node
         n.require_state(ACTIVE)
-        n.sessions.require(token, "CO")
+        n.sessions.require(token, *MANAGERS)
         try:
             validate_retention_days(days)
         except ValueError as exc:

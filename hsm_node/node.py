@@ -8,25 +8,41 @@ changes: durable first, then replicated, then acknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import certs
 from . import records as rec
-from .errors import InvalidArgument, StorageFailed, StorageFull, WrongState
+from .errors import DEFAULT_MAX_KEYS, InvalidArgument, StorageFailed, StorageFull, WrongState
 from .login_sessions import LoginSessions
-from .rules import PRECO_DEFAULT_PASSWORD, PRECO_USERNAME
+from .rules import CLUSTER_ID_RE, PRECO_DEFAULT_PASSWORD, PRECO_USERNAME
 from .state import RecordState
 from .storage import DAMAGE, OplogEntry, RecordChange, Storage, StorageError, is_storage_full
 from .storage_sealing import hash_password, seal
 
+if TYPE_CHECKING:
+    from .replication import Replicator
+
 log = logging.getLogger("hsm_node")
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 T = TypeVar("T")
 
 UNINITIALIZED, INITIALIZED, ACTIVE, DELETED = "UNINITIALIZED", "INITIALIZED", "ACTIVE", "DELETED"
@@ -43,7 +59,10 @@ class NodeConfig:
     backup_interval_s: float = 24 * 3600
     session_idle_timeout_s: float = 900.0
     replica_wait_s: float = 2.0               # how long a write waits for live peers to confirm
+    max_keys: int = DEFAULT_MAX_KEYS          # keys this HSM may hold (CloudHSM's per-cluster limit); 0 = no limit
     clock: Callable[[], float] = time.time    # injectable wall clock (seconds)
+    appliance_key: bytes = b""                # the appliance user's secret (empty: no AU logins)
+    hsm_id: str = ""                          # the HSM id the control plane gave it (empty: a new one)
 
 
 @dataclass
@@ -64,7 +83,7 @@ class HsmNode:
         self._write_lock = asyncio.Lock()
         self._hlc = 0
         self._seq = 0
-        self.replication: Any = None          # set by the server (replication.Replicator)
+        self.replication: Replicator | None = None  # set by membership when the node serves its peer port
         self._finishing: set[asyncio.Task] = set()  # state changes in progress (see uncancellable)
         self.on_identity_change: list[Callable[[], None]] = []
         try:
@@ -77,7 +96,9 @@ class HsmNode:
 
     # ------------------------------------------------------------ loading
 
-    def _load(self) -> None:
+    def _load(self, records: list[RecordChange] | None = None) -> None:
+        """(Re)build the in-memory state from storage; ``records``: what storage just took
+        (a seed from a backup), so that 100k records are not read back and opened again."""
         s = self.storage
         if s.get_meta("state") is None:
             self._create_identity()
@@ -94,15 +115,16 @@ class HsmNode:
         self.cluster_key_pem = s.get_secret("cluster_key") or b""
         self.domain_key = s.get_secret("domain_key") or b""
         self.records.clear()
-        for r in s.load_records():
-            self.records.apply(r.kind, r.entity, r.version, r.record)
+        with _gc_paused():  # 100k long-lived records, no cycles: collections would only rescan them
+            for r in (s.load_records() if records is None else records):
+                self.records.apply(r.kind, r.entity, r.version, r.record)
         self.positions = s.positions()
         self._seq = self.positions.get(self.node_id, 0)
         self._hlc = max(s.max_hlc(), max((e.hlc for e in s.read_oplog(self.node_id, self._seq - 1, 1)), default=0))
 
     def _create_identity(self) -> None:
         node_key, cluster_key = certs.new_key(), certs.new_key()
-        hsm_id = certs.random_id("hsm-")
+        hsm_id = self.config.hsm_id or certs.random_id("hsm-")
         bootstrap = certs.self_signed(node_key, f"hsm-node {self.node_id} (uninitialized)", self.config.hosts)
         self.storage.put_meta(
             plain={"state": UNINITIALIZED.encode(), "hsm_id": hsm_id.encode(),
@@ -223,16 +245,22 @@ class HsmNode:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def initialize(self, signed_cluster_cert_pem: str, trust_anchor_pem: str) -> None:
+    async def initialize(self, signed_cluster_cert_pem: str, trust_anchor_pem: str, cluster_id: str = "") -> None:
+        """Install the cluster identity the operator's CA signed. ``cluster_id``: the id the CloudHSM
+        control plane gave the cluster (empty: a new one)."""
         self.require_state(UNINITIALIZED)
+        if cluster_id and not CLUSTER_ID_RE.fullmatch(cluster_id):
+            raise InvalidArgument(f"invalid cluster id {cluster_id[:40]!r}: expected cluster- followed by 11-16"
+                                  " characters of [2-7a-zA-Z]")
         anchor = certs.load_cert(trust_anchor_pem, "trust anchor")
         cluster_cert = certs.load_cert(signed_cluster_cert_pem, "signed cluster certificate")
         certs.verify_issued_by(anchor, anchor, "the trust anchor (it must be a self-signed CA certificate)")
         certs.verify_issued_by(cluster_cert, anchor, "the cluster certificate")
+        certs.require_ca(cluster_cert, "the signed cluster certificate")
         cluster_key = certs.load_key(self.cluster_key_pem)
         if not certs.public_key_matches(cluster_cert, cluster_key):
             raise InvalidArgument("the signed cluster certificate does not match this HSM's cluster CSR")
-        cluster_id = certs.random_id("cluster-")
+        cluster_id = cluster_id or certs.random_id("cluster-")
         await self.adopt_identity(cluster_id, 1, signed_cluster_cert_pem, trust_anchor_pem,
                                   self.cluster_key_pem, os.urandom(32), INITIALIZED)
         hlc_user = rec.UserRecord(PRECO_USERNAME, 1, "PRECO", await asyncio.to_thread(hash_password, PRECO_DEFAULT_PASSWORD))
@@ -264,7 +292,7 @@ class HsmNode:
                 await self.db(self.storage.put_meta, plain, secret)
             else:
                 await self.db(self.storage.replace_all, seed[0], seed[1], plain, secret)
-            self._load()
+            self._load(None if seed is None else seed[0])
             self.sessions.drop_all()
             for cb in self.on_identity_change:
                 cb()

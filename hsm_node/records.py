@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 Version = tuple[int, str]  # (hybrid logical clock, origin node id)
@@ -121,16 +121,28 @@ RECORD_TYPES: dict[str, type] = {cls.KIND: cls for cls in (UserRecord, KeyRecord
 Record = UserRecord | KeyRecord | MemberRecord | ConfigRecord | LoginFailuresRecord | LoginResetRecord
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in RECORD_TYPES.values()}
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def encode(record: Record) -> bytes:
-    data: dict[str, Any] = asdict(record)
-    for k, v in data.items():
-        if isinstance(v, bytes):
-            data[k] = {"b64": base64.b64encode(v).decode()}
-    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    # The fields read directly rather than through dataclasses.asdict, which deep-copies every
+    # value: a backup or a restore encodes every record, and asdict was 2/3 of that at 100k keys.
+    data: dict[str, Any] = {}
+    for name in _FIELDS[type(record)]:
+        v = getattr(record, name)
+        data[name] = {"b64": base64.b64encode(v).decode()} if isinstance(v, bytes) else v
+    return _ENCODER.encode(data).encode()
+
+
+_DECODER = json.JSONDecoder()
 
 
 def decode(kind: str, raw: bytes) -> Record:
-    data = json.loads(raw)
+    # raw_decode of a str: what json.loads(bytes) does minus guessing the encoding and the
+    # trailing-whitespace check (our own output, authenticated before it gets here); a node's
+    # start and a restore decode every record.
+    data = _DECODER.raw_decode(raw.decode())[0]
     for k, v in data.items():
         if isinstance(v, dict) and set(v) == {"b64"}:
             data[k] = base64.b64decode(v["b64"])

@@ -18,6 +18,8 @@ MAX_LOGIN_FAILURES = 5
 MAX_ORDINAL = 31  # node ordinals 1..31 (CloudHSM allows 28 HSMs per cluster)
 PRECO_USERNAME = "admin"
 PRECO_DEFAULT_PASSWORD = "password"
+CLUSTER_ID_RE = re.compile(r"cluster-[2-7a-zA-Z]{11,16}")  # CloudHSM's pattern
+APPLIANCE_USERNAME = "app_user"  # CloudHSM's appliance user (AU), the service's own
 
 
 def username(name: str) -> str:

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import os
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -24,6 +25,7 @@ from plumbing.options import add_process_options
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
 from .api.servicer import HsmServicer
+from .errors import DEFAULT_MAX_KEYS
 from .keys import KeyRules
 from .membership import Membership
 from .node import ACTIVE, HsmNode, NodeConfig
@@ -123,16 +125,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="extra host name for the node certificate (repeatable) [HSM_HOSTS]")
     p.add_argument("--master-key-file", default=env("HSM_MASTER_KEY_FILE", "~/.config/hsm-node/master.key"),
                    help="deployment secret (created if missing); or HSM_MASTER_KEY=base64 [HSM_MASTER_KEY_FILE]")
+    p.add_argument("--appliance-key-file", default=env("HSM_APPLIANCE_KEY_FILE", ""),
+                   help="secret of the appliance user (AU) the CloudHSM control plane logs in with; without it "
+                        "the control plane cannot add or remove this node's members [HSM_APPLIANCE_KEY_FILE]")
+    p.add_argument("--hsm-id", default=env("HSM_ID", ""),
+                   help="the HSM id to take when the data directory is new (the CloudHSM control plane's) [HSM_ID]")
     p.add_argument("--backup-dir", default=env("HSM_BACKUP_DIR", "./hsm-backups"), help="backup store [HSM_BACKUP_DIR]")
     p.add_argument("--backup-interval", type=float, default=float(env("HSM_BACKUP_INTERVAL", "86400")),
                    help="seconds between periodic backups [HSM_BACKUP_INTERVAL]")
     p.add_argument("--session-idle-timeout", type=float, default=float(env("HSM_SESSION_IDLE_TIMEOUT", "900")),
                    help="seconds before an idle login session expires [HSM_SESSION_IDLE_TIMEOUT]")
+    p.add_argument("--max-keys", type=int, default=int(env("HSM_MAX_KEYS", str(DEFAULT_MAX_KEYS))),
+                   help="keys the HSM may hold, CloudHSM's limit per cluster by default; 0 = no limit,"
+                        " for scale tests [HSM_MAX_KEYS]")
     add_process_options(p, "HSM", grace_s=5, in_flight="calls")
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> NodeConfig:
+    if args.max_keys < 0:
+        raise ValueError(f"--max-keys must be 0 (no limit) or more (got {args.max_keys})")
     master = load_master_key(args.master_key_file, os.environ.get("HSM_MASTER_KEY"), create=True)
     endpoint = args.advertise or args.listen
     peer_endpoint = args.peer_advertise or args.peer_listen
@@ -143,14 +155,28 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     return NodeConfig(
         data_dir=args.data_dir, master_key=master, endpoint=endpoint, peer_endpoint=peer_endpoint, hosts=hosts,
         backup_dir=args.backup_dir, backup_interval_s=args.backup_interval,
-        session_idle_timeout_s=args.session_idle_timeout,
+        session_idle_timeout_s=args.session_idle_timeout, max_keys=args.max_keys,
+        appliance_key=read_appliance_key(args.appliance_key_file), hsm_id=args.hsm_id,
     )
 
 
 def private_paths(args: argparse.Namespace) -> list[str]:
-    """What the node keeps, which must be its user's only: data, backups, the deployment secret."""
+    """What the node keeps, which must be its user's only: data, backups, the deployment secret,
+    the appliance user's secret."""
     master_file = None if os.environ.get("HSM_MASTER_KEY") else os.path.expanduser(args.master_key_file)
-    return [p for p in (args.data_dir, args.backup_dir, master_file) if p]
+    appliance_file = os.path.expanduser(args.appliance_key_file) if args.appliance_key_file else None
+    return [p for p in (args.data_dir, args.backup_dir, master_file, appliance_file) if p]
+
+
+def read_appliance_key(path: str) -> bytes:
+    """The appliance user's secret (a text file written by the launcher or the compose secrets step)."""
+    if not path:
+        return b""
+    try:
+        return Path(os.path.expanduser(path)).read_bytes().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the appliance key file {path} (--appliance-key-file): "
+                         f"{exc.strerror or exc}") from None
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -1,7 +1,9 @@
 """The node's in-memory view of its records, rebuilt from storage at start.
 
 Lookups on the crypto path (sessions, keys, cipher objects) are dictionary
-hits here; nothing on that path touches the disk.
+hits here; nothing on that path touches the disk. What every write needs
+(the consistency hash, the highest id in use) is kept up to date as records
+change, so a write costs the same with 100 keys as with 100,000.
 """
 from __future__ import annotations
 
@@ -12,6 +14,23 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import records as rec
 from .rules import MAX_LOGIN_FAILURES, MAX_ORDINAL
+
+HASH_BITS = 256
+_HASH_MOD = 1 << HASH_BITS
+
+
+def record_digest(kind: str, entity: str, version: rec.Version, record: rec.Record | None) -> int:
+    """What one live record adds to the consistency hash (0: it adds nothing).
+
+    Users count with their id, type, lock state and version; keys with their owner,
+    the users they are shared with and their version (never material or labels)."""
+    if isinstance(record, rec.UserRecord):
+        line = f"u|{record.name}|{record.user_id}|{record.user_type}|{int(record.locked)}|{version}\n"
+    elif isinstance(record, rec.KeyRecord):
+        line = f"k|{record.handle}|{record.owner_id}|{sorted(record.shared)}|{version}\n"
+    else:
+        return 0
+    return int.from_bytes(hashlib.sha256(line.encode()).digest(), "big")
 
 
 @dataclass
@@ -25,7 +44,15 @@ class RecordState:
     versions: dict[tuple[str, str], rec.Version] = field(default_factory=dict)
     _ciphers: dict[int, AESGCM] = field(default_factory=dict)
     _users_by_id: dict[int, rec.UserRecord] = field(default_factory=dict)
-    _hash: str | None = None  # consistency_hash(), until the next change
+    # The consistency hash is the sum, modulo 2**256, of one SHA-256 digest per live user and
+    # key record (record_digest): a write takes out the replaced record's term and adds the
+    # new one's, in O(1). (Terms are recomputed rather than stored: records are never
+    # changed in place, so the term of a live record is what was added when it arrived.)
+    _digest_sum: int = 0
+    # The highest key handle ever used (tombstones included) and the highest user id ever
+    # named by a user or a key (owner, shares): new ids go above them (next_after).
+    top_key_handle: int = 0
+    top_user_id: int = 0
 
     def version(self, kind: str, entity: str) -> rec.Version:
         return self.versions.get((kind, entity), rec.ZERO_VERSION)
@@ -37,9 +64,19 @@ class RecordState:
         """Last writer wins: take the record only if its version is newer."""
         if not self.is_newer(kind, entity, version):
             return False
-        self._hash = None
+        hashed = kind in ("user", "key")
+        if hashed:
+            self._digest_sum -= record_digest(kind, entity, self.version(kind, entity), self.record(kind, entity))
         self.versions[(kind, entity)] = version
         self._set(kind, entity, record)
+        if hashed:
+            self._digest_sum += record_digest(kind, entity, version, self.record(kind, entity))
+        if kind == "key":
+            self.top_key_handle = max(self.top_key_handle, int(entity))
+            if isinstance(record, rec.KeyRecord):
+                self.top_user_id = max(self.top_user_id, record.owner_id, *record.shared)
+        elif isinstance(record, rec.UserRecord):
+            self.top_user_id = max(self.top_user_id, record.user_id)
         return True
 
     def _set(self, kind: str, entity: str, record: rec.Record | None) -> None:
@@ -78,7 +115,8 @@ class RecordState:
             raise ValueError(f"unknown record kind {kind!r}")
 
     def clear(self) -> None:
-        self._hash = None
+        self._digest_sum = 0
+        self.top_key_handle = self.top_user_id = 0
         self.users.clear()
         self.keys.clear()
         self.members.clear()
@@ -105,10 +143,6 @@ class RecordState:
         if kind == "login_reset":
             return rec.LoginResetRecord(entity) if entity in self.resets else None
         return self.config
-
-    def entities(self, kind: str) -> set[int]:
-        """Numeric ids ever used by records of a kind, deleted ones (tombstones) included."""
-        return {int(entity) for k, entity in self.versions if k == kind}
 
     def login_failures(self, name: str) -> int:
         """Failed logins of a user since its last reset, counted on every node (the sum
@@ -140,24 +174,27 @@ class RecordState:
     def next_id(self, existing: set[int] | dict, ordinal: int) -> int:
         """Ids (key handles, user ids) unique across the cluster without coordination:
         each node takes the numbers congruent to its ordinal modulo 32."""
+        return self.next_after(max(existing, default=0), ordinal)
+
+    @staticmethod
+    def next_after(top: int, ordinal: int) -> int:
+        """The smallest id above ``top`` that is congruent to ``ordinal`` modulo 32."""
         stride = MAX_ORDINAL + 1
-        top = max(existing, default=0)
         candidate = top - (top % stride) + ordinal
         while candidate <= top:
             candidate += stride
         return candidate
 
     def consistency_hash(self) -> str:
-        """Hash of users and key ownership/sharing (CloudHSM's findAllKeys hash);
-        equal on nodes that agree."""
-        if self._hash is not None:
-            return self._hash
-        h = hashlib.sha256()
-        for name in sorted(self.users):
-            u = self.users[name]
-            h.update(f"u|{u.name}|{u.user_id}|{u.user_type}|{int(u.locked)}|{self.version('user', name)}\n".encode())
-        for handle in sorted(self.keys):
-            k = self.keys[handle]
-            h.update(f"k|{handle}|{k.owner_id}|{sorted(k.shared)}|{self.version('key', str(handle))}\n".encode())
-        self._hash = h.hexdigest()
-        return self._hash
+        """Hash of users and key ownership/sharing (CloudHSM's findAllKeys hash): equal on
+        nodes that hold the same records at the same versions, whatever order the writes
+        arrived in. A sum of per-record digests rather than one digest over sorted records,
+        so that each write updates it in O(1); it detects divergence between honest replicas,
+        which is its only job (a sum of hashes is not meant to resist a forger)."""
+        return f"{self._digest_sum % _HASH_MOD:064x}"
+
+    def recomputed_hash(self) -> str:
+        """The same hash computed from scratch over every record (a check for tests)."""
+        total = sum(record_digest(kind, entity, self.version(kind, entity), self.record(kind, entity))
+                    for kind, entity in self.versions if kind in ("user", "key"))
+        return f"{total % _HASH_MOD:064x}"

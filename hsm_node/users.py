@@ -179,12 +179,10 @@ class UserRules:
         if len(node.records.users) + len(self._creating) >= MAX_USERS:
             raise WrongState(f"the cluster already has {MAX_USERS} users, the CloudHSM maximum")
         # Ids that keys still name (owners, shares of deleted users) are taken too: a new
-        # user must never inherit a deleted user's access to keys shared with it.
-        taken = {u.user_id for u in node.records.users.values()} | set(self._creating.values())
-        for k in node.records.keys.values():
-            taken.add(k.owner_id)
-            taken.update(k.shared)
-        user_id = node.records.next_id(taken, node.ordinal)
+        # user must never inherit a deleted user's access to keys shared with it. New ids go
+        # above every id a user or a key ever named (top_user_id), so none is reused.
+        user_id = node.records.next_after(max(node.records.top_user_id, *self._creating.values(), 0),
+                                          node.ordinal)
         self._creating[name] = user_id
         try:
             user = rec.UserRecord(name, user_id, user_type, await asyncio.to_thread(hash_password, password))

@@ -142,6 +142,20 @@ def header_bytes(key_id: str, key_handle: int, custom_key_store_id: str) -> byte
     return BlobHeader(key_id, key_handle, custom_key_store_id).to_bytes()
 
 
+@functools.lru_cache(maxsize=4096)
+def _key_id_text(raw: bytes) -> str:
+    return str(uuid.UUID(bytes=raw))
+
+
+def key_id_of(blob: bytes) -> str:
+    """The KMS key id a blob names, read from its header without checking the rest (the
+    authorizer needs the key before the operation parses the blob). Raises CiphertextFormatError
+    for a blob too short or of another version."""
+    if len(blob) < _FIXED.size or blob[0] != VERSION_1:
+        raise CiphertextFormatError("not a version 1 blob")
+    return _key_id_text(bytes(blob[1:17]))
+
+
 def pack(header: BlobHeader, iv: bytes, ciphertext: bytes) -> bytes:
     """Assemble a blob from the header and what the HSM returned (IV, ciphertext||tag)."""
     return pack_encoded(header.to_bytes(), iv, ciphertext)

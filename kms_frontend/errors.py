@@ -200,6 +200,73 @@ class IncorrectTrustAnchorException(KmsError):
     grpc_code = _S.INVALID_ARGUMENT
 
 
+# ---------------------------------------------------------------- authentication and authorization
+
+
+class MissingAuthenticationTokenException(KmsError):
+    grpc_code = _S.UNAUTHENTICATED
+
+
+class IncompleteSignatureException(KmsError):
+    grpc_code = _S.UNAUTHENTICATED
+
+
+class UnrecognizedClientException(KmsError):
+    grpc_code = _S.UNAUTHENTICATED
+
+
+class InvalidSignatureException(KmsError):
+    grpc_code = _S.UNAUTHENTICATED
+
+
+class ExpiredTokenException(KmsError):
+    grpc_code = _S.UNAUTHENTICATED
+
+
+class AccessDeniedException(KmsError):
+    grpc_code = _S.PERMISSION_DENIED
+    resource: str | None = None  # the ARN the caller was refused on (for the audit trail)
+
+
+class InvalidGrantIdException(KmsError):
+    grpc_code = _S.INVALID_ARGUMENT
+
+
+class AccessDenied(KmsError):
+    """STS's name for a refused call (KMS's is AccessDeniedException)."""
+
+    grpc_code = _S.PERMISSION_DENIED
+    http_status = 403
+
+
+AUTHENTICATION_REFUSALS = (MissingAuthenticationTokenException, IncompleteSignatureException,
+                           UnrecognizedClientException, InvalidSignatureException, ExpiredTokenException)
+"""Refusals of a request whose caller could not be authenticated (nothing ran)."""
+
+
+def invalid_security_token() -> UnrecognizedClientException:
+    return UnrecognizedClientException("The security token included in the request is invalid.")
+
+
+def expired_security_token() -> ExpiredTokenException:
+    return ExpiredTokenException("The security token included in the request is expired")
+
+
+def access_denied(principal_arn: str, action: str, resource: str | None, why: str) -> AccessDeniedException:
+    """AWS's wording: ``User: <arn> is not authorized to perform: <action> on resource: <arn>
+    because no identity-based policy allows the <action> action`` (``why`` is the part after the
+    resource: ``because no resource-based policy allows the kms:Decrypt action``, ``with an explicit
+    deny in a resource-based policy`` ...). ``resource`` None leaves out "on resource"."""
+    on = f" on resource: {resource}" if resource is not None else ""
+    exc = AccessDeniedException(f"User: {principal_arn} is not authorized to perform: {action}{on} {why}")
+    exc.resource = resource
+    return exc
+
+
+def sts_access_denied(principal_arn: str, action: str, resource: str, why: str) -> AccessDenied:
+    return AccessDenied(f"User: {principal_arn} is not authorized to perform: {action} on resource: {resource} {why}")
+
+
 EXCEPTIONS: Mapping[str, type[KmsError]] = _REGISTRY
 """AWS exception name -> class, for every exception defined above."""
 
@@ -336,6 +403,16 @@ def hsm_storage_full(cluster_id: str) -> KMSInternalException:
     return KMSInternalException(
         f"The HSMs in CloudHSM cluster {cluster_id} could not store the key: their storage is full. No key was "
         "created. Free space on the HSM nodes' data volumes, then retry.")
+
+
+def cloud_hsm_key_limit(cluster_id: str, limit: int) -> LimitExceededException:
+    """The cluster holds CloudHSM's maximum number of keys: AWS documents no text for this case;
+    KMS reports an exceeded resource quota as LimitExceededException."""
+    held = f" ({limit:,})" if limit else ""
+    return LimitExceededException(
+        f"CloudHSM cluster {cluster_id} cannot hold another key: it holds the maximum number of keys per cluster"
+        f"{held}. No KMS key was created. Delete KMS keys of this custom key store that are no longer needed"
+        " (their key material leaves the cluster when their waiting period ends), or use another cluster.")
 
 
 def metadata_store_full() -> KMSInternalException:
@@ -499,13 +576,25 @@ def cloud_hsm_cluster_in_use(cluster_id: str, custom_key_store_id: str) -> Cloud
 
 
 def cloud_hsm_cluster_invalid_configuration(
-    cluster_id: str, active_hsms: int, required: int
+    cluster_id: str, active_hsms: int, required: int, zones: int | None = None, subnet_zones: int = 0
 ) -> CloudHsmClusterInvalidConfigurationException:
-    where = " in different availability zones" if required > 1 else ""
+    """AWS's rule, in AWS's words: two active HSMs, each in a different Availability Zone, for
+    CreateCustomKeyStore, UpdateCustomKeyStore and CreateKey; one for ConnectCustomKeyStore; and
+    private subnets in at least two Availability Zones."""
+    if 0 < subnet_zones < 2:
+        return CloudHsmClusterInvalidConfigurationException(
+            f"CloudHSM cluster {cluster_id} has subnets in {subnet_zones} Availability Zone. The CloudHSM cluster must "
+            "be configured with private subnets in at least two different Availability Zones in the Region: create a "
+            "cluster from one of its backups with SubnetIds in two Availability Zones.")
+    if required > 1:
+        where = f" in {zones} Availability Zone(s)" if zones is not None else ""
+        return CloudHsmClusterInvalidConfigurationException(
+            f"CloudHSM cluster {cluster_id} has {active_hsms} active HSM(s){where}. For the CreateCustomKeyStore, "
+            "UpdateCustomKeyStore, and CreateKey operations, the CloudHSM cluster must have at least two active HSMs, "
+            "each in a different Availability Zone. To add HSMs, use the CloudHSM CreateHsm operation.")
     return CloudHsmClusterInvalidConfigurationException(
-        f"CloudHSM cluster {cluster_id} has {active_hsms} active HSM(s); this operation needs at least "
-        f"{required}{where}. Add HSMs to the cluster, then retry."
-    )
+        f"CloudHSM cluster {cluster_id} has {active_hsms} active HSM(s). For the ConnectCustomKeyStore operation, "
+        "the CloudHSM cluster must contain at least one active HSM. To add HSMs, use the CloudHSM CreateHsm operation.")
 
 
 def cloud_hsm_cluster_not_related(

@@ -6,8 +6,8 @@ adapters (gRPC and AWS JSON) count, time and log a request, so they report alike
   (:mod:`.cluster.channels`) and the crypto streams put it in ``CryptoOp.request_id``.
 * :func:`finish` counts ``kms_requests_total{operation,outcome}`` (outcome ``ok`` or
   the AWS exception name), observes ``kms_request_seconds{operation}`` and logs one
-  ``event: "request"`` line: info for management operations, debug for successful
-  crypto operations, info for failed ones. Never a request's fields.
+  ``event: "request"`` line with the caller's principal: info for management operations,
+  debug for successful crypto operations, info for failed ones. Never a request's fields.
 * ``/metrics`` is served by :class:`plumbing.metrics.MetricsServer` from a thread of its own;
   :class:`FrontendCollector` computes store connection states and open HSM sessions
   on scrape.
@@ -76,7 +76,12 @@ def new_request_id(offered: str | None = None) -> str:
 
 
 def grpc_request_id(context: Any) -> str:
-    for key, value in context.invocation_metadata() or ():
+    return request_id_of(context.invocation_metadata() or ())
+
+
+def request_id_of(metadata: Any) -> str:
+    """The request id of a gRPC call, from its metadata (read once per call by the adapter)."""
+    for key, value in metadata:
         if key == REQUEST_ID_KEY and isinstance(value, str):
             return new_request_id(value)
     return new_request_id()
@@ -89,7 +94,7 @@ def outcome_of(exc: BaseException | None) -> str:
     return getattr(exc, "name", None) or "KMSInternalException"
 
 
-def finish(api: str, operation: str, outcome: str, elapsed_s: float, request_id: str) -> None:
+def finish(api: str, operation: str, outcome: str, elapsed_s: float, request_id: str, principal: str = "") -> None:
     """Count, time and log one request. ``operation`` must come from a fixed set (the API's
     operation names, or UNKNOWN_OPERATION): it is a label."""
     timer = _timers.get(operation)
@@ -105,7 +110,7 @@ def finish(api: str, operation: str, outcome: str, elapsed_s: float, request_id:
     if log.isEnabledFor(level):
         log.log(level, f"{operation} {outcome}", extra={
             "event": "request", "api": api, "operation": operation, "outcome": outcome,
-            "duration_ms": round(elapsed_s * 1000, 3), "request_id": request_id})
+            "duration_ms": round(elapsed_s * 1000, 3), "request_id": request_id, "principal": principal})
 
 
 # ---------------------------------------------------------------- /metrics

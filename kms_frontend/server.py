@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -20,15 +21,22 @@ from plumbing.metrics import MetricsServer
 from plumbing.options import add_process_options
 
 from .api.aws_json import AwsJsonEndpoint
+from .api.cloudhsm_json import CloudHsmEndpoint
 from .api.grpc_service import GrpcApi
-from .api.sigv4 import access_keys
+from .api.sigv4 import SigV4Verifier, access_keys
 from .clock import OffsetClock
+from .cluster.appliance import ApplianceClient
 from .cluster.directory import ClusterDirectory
 from .cluster.hsm_client import HsmClients
+from .controlplane.provisioners import LocalProcesses, Provisioner
+from .controlplane.remote import Supervised
+from .controlplane.service import Authorizer, ControlPlane, ControlPlaneSettings, Regions
+from .controlplane.store import ControlPlaneStore
 from .observability import FrontendCollector
 from .secret_box import SecretBox
 from .service.context import Context, FrontendSettings
 from .service.frontend import Services, finish_abandoned
+from .service.principals import Identities, load_principals_file
 from .store.repository import SchemaVersionError
 from .store.sqlite import SqliteRepository
 
@@ -69,26 +77,34 @@ class Frontend:
     def __init__(self, args: argparse.Namespace) -> None:
         data = Path(args.data_dir)
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # metadata.db (policies, tags, aliases, audit), credentials and ids: its user's only,
-        # fixed (with a warning) when found open to others
-        ensure_private(log, data, os.path.expanduser(args.master_key_file))
+        # metadata.db (policies, tags, aliases, audit), cloudhsm.db, credentials, ids, the backup
+        # stores and the HSM nodes it starts: its user's only, fixed (with a warning) when found open
+        ensure_private(log, *private_paths(args, data))
         self.args = args
+        principals = load_principals_file(args.principals) if args.principals else None  # refused whole, or used
         box = SecretBox.from_key_file(os.path.expanduser(args.master_key_file), create=True)
-        repo = SqliteRepository(data / "metadata.db")
         clock = OffsetClock(os.environ.get("KMS_CLOCK_OFFSET_FILE"))
+        identities = Identities(args.account_id, access_keys(args.aws_access_key, data), principals, box, clock)
+        repo = SqliteRepository(data / "metadata.db")
         self.ctx = Context(repo, box, FrontendSettings(args.account_id, args.region, args.store_quota), clock=clock)
         self.directory = ClusterDirectory(args.hsm_endpoint)
         self.hsms = HsmClients(self.directory, instance_id(data))
-        self.services = Services(self.ctx, self.hsms)
+        self.services = Services(self.ctx, self.hsms, identities)
+        self.verifier = SigV4Verifier(identities.credential, args.region, services=("kms", "sts"))
+        if principals is not None:
+            log.info("principals loaded", extra={"event": "principals_loaded", "path": str(args.principals),
+                                                 "users": sorted(identities.users), "roles": sorted(identities.roles)})
         self.server, self.core_calls = new_server()
         self.gate = Gate()
         self.tls = None
         if args.tls_cert and args.tls_key:
             self.tls = (Path(args.tls_key).read_bytes(), Path(args.tls_cert).read_bytes())
         self.health = health.aio.HealthServicer()
+        self.plane = control_plane(args, data, self.directory, clock, self.services.authorizer.authorize_identity)
         self.aws: AwsJsonEndpoint | None = None
         if args.aws_listen:
-            self.aws = AwsJsonEndpoint(self.services, access_keys(args.aws_access_key, data), args.aws_listen)
+            self.aws = AwsJsonEndpoint(self.services, self.verifier, args.aws_listen,
+                                       cloudhsm=CloudHsmEndpoint(self.plane, self.services.identities.credential))
         self.metrics: MetricsServer | None = None
         if args.metrics_listen:
             self.metrics = MetricsServer(args.metrics_listen, FrontendCollector(
@@ -99,7 +115,8 @@ class Frontend:
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        self.server.add_generic_rpc_handlers(tuple(GrpcApi(self.services, self.gate).handlers()))
+        self.server.add_generic_rpc_handlers(tuple(GrpcApi(self.services, self.verifier, self.gate,
+                                                           secure=self.tls is not None).handlers()))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, GenericHandlersOnly(self.server))
         if self.tls is not None:
             creds = grpc.ssl_server_credentials([self.tls])
@@ -108,6 +125,7 @@ class Frontend:
             port = self.server.add_insecure_port(self.args.listen)
         if port == 0:
             raise OSError(f"cannot listen on {self.args.listen}")
+        await self.plane.start()  # HSM nodes it placed run again (adopted, or started on their data)
         with contextlib.suppress(Exception):
             await self.directory.refresh()
         await self.services.catalog.load()
@@ -120,6 +138,7 @@ class Frontend:
         self._tasks.append(loop.create_task(self.directory.run()))
         await self.services.connections.resume()
         self._tasks.append(loop.create_task(self.services.keys.run_deletions(self.args.sweep_interval)))
+        self._tasks.append(loop.create_task(self.services.audit.run()))
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("kms.v1.Kms", health_pb2.HealthCheckResponse.SERVING)
         log.info("listening", extra={"event": "listening", "listen": self.args.listen,
@@ -152,12 +171,76 @@ class Frontend:
         await finish_abandoned(deadline - asyncio.get_running_loop().time())
         for t in self._tasks:
             t.cancel()
+        await self.services.audit.close()
         await self.services.connections.close()
+        await self.plane.stop()  # its HSM nodes keep running: the next start re-adopts them
         await self.directory.close()
         if self.metrics is not None:
             await asyncio.to_thread(self.metrics.stop)
         self.ctx.close()
         log.info("stopped", extra={"event": "stopped"})
+
+
+def backup_stores(args: argparse.Namespace) -> dict[str, str]:
+    """Region -> the directory of its backup store (--backup-dir, --cloudhsm-region)."""
+    stores = {args.region: os.path.expanduser(args.backup_dir)}
+    for item in args.cloudhsm_region:
+        region, sep, directory_path = item.partition("=")
+        if not sep or not region or not directory_path:
+            raise ValueError(f"--cloudhsm-region expects REGION=BACKUP_DIR, got {item!r}")
+        stores[region.strip()] = os.path.expanduser(directory_path.strip())
+    return stores
+
+
+def private_paths(args: argparse.Namespace, data: Path) -> list[str | Path]:
+    """What the frontend keeps or shares with the nodes it starts, which must be its user's only."""
+    paths: list[str | Path] = [data, os.path.expanduser(args.master_key_file), *backup_stores(args).values()]
+    if args.cloudhsm_dir:
+        paths.append(os.path.expanduser(args.cloudhsm_dir))
+    if args.appliance_key_file:
+        paths.append(os.path.expanduser(args.appliance_key_file))
+    return paths
+
+
+def control_plane(args: argparse.Namespace, data: Path, directory: ClusterDirectory, clock: Any,
+                  authorizer: Authorizer) -> ControlPlane:
+    """The CloudHSM v2 control plane: its records, Regions (backup stores), provisioner, and the
+    appliance user's secret (created when this frontend starts nodes itself)."""
+    stores = backup_stores(args)
+    appliance_key = ""
+    key_file = os.path.expanduser(args.appliance_key_file) if args.appliance_key_file else ""
+    if not key_file and args.cloudhsm_provisioner == "local":
+        key_file = str(data / "appliance.key")
+    if key_file:
+        path = Path(key_file)
+        if not path.exists() and args.cloudhsm_provisioner == "local":
+            write_private(path, base64.b64encode(os.urandom(32)))
+        try:
+            appliance_key = path.read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read the appliance key file {path} (--appliance-key-file): "
+                             f"{exc.strerror or exc}") from None
+    provisioners: dict[str, Provisioner] = {}
+    if args.cloudhsm_provisioner == "local":
+        provisioners["local"] = LocalProcesses(
+            Path(os.path.expanduser(args.cloudhsm_dir or str(data / "hsms"))),
+            master_key_file=os.path.expanduser(args.hsm_master_key_file), appliance_key_file=key_file,
+            backup_dirs=stores, prefix=args.cloudhsm_address_prefix,
+            extra_args=["--backup-interval", str(args.hsm_backup_interval)] if args.hsm_backup_interval else [])
+    elif args.cloudhsm_provisioner == "docker":  # compose: the hsm-supervisor service starts containers
+        try:
+            token = Path(os.path.expanduser(args.cloudhsm_supervisor_token_file)).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read the supervisor token {args.cloudhsm_supervisor_token_file} "
+                             f"(--cloudhsm-supervisor-token-file): {exc.strerror or exc}") from None
+        provisioners["docker"] = Supervised(args.cloudhsm_supervisor, token)
+    elif args.cloudhsm_provisioner != "static":
+        raise ValueError(f"--cloudhsm-provisioner must be local, docker or static, not {args.cloudhsm_provisioner!r}")
+    return ControlPlane(
+        ControlPlaneStore(data / "cloudhsm.db"), Regions(args.region, stores), directory,
+        ApplianceClient(appliance_key, "kms-frontend-control-plane"), provisioners, args.cloudhsm_provisioner,
+        ControlPlaneSettings(args.account_id, replace_after_s=args.hsm_replace_after), clock=clock,
+        authorizer=authorizer)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -168,8 +251,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="AWS JSON 1.1 (boto3, AWS CLI) address; empty disables it [KMS_AWS_LISTEN]")
     p.add_argument("--aws-access-key", action="append",
                    default=[k for k in (env("KMS_AWS_ACCESS_KEYS") or "").split(",") if k],
-                   help="ACCESS_KEY_ID:SECRET accepted on the AWS endpoint (repeatable); without any, a pair is "
-                        "generated into <data-dir>/aws-credentials.json [KMS_AWS_ACCESS_KEYS]")
+                   help="ACCESS_KEY_ID:SECRET of the account root, accepted on both APIs (repeatable); without any, a"
+                        " pair is generated into <data-dir>/aws-credentials.json [KMS_AWS_ACCESS_KEYS]")
+    p.add_argument("--principals", default=env("KMS_PRINCIPALS_FILE") or None,
+                   help="JSON file of IAM users and roles (with their access keys and IAM policies) allowed to call,"
+                        " besides the account root; refused at start, whole, if not valid [KMS_PRINCIPALS_FILE]")
     p.add_argument("--data-dir", default=env("KMS_DATA_DIR", "./kms-data"), help="metadata directory [KMS_DATA_DIR]")
     p.add_argument("--master-key-file", default=env("KMS_MASTER_KEY_FILE", "~/.config/kms-frontend/master.key"),
                    help="key sealing the stored kmsuser passwords (created if missing) [KMS_MASTER_KEY_FILE]")
@@ -184,6 +270,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tls-key", default=env("KMS_TLS_KEY"), help="[KMS_TLS_KEY]")
     p.add_argument("--sweep-interval", type=float, default=float(env("KMS_SWEEP_INTERVAL", "1")),
                    help="seconds between key-deletion sweeps [KMS_SWEEP_INTERVAL]")
+    cp = p.add_argument_group("CloudHSM control plane (cloudhsmv2 on the AWS endpoint)")
+    cp.add_argument("--cloudhsm-provisioner", default=env("KMS_CLOUDHSM_PROVISIONER", "static"),
+                    help="who starts HSM nodes for CreateHsm: local (hsm-node processes of this machine), docker "
+                         "(containers, through the compose stack's hsm-supervisor) or static (nobody: nodes are "
+                         "started elsewhere and found through --hsm-endpoint) "
+                         "[KMS_CLOUDHSM_PROVISIONER; static]")
+    cp.add_argument("--cloudhsm-supervisor", default=env("KMS_CLOUDHSM_SUPERVISOR", "http://supervisor:8080"),
+                    help="the hsm-supervisor service (provisioner docker) [KMS_CLOUDHSM_SUPERVISOR]")
+    cp.add_argument("--cloudhsm-supervisor-token-file",
+                    default=env("KMS_CLOUDHSM_SUPERVISOR_TOKEN_FILE", "/secrets/supervisor.token"),
+                    help="bearer token for the supervisor [KMS_CLOUDHSM_SUPERVISOR_TOKEN_FILE]")
+    cp.add_argument("--cloudhsm-dir", default=env("KMS_CLOUDHSM_DIR", ""),
+                    help="where local HSM nodes keep their data and logs [KMS_CLOUDHSM_DIR; <data-dir>/hsms]")
+    cp.add_argument("--cloudhsm-address-prefix", default=env("KMS_CLOUDHSM_ADDRESS_PREFIX", "127.0"),
+                    help="local HSM nodes listen on <prefix>.<zone>.<n>:2225, one loopback address per HSM "
+                         "[KMS_CLOUDHSM_ADDRESS_PREFIX; 127.0]")
+    cp.add_argument("--backup-dir", default=env("KMS_BACKUP_DIR", "./hsm-backups"),
+                    help="the Region's backup store, shared with its HSM nodes [KMS_BACKUP_DIR; ./hsm-backups]")
+    cp.add_argument("--cloudhsm-region", action="append",
+                    default=[r for r in (env("KMS_CLOUDHSM_REGIONS") or "").split(",") if r],
+                    help="another Region served by the control plane, REGION=BACKUP_DIR (repeatable) "
+                         "[KMS_CLOUDHSM_REGIONS, comma separated]")
+    cp.add_argument("--hsm-master-key-file", default=env("KMS_HSM_MASTER_KEY_FILE", "~/.config/hsm-node/master.key"),
+                    help="deployment secret handed (as a path) to the HSM nodes it starts; never read by the frontend "
+                         "[KMS_HSM_MASTER_KEY_FILE]")
+    cp.add_argument("--appliance-key-file", default=env("KMS_APPLIANCE_KEY_FILE", ""),
+                    help="secret of the HSMs' appliance user, shared with the nodes (--appliance-key-file there); "
+                         "created in <data-dir> with the local provisioner [KMS_APPLIANCE_KEY_FILE]")
+    cp.add_argument("--hsm-replace-after", type=float, default=float(env("KMS_HSM_REPLACE_AFTER", "300")),
+                    help="seconds an HSM may not answer before a new one replaces it; 0 turns replacement off "
+                         "[KMS_HSM_REPLACE_AFTER; 300]")
+    cp.add_argument("--hsm-backup-interval", type=float, default=float(env("KMS_HSM_BACKUP_INTERVAL", "0")),
+                    help="periodic backup interval of the nodes it starts, seconds (0: their default) "
+                         "[KMS_HSM_BACKUP_INTERVAL]")
     add_process_options(p, "KMS", grace_s=10, in_flight="requests")
     return p.parse_args(argv)
 

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from botocore.credentials import Credentials
 
 from hsm_node import client
 from hsm_node.mgmt import provision
 from protos.hsm.v1 import hsm_pb2 as pb
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
+from protos.kms.v1 import auth as kms_auth
 
 CO_PASSWORD = "co-Password1"
 CU_PASSWORD = "kmsPassword1"
@@ -208,11 +210,25 @@ class FrontendProcess:
         return f"http://127.0.0.1:{self.aws_port}"
 
     def aws_credentials(self) -> tuple[str, str]:
-        """The access key pair the frontend generated in its data dir (when none was configured)."""
-        import json
-
+        """The account root's access key pair: the configured one, else the one the frontend generated
+        in its data dir."""
+        configured = self.env.get("KMS_AWS_ACCESS_KEYS")
+        if configured:
+            key_id, _, secret = configured.split(",")[0].partition(":")
+            return key_id, secret
         doc = json.loads((self.data_dir / "aws-credentials.json").read_text())
         return doc["aws_access_key_id"], doc["aws_secret_access_key"]
+
+    @property
+    def region(self) -> str:
+        return self.env.get("KMS_REGION", "us-east-1")
+
+    def root_credentials(self) -> Credentials:
+        return Credentials(*self.aws_credentials())
+
+    def channel(self, credentials: Credentials | None) -> grpc.aio.Channel:
+        """A channel to the frontend's gRPC API whose calls are signed with ``credentials`` (none: unsigned)."""
+        return kms_auth.aio_channel(self.endpoint, credentials, self.region)
 
     @property
     def data_dir(self) -> Path:
@@ -234,10 +250,11 @@ class FrontendProcess:
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log_file, stderr=subprocess.STDOUT)
 
     def stub(self):
+        """A Kms stub signed as the account root."""
         from protos.kms.v1 import kms_pb2_grpc
 
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.endpoint)
+            self._channel = self.channel(self.root_credentials())
         return kms_pb2_grpc.KmsStub(self._channel)
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
@@ -269,9 +286,10 @@ class FrontendProcess:
         await self.wait_ready()
 
 
-async def three_node_cluster(lab: Lab, n: int = 3, kmsuser_password: str = CU_PASSWORD) -> list[NodeProcess]:
-    """n nodes, initialised, activated, joined, with kmsuser created."""
-    nodes = [await lab.start_node() for _ in range(n)]
+async def three_node_cluster(lab: Lab, n: int = 3, kmsuser_password: str = CU_PASSWORD,
+                             node_args: list[str] | None = None) -> list[NodeProcess]:
+    """n nodes (each started with ``node_args``), initialised, activated, joined, with kmsuser created."""
+    nodes = [await lab.start_node(extra_args=node_args) for _ in range(n)]
     await lab.init_active(nodes[0])
     token = await co(nodes[0].stub())
     for node in nodes[1:]:

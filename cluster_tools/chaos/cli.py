@@ -10,7 +10,8 @@ nodes at once unless --allow-total-outage), then heal every node, poll the nodes
 consistency hashes, decrypt every acknowledged ciphertext again and use every created
 key. The checker judges the recorded history and prints PASS or FAIL with the
 evidence; the exit status is 0 for PASS, 1 for FAIL, 2 when the run could not start.
-History (JSON lines) and report stay in --out for a failed run, or with --keep.
+Every run leaves ``report.json``, ``report.html`` (self-contained: open it in a browser, offline)
+and its PNGs in --out; the history (JSON lines, large) stays for a failed run, or with --keep.
 """
 from __future__ import annotations
 
@@ -27,12 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from .. import history as hist
+from ..progress import Progress
+from ..report.data import CallSamples, NodeSample, RunData, fault_windows
+from ..report.html import write_report
 from ..traffic import driver
 from ..traffic import target as tgt
 from ..traffic.clients import make_client
 from ..traffic.options import add_workload_arguments, check_workload_args, workload
 from ..traffic.stats import report, table
 from . import checker, faults, verify
+from .observe import NodeSampler
 
 ROOT_COMPOSE = Path(__file__).resolve().parents[2] / "compose.yaml"
 
@@ -52,7 +57,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--random", action="store_true", help="random faults, seeded (--seed), every --interval on average")
     f.add_argument("--interval", type=tgt.parse_duration, default=3.0, help="mean time between random faults (3s)")
     f.add_argument("--kinds", default=",".join(faults.RANDOM_KINDS),
-                   help=f"random fault kinds (default {','.join(faults.RANDOM_KINDS)})")
+                   help=f"random fault kinds among {','.join(faults.RANDOM_CHOICES)} (default "
+                        f"{','.join(faults.RANDOM_KINDS)}; a deleted HSM comes back by create-hsm)")
     f.add_argument("--pause-for", type=tgt.parse_duration, default=2.0,
                    help="a paused node is continued after this (default 2s; 0: only by resume: or at the end)")
     f.add_argument("--remove-linger", type=tgt.parse_duration, default=0.0,
@@ -96,6 +102,7 @@ class Run:
         self.main = hist.History(out / "history.main.jsonl")
         self.runner: faults.FaultRunner | None = None
         self.fault_task: asyncio.Task | None = None
+        self.sampler_task: asyncio.Task | None = None
         self.schedule = faults.parse_schedule(args.fault)
         self.kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
 
@@ -122,12 +129,16 @@ class Run:
         else:
             coro = self.runner.run_schedule(self.schedule, until)
         self.fault_task = asyncio.create_task(coro)
+        observable = self.inj.observable()
+        if observable is not None:
+            self.sampler_task = asyncio.create_task(NodeSampler(*observable, self.main).run())
 
     async def stop_faults(self) -> None:
-        if self.fault_task is not None:
-            self.fault_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.fault_task
+        for task in (self.fault_task, self.sampler_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.runner is not None:
             self.main.phase("heal_start")
             await self.runner.heal()
@@ -177,9 +188,13 @@ class Run:
             say(f"  {'consistent' if c['consistent'] else 'NOT consistent'}")
             self.main.flush()
             records = hist.read(sorted(self.out.glob("history.*.jsonl")))
-            say(f"re-reading {len(verify.acknowledged_ciphertexts(records))} acknowledged ciphertexts and"
-                f" {len(verify.acknowledged_keys(records))} created keys ...")
-            await verify.Rechecker(client, self.main).all(records)
+            ciphertexts, keys = len(verify.acknowledged_ciphertexts(records)), len(verify.acknowledged_keys(records))
+            say(f"re-reading {ciphertexts} acknowledged ciphertexts and {keys} created keys ...")
+            progress = Progress(ciphertexts + keys, "re-read")
+            try:
+                await verify.Rechecker(client, self.main).all(records, progress.update)
+            finally:
+                progress.close()
         finally:
             await client.close()
 
@@ -207,24 +222,39 @@ async def execute(args: argparse.Namespace, injector: faults.Injector, t: tgt.Ta
     return result
 
 
+def run_data(records: list[dict], t0: float) -> RunData:
+    """What the report draws: the run's calls, its fault windows, the node samples."""
+    header = next((r for r in records if r.get("type") == "run"), {})
+    end = next((r["at"] for r in records if r.get("type") == "phase" and r.get("name") == "traffic_end"),
+               max((r.get("end", t0) for r in records if r.get("type") == "op" and r.get("phase") == "run"),
+                   default=t0))
+    samples = [NodeSample(r["at"], r["node"], r["state"], r.get("lag")) for r in records if r.get("type") == "node"]
+    seed = header.get("config", {}).get("seed")
+    return RunData(f"kms-chaos run (seed {seed})" if seed is not None else "kms-chaos run", t0, end,
+                   CallSamples.from_history(records), fault_windows(records, end), samples,
+                   list(header.get("nodes", {})))
+
+
 def finish(args: argparse.Namespace, out: Path, result: driver.TrafficResult | None) -> int:
-    """Merge the history, judge it, write the report, print the verdict."""
+    """Merge the history, judge it, write the reports, print the verdict."""
     records = hist.merge(sorted(out.glob("history.*.jsonl")), out / "history.jsonl")
     verdict = checker.check(records, grace=args.grace, tolerated=tuple(args.tolerate or checker.DEFAULT_TOLERATED))
     load = report(result.stats, result.elapsed, {"rate": args.rate}, driver.OPS) if result else {}
-    doc = {**verdict.to_dict(), "traffic": load, "history": str(out / "history.jsonl"), "records": len(records)}
+    keep_history = args.keep or not verdict.passed
+    doc = {**verdict.to_dict(), "traffic": load, "records": len(records),
+           "history": str(out / "history.jsonl") if keep_history else None}
     (out / "report.json").write_text(json.dumps(doc, indent=2) + "\n")
+    header = next((r for r in records if r.get("type") == "run"), {})
+    html = write_report(out, run_data(records, verdict.t0), verdict=doc, traffic=load, config=header.get("config"))
     if load:
         say("\n" + table(load))
     say("\n" + verdict.render())
-    if verdict.passed and not args.keep:
-        for name in ("history.jsonl", "report.json"):
-            (out / name).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            out.rmdir()
-        say("(history not kept: --keep keeps it for a passed run)")
+    if not keep_history:
+        (out / "history.jsonl").unlink(missing_ok=True)
+        say("(the history is not kept for a passed run: --keep keeps it)")
     else:
-        say(f"history: {out / 'history.jsonl'}\nreport:  {out / 'report.json'}")
+        say(f"history: {out / 'history.jsonl'}")
+    say(f"report:  {html}  (and report.json, PNGs in {out})")
     return 0 if verdict.passed else 1
 
 
@@ -240,9 +270,9 @@ def main(argv: list[str] | None = None) -> None:
         p.error(str(exc))
     if args.random and args.fault:
         p.error("give either --fault schedules or --random, not both")
-    bad = [k for k in args.kinds.split(",") if k.strip() and k.strip() not in faults.RANDOM_KINDS]
+    bad = [k for k in args.kinds.split(",") if k.strip() and k.strip() not in faults.RANDOM_CHOICES]
     if bad:
-        p.error(f"--kinds takes {', '.join(faults.RANDOM_KINDS)}; not {', '.join(bad)}")
+        p.error(f"--kinds takes {', '.join(faults.RANDOM_CHOICES)}; not {', '.join(bad)}")
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(10_000)
         print(f"kms-chaos: seed {args.seed} (repeat the run with --seed {args.seed})")

@@ -6,8 +6,11 @@ Faults: ``kill`` (SIGKILL / docker kill), ``pause`` (SIGSTOP / docker pause; und
 after ``pause_for``), ``resume``, ``restart`` (stop if running, start again on the
 same data), ``remove`` (hsm-mgmt removeNode, then the node is stopped and its data
 set aside) and ``add`` (a fresh, empty node in its place, joined with hsm-mgmt
-addNode). Each is written to the history with its start and end time and the
-node's state after it.
+addNode); through the CloudHSM control plane's API (``kms-cluster up`` clusters):
+``delete-hsm`` (DeleteHsm: the control plane removes the HSM and stops its node) and
+``create-hsm`` (CreateHsm in the deleted HSM's Availability Zone: a new HSM, seeded from
+a fresh backup, takes the node's name). Each is written to the history with its start
+and end time and the node's state after it.
 """
 from __future__ import annotations
 
@@ -24,10 +27,15 @@ from .injectors import ComposeInjector, FaultError, Injector, LocalInjector
 __all__ = ["KINDS", "RANDOM_KINDS", "ComposeInjector", "FaultError", "FaultRunner", "FaultSpec", "Injector",
            "LocalInjector", "parse_schedule"]
 
-KINDS = ("kill", "pause", "resume", "restart", "remove", "add")
+KINDS = ("kill", "pause", "resume", "restart", "remove", "add", "delete-hsm", "create-hsm")
 RANDOM_KINDS = ("kill", "pause", "restart", "remove")
+RANDOM_CHOICES = ("kill", "pause", "restart", "remove", "delete-hsm")  # what --kinds may name
 UP, DOWN, PAUSED, REMOVED = "up", "down", "paused", "removed"
-_SPEC = re.compile(r"^(?P<kind>[a-z]+):(?P<node>[\w.-]+)@(?P<at>[\d.]+(?:ms|s|m)?)$")
+_SPEC = re.compile(r"^(?P<kind>[a-z-]+):(?P<node>[\w.-]+)@(?P<at>[\d.]+(?:ms|s|m)?)$")
+# what brings a node back after each way of taking it out of the cluster
+READD = {"remove": "add", "delete-hsm": "create-hsm"}
+# the injector's method for each kind
+METHOD = {"delete-hsm": "delete_hsm", "create-hsm": "create_hsm"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class FaultRunner:
         self.inj, self.history, self.t0 = injector, history, t0
         self.pause_for, self.allow_total_outage, self.say = pause_for, allow_total_outage, say
         self.state = {n: UP if injector.running(n) else DOWN for n in injector.nodes}
+        self.removed_by: dict[str, str] = {}   # node -> the kind that took it out (remove, delete-hsm)
         self._lock = asyncio.Lock()
         self._resumes: set[asyncio.Task] = set()
         self.failures: list[dict] = []
@@ -72,14 +81,16 @@ class FaultRunner:
     def refusal(self, kind: str, node: str) -> str | None:
         st = self.state[node]
         valid = {"kill": (UP, PAUSED), "pause": (UP,), "resume": (PAUSED,), "restart": (UP, DOWN, PAUSED),
-                 "remove": (UP,), "add": (REMOVED,)}[kind]
+                 "remove": (UP,), "add": (REMOVED,), "delete-hsm": (UP, DOWN), "create-hsm": (REMOVED,)}[kind]
         if st not in valid:
             return f"{node} is {st}"
-        takes_down = kind in ("kill", "pause", "remove") or (kind == "restart" and st == UP)
+        if kind in READD.values() and READD[self.removed_by.get(node, "remove")] != kind:
+            return f"{node} was taken out by {self.removed_by.get(node, 'remove')}; {READD[self.removed_by.get(node, 'remove')]} brings it back"
+        takes_down = kind in ("kill", "pause", "remove", "delete-hsm") or (kind == "restart" and st == UP)
         if takes_down and st == UP and not self.up(exclude=node) and not self.allow_total_outage:
             return "it would leave no HSM node up (--allow-total-outage permits that)"
-        if kind in ("remove", "add") and not self.up(exclude=node):
-            return f"no other node is up to run hsm-mgmt {kind}Node"
+        if kind in ("remove", "add", "delete-hsm", "create-hsm") and not self.up(exclude=node):
+            return f"no other node is up to run {kind}"
         return None
 
     async def apply(self, kind: str, node: str, why: str = "") -> dict:
@@ -99,19 +110,26 @@ class FaultRunner:
             return rec
         via = self.up(exclude=node)
         try:
-            if kind in ("remove", "add"):
-                detail = await asyncio.to_thread(getattr(self.inj, kind), node, via)
+            method = getattr(self.inj, METHOD.get(kind, kind))
+            if kind in ("remove", "add", "delete-hsm", "create-hsm"):
+                detail = await asyncio.to_thread(method, node, via)
             else:
-                detail = await asyncio.to_thread(getattr(self.inj, kind), node)
+                detail = await asyncio.to_thread(method, node)
             rec.update(ok=True, detail=detail)
             self.state[node] = {"kill": DOWN, "pause": PAUSED, "resume": UP, "restart": UP, "remove": REMOVED,
-                                "add": UP}[kind]
+                                "add": UP, "delete-hsm": REMOVED, "create-hsm": UP}[kind]
+            if kind in READD:
+                self.removed_by[node] = kind
         except Exception as exc:   # the fault (or the recovery) did not happen as asked: evidence
             rec.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:1000])
             running = await asyncio.to_thread(self.inj.running, node)
             if kind == "add":
                 await asyncio.to_thread(self.inj.stop, node)
                 self.state[node] = REMOVED
+            elif kind in ("delete-hsm", "create-hsm"):
+                self.state[node] = await asyncio.to_thread(self.inj.hsm_state, node)
+                if self.state[node] == REMOVED:
+                    self.removed_by[node] = "delete-hsm"
             elif kind != "remove":
                 self.state[node] = (PAUSED if self.state[node] == PAUSED else UP) if running else DOWN
             self.failures.append(rec)
@@ -151,7 +169,7 @@ class FaultRunner:
             if st == DOWN:
                 options.setdefault("restart", []).append(n)
             elif st == REMOVED:
-                options.setdefault("add", []).append(n)
+                options.setdefault(READD[self.removed_by.get(n, "remove")], []).append(n)
         for kind in kinds:
             for n in self.state:
                 if self.refusal(kind, n) is None and self.state[n] == UP:
@@ -185,7 +203,8 @@ class FaultRunner:
         for wanted in (PAUSED, DOWN, REMOVED):
             for node, st in list(self.state.items()):
                 if st == wanted:
-                    kind = {PAUSED: "resume", DOWN: "restart", REMOVED: "add"}[st]
+                    kind = {PAUSED: "resume", DOWN: "restart",
+                            REMOVED: READD[self.removed_by.get(node, "remove")]}[st]
                     await self.apply(kind, node, why="heal")
 
     def down_now(self) -> list[str]:

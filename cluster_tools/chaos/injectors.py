@@ -18,7 +18,8 @@ from typing import Any
 
 from plumbing.addresses import split_listen
 
-from ..launcher import Cluster, LauncherError
+from ..cloudhsm_api import REPLACEMENT_TAG
+from ..launcher import Cluster, LauncherError, NodeSpec
 
 
 class FaultError(Exception):
@@ -56,6 +57,11 @@ class Injector:
     def wait_active(self, node: str, timeout: float = 60.0) -> None: raise NotImplementedError
     def mgmt(self, args: list[str], via: list[str]) -> tuple[int, Any, str]: raise NotImplementedError
 
+    def observable(self) -> tuple[dict[str, str], bytes] | None:
+        """Node endpoints this tool can reach itself, and the trust anchor to verify them (for the
+        per-node samples in the report); None when the nodes are out of reach (compose network)."""
+        return None
+
     def mgmt_ok(self, args: list[str], via: list[str]) -> Any:
         rc, doc, err = self.mgmt(args, via)
         if rc != 0:
@@ -87,6 +93,16 @@ class Injector:
 
     def peer_endpoint(self, node: str) -> str: raise NotImplementedError
 
+    def delete_hsm(self, node: str, via: list[str]) -> str:
+        raise FaultError("delete-hsm needs a cluster created through the CloudHSM control plane (kms-cluster up)")
+
+    def create_hsm(self, node: str, via: list[str]) -> str:
+        raise FaultError("create-hsm needs a cluster created through the CloudHSM control plane (kms-cluster up)")
+
+    def hsm_state(self, node: str) -> str:
+        """After a failed delete-hsm/create-hsm: is the node's HSM there ("up") or not ("removed")?"""
+        return "up" if self.running(node) else "removed"
+
     def close(self) -> None:
         pass
 
@@ -107,9 +123,66 @@ class LocalInjector(Injector):
             raise FaultError(f"no local cluster in {self.c.dir} (kms-cluster up --detach --dir {directory})")
         self.nodes = [n.name for n in self.c.state.nodes]
         self.rpc_timeout = rpc_timeout
+        self._zones: dict[str, str] = {}        # node -> the Availability Zone of the HSM delete-hsm removed
+        self._replacement: str | None = None    # the cluster's replacement tag before this run
+        self.managed = all(n.hsm_id for n in self.c.state.nodes)
+        if self.managed:
+            # Raw kills are this run's faults: the control plane must not replace a killed HSM meanwhile.
+            api = self.c.api()
+            self._replacement = api.tags(self.c.state.cluster_id).get(REPLACEMENT_TAG, "")
+            api.tag(self.c.state.cluster_id, REPLACEMENT_TAG, "off")
+
+    def close(self) -> None:
+        if self.managed:
+            api, cluster_id = self.c.api(), self.c.state.cluster_id
+            if self._replacement:
+                api.tag(cluster_id, REPLACEMENT_TAG, self._replacement)
+            else:
+                api.untag(cluster_id, REPLACEMENT_TAG)
 
     def _pid(self, node: str) -> int | None:
-        return self.c.state.pids.get(node)
+        return self.c.node_pid(node)
+
+    # ------------------------------------------------------------ through the CloudHSM control plane
+
+    def delete_hsm(self, node: str, via: list[str]) -> str:
+        spec, api, cluster_id = self.c.node_spec(node), self.c.api(), self.c.state.cluster_id
+        if not spec.hsm_id:
+            return super().delete_hsm(node, via)
+        hsm = next((h for h in api.cluster(cluster_id)["Hsms"] if h["HsmId"] == spec.hsm_id), None)
+        if hsm is None:
+            raise FaultError(f"{node} ({spec.hsm_id}) is not an HSM of {cluster_id}")
+        self._zones[node] = hsm["AvailabilityZone"]
+        api.delete_hsm(cluster_id, spec.hsm_id)
+        deadline = time.monotonic() + 120
+        while any(h["HsmId"] == spec.hsm_id for h in api.cluster(cluster_id)["Hsms"]):
+            if time.monotonic() > deadline:
+                raise FaultError(f"{spec.hsm_id} is still in {cluster_id} 120s after DeleteHsm")
+            time.sleep(0.2)
+        return f"DeleteHsm {spec.hsm_id} ({hsm['AvailabilityZone']}, {hsm['EniIp']}): node stopped, data removed"
+
+    def create_hsm(self, node: str, via: list[str]) -> str:
+        spec, api, cluster_id = self.c.node_spec(node), self.c.api(), self.c.state.cluster_id
+        zone = self._zones.get(node) or api.zone(cluster_id, self.nodes.index(node))
+        hsm_id = api.create_hsm(cluster_id, zone=zone)
+        deadline = time.monotonic() + 120
+        while True:
+            hsm = next((h for h in api.cluster(cluster_id)["Hsms"] if h["HsmId"] == hsm_id), None)
+            if hsm is not None and hsm["State"] == "ACTIVE":
+                break
+            if hsm is None or time.monotonic() > deadline:
+                raise FaultError(f"CreateHsm {hsm_id}: {hsm['State'] + ' ' + hsm.get('StateMessage', '') if hsm else 'gone'}")
+            time.sleep(0.2)
+        self.c.state.nodes[self.nodes.index(node)] = NodeSpec(node, 2225, 2226, hsm["EniIp"], 9100, hsm_id)
+        self.c.state.save(self.c.state_path)
+        self.c.write_env()  # hsm-mgmt's endpoints follow
+        self.wait_active(node)
+        return f"CreateHsm {hsm_id} in {zone} at {hsm['EniIp']} (was {spec.hsm_id})"
+
+    def hsm_state(self, node: str) -> str:
+        spec = self.c.node_spec(node)
+        hsms = {h["HsmId"] for h in self.c.api().cluster(self.c.state.cluster_id)["Hsms"]}
+        return "up" if spec.hsm_id in hsms and self.running(node) else "removed"
 
     def running(self, node: str) -> bool:
         return self.c.node_running(node)
@@ -122,6 +195,11 @@ class LocalInjector(Injector):
 
     def peer_endpoint(self, node: str) -> str:
         return self.c.node_spec(node).peer_endpoint
+
+    def observable(self) -> tuple[dict[str, str], bytes] | None:
+        if not self.c.anchor.exists():
+            return None
+        return {n: self.endpoint(n) for n in self.nodes}, self.c.anchor.read_bytes()
 
     def _signal(self, node: str, signum: int) -> int:
         pid = self._pid(node)
@@ -156,6 +234,16 @@ class LocalInjector(Injector):
 
     def start_fresh(self, node: str) -> str:
         self.stop(node)
+        spec = self.c.node_spec(node)
+        if spec.hsm_id:  # a node of the control plane: its data directory is the provisioner's
+            data = Path(self.c.hsms.local.spec(spec.hsm_id)["data_dir"])  # type: ignore[index]
+            n = 1
+            while data.with_name(f"data.removed-{n}").exists():
+                n += 1
+            data.rename(data.with_name(f"data.removed-{n}"))
+            self.c.start_node(spec)
+            self.c.wait_node(spec)
+            return f"fresh {node} pid {self._pid(node)} (old data kept as data.removed-{n})"
         data = self.c.dir / "nodes" / node
         aside = ""
         if data.exists():

@@ -90,9 +90,16 @@ class Rechecker:
         async with self.sem:
             return await self._attempts("key-check", rec["id"], call)
 
-    async def all(self, records: list[dict]) -> tuple[int, int]:
+    async def all(self, records: list[dict], progress: Callable[[], None] = lambda: None) -> tuple[int, int]:
+        """Re-read every acknowledged ciphertext and use every created key; ``progress`` after each."""
         cts, keys = acknowledged_ciphertexts(records), acknowledged_keys(records)
-        await asyncio.gather(*(self.ciphertext(r) for r in cts), *(self.key(r) for r in keys))
+
+        async def counted(check: Any) -> bool:
+            try:
+                return await check
+            finally:
+                progress()
+        await asyncio.gather(*(counted(self.ciphertext(r)) for r in cts), *(counted(self.key(r)) for r in keys))
         return len(cts), len(keys)
 
 

@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import grpc
+from botocore.credentials import Credentials
 
+from protos.kms.v1 import auth as kms_auth
 from protos.kms.v1 import kms_pb2 as kms
 from protos.kms.v1 import kms_pb2_grpc as kms_grpc
 
@@ -43,9 +45,12 @@ def grpc_error_name(exc: grpc.aio.AioRpcError) -> str:
 
 
 class GrpcClient:
+    """kms.v1 over one channel, every call signed (SigV4) with the target's credentials."""
+
     def __init__(self, target: Target) -> None:
         self.timeout = target.timeout
-        self.channel = grpc.aio.insecure_channel(target.endpoint)
+        credentials = Credentials(target.access_key_id, target.secret_access_key, target.session_token or None)
+        self.channel = kms_auth.aio_channel(target.endpoint, credentials, target.region)
         self.stub = kms_grpc.KmsStub(self.channel)
 
     async def _call(self, method: Callable[..., Any], request: Any) -> Any:
@@ -100,7 +105,7 @@ class AwsClient:
         self.client = boto3.session.Session().client(
             "kms", endpoint_url=target.aws_endpoint_url, region_name=target.region,
             aws_access_key_id=target.access_key_id, aws_secret_access_key=target.secret_access_key,
-            config=Config(retries={"total_max_attempts": 1}, max_pool_connections=workers,
+            aws_session_token=target.session_token or None, config=Config(retries={"total_max_attempts": 1}, max_pool_connections=workers,
                           connect_timeout=min(10.0, target.timeout), read_timeout=target.timeout))
 
     async def _call(self, name: str, **params: Any) -> dict:

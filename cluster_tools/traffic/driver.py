@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import history as hist
+from ..report.data import OK, CallSamples
 from .clients import CallError, KmsClient, make_client
 from .stats import Stats
 from .target import Target
@@ -76,8 +77,10 @@ class Sealed:
 
 
 class Driver:
-    def __init__(self, client: KmsClient, w: Workload, worker: int | str = 0, history: hist.History | None = None) -> None:
+    def __init__(self, client: KmsClient, w: Workload, worker: int | str = 0, history: hist.History | None = None,
+                 samples: CallSamples | None = None) -> None:
         self.client, self.w, self.worker, self.history = client, w, worker, history
+        self.samples = samples   # every call of the run phase, for the report's plots
         self.stats = Stats()
         self.keys = list(w.keys)
         self.created_keys: list[str] = []
@@ -113,10 +116,13 @@ class Driver:
         except CallError as exc:
             rec["ok"], rec["error"] = False, {"name": exc.name, "message": exc.message[:500]}
         rec["end"] = time.time()
+        took = time.perf_counter() - started
         if rec["ok"]:
-            self.stats.op(op).ok(time.perf_counter() - started)
+            self.stats.op(op).ok(took)
         else:
             self.stats.op(op).failed(rec["error"]["name"], rec["error"]["message"])
+        if self.samples is not None and self.phase == "run":
+            self.samples.add(rec["start"], took, op, OK if rec["ok"] else rec["error"]["name"])
         if self.history is not None:
             self.history.write(rec)
         return rec["ok"]
@@ -250,6 +256,7 @@ class TrafficResult:
     elapsed: float
     t0: float                      # epoch seconds the clock started
     created_keys: list[str]
+    samples: CallSamples | None = None   # every call, when asked for (kms-load's report)
 
 
 Tick = Callable[[float, Stats, Stats], None]   # (elapsed, cumulative, last second)
@@ -265,12 +272,13 @@ def split(w: Workload, worker: int, processes: int) -> Workload:
 
 
 async def run_traffic(target: Target, w: Workload, processes: int = 1, history_dir: Path | None = None,
-                      on_tick: Tick | None = None, on_start: Callable[[float], None] | None = None) -> TrafficResult:
+                      on_tick: Tick | None = None, on_start: Callable[[float], None] | None = None,
+                      samples: bool = False) -> TrafficResult:
     """Run the workload for ``w.duration``; ``on_start(t0)`` when the clock starts (after priming),
-    ``on_tick`` once a second."""
+    ``on_tick`` once a second; with ``samples``, every call is kept for plots."""
     if processes <= 1:
-        return await _in_process(target, w, history_dir, on_tick, on_start)
-    return await _in_workers(target, w, processes, history_dir, on_tick, on_start)
+        return await _in_process(target, w, history_dir, on_tick, on_start, samples)
+    return await _in_workers(target, w, processes, history_dir, on_tick, on_start, samples)
 
 
 def history_path(history_dir: Path, worker: int) -> Path:
@@ -278,10 +286,10 @@ def history_path(history_dir: Path, worker: int) -> Path:
 
 
 async def _in_process(target: Target, w: Workload, history_dir: Path | None, on_tick: Tick | None,
-                      on_start: Callable[[float], None] | None) -> TrafficResult:
+                      on_start: Callable[[float], None] | None, samples: bool) -> TrafficResult:
     h = hist.History(history_path(history_dir, 0)) if history_dir else None
     client = make_client(target, w.concurrency)
-    driver = Driver(client, w, 0, h)
+    driver = Driver(client, w, 0, h, CallSamples() if samples else None)
     try:
         await driver.prime()
         total = Stats()
@@ -305,21 +313,23 @@ async def _in_process(target: Target, w: Workload, history_dir: Path | None, on_
             with contextlib.suppress(asyncio.CancelledError):
                 await tick
         total.merge(driver.take_stats())
-        return TrafficResult(total, loop.time() - start, t0, driver.created_keys)
+        return TrafficResult(total, loop.time() - start, t0, driver.created_keys, driver.samples)
     finally:
         await client.close()
         if h is not None:
             h.close()
 
 
-def _worker_main(target: Target, w: Workload, worker: int, history_file: str | None, out: Any, go: Any) -> None:
-    asyncio.run(_worker(target, w, worker, history_file, out, go))
+def _worker_main(target: Target, w: Workload, worker: int, history_file: str | None, out: Any, go: Any,
+                 samples: bool) -> None:
+    asyncio.run(_worker(target, w, worker, history_file, out, go, samples))
 
 
-async def _worker(target: Target, w: Workload, worker: int, history_file: str | None, out: Any, go: Any) -> None:
+async def _worker(target: Target, w: Workload, worker: int, history_file: str | None, out: Any, go: Any,
+                  samples: bool) -> None:
     h = hist.History(Path(history_file)) if history_file else None
     client = make_client(target, w.concurrency)
-    driver = Driver(client, w, worker, h)
+    driver = Driver(client, w, worker, h, CallSamples() if samples else None)
     try:
         await driver.prime()
         out.put(("ready", worker, None))
@@ -337,7 +347,8 @@ async def _worker(target: Target, w: Workload, worker: int, history_file: str | 
             await driver.run(deadline)
         finally:
             tick.cancel()
-        out.put(("done", worker, {"stats": driver.take_stats().to_dict(), "created_keys": driver.created_keys}))
+        out.put(("done", worker, {"stats": driver.take_stats().to_dict(), "created_keys": driver.created_keys,
+                                  "samples": driver.samples.to_dict() if driver.samples is not None else None}))
     except BaseException as exc:
         out.put(("failed", worker, f"{type(exc).__name__}: {exc}"))
         raise
@@ -348,15 +359,16 @@ async def _worker(target: Target, w: Workload, worker: int, history_file: str | 
 
 
 async def _in_workers(target: Target, w: Workload, processes: int, history_dir: Path | None, on_tick: Tick | None,
-                      on_start: Callable[[float], None] | None) -> TrafficResult:
+                      on_start: Callable[[float], None] | None, samples: bool) -> TrafficResult:
     ctx = mp.get_context("spawn")   # never fork a process that has gRPC threads
     out, go = ctx.Queue(), ctx.Event()
     procs = [ctx.Process(target=_worker_main, name=f"kms-load-w{i}", daemon=True, args=(
-        target, split(w, i, processes), i, str(history_path(history_dir, i)) if history_dir else None, out, go))
-        for i in range(processes)]
+        target, split(w, i, processes), i, str(history_path(history_dir, i)) if history_dir else None, out, go,
+        samples)) for i in range(processes)]
     for p in procs:
         p.start()
     total, created = Stats(), []
+    calls = CallSamples() if samples else None
     loop = asyncio.get_running_loop()
 
     def get(timeout: float) -> tuple | None:
@@ -391,6 +403,8 @@ async def _in_workers(target: Target, w: Workload, processes: int, history_dir: 
                 elif kind == "done":
                     delta.merge(Stats.from_dict(body["stats"]))
                     created += body["created_keys"]
+                    if calls is not None and body.get("samples"):
+                        calls.merge(CallSamples.from_dict(body["samples"]))
                     done += 1
             if loop.time() >= next_tick:
                 total.merge(delta)
@@ -400,7 +414,7 @@ async def _in_workers(target: Target, w: Workload, processes: int, history_dir: 
             if done < processes and loop.time() > start + w.duration + w.concurrency + 120:
                 raise RuntimeError("load workers did not finish")
         total.merge(delta)
-        return TrafficResult(total, loop.time() - start, t0, created)
+        return TrafficResult(total, loop.time() - start, t0, created, calls)
     finally:
         for p in procs:
             await asyncio.to_thread(p.join, 5.0)

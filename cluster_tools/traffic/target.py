@@ -24,8 +24,9 @@ class Target:
     endpoint: str = ""                  # gRPC host:port
     aws_endpoint_url: str = ""
     region: str = "us-east-1"
-    access_key_id: str = ""
+    access_key_id: str = ""             # both protocols sign their calls with these (SigV4)
     secret_access_key: str = ""
+    session_token: str = ""
     store_id: str = ""
     timeout: float = 30.0               # per call, seconds
 
@@ -53,8 +54,10 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--endpoint", help="frontend gRPC host:port")
     g.add_argument("--aws-endpoint-url", help="AWS JSON endpoint URL (--protocol aws)")
     g.add_argument("--region", help="AWS Region of the frontend")
-    g.add_argument("--access-key-id", help="AWS access key id (--protocol aws)")
-    g.add_argument("--secret-access-key", help="AWS secret access key (--protocol aws)")
+    g.add_argument("--access-key-id", help="AWS access key id every call is signed with (both protocols; default:"
+                                           " the local cluster's account root)")
+    g.add_argument("--secret-access-key", help="AWS secret access key")
+    g.add_argument("--session-token", help="session token of temporary (AssumeRole) credentials")
     g.add_argument("--custom-key-store-id", help="store to create keys in and to draw random bytes from")
     g.add_argument("--timeout", type=parse_duration, default=30.0, help="deadline of each call (default 30s)")
 
@@ -64,9 +67,9 @@ def resolve(args: argparse.Namespace, defaults: dict | None = None) -> Target:
     t = Target(protocol=args.protocol, timeout=args.timeout)
     given = {"endpoint": args.endpoint, "aws_endpoint_url": args.aws_endpoint_url, "region": args.region,
              "access_key_id": args.access_key_id, "secret_access_key": args.secret_access_key,
-             "store_id": args.custom_key_store_id}
+             "session_token": args.session_token, "store_id": args.custom_key_store_id}
     found = dict(defaults or {})
-    needed = ("endpoint", "store_id") if t.protocol == "grpc" else (
+    needed = ("endpoint", "access_key_id", "secret_access_key", "store_id") if t.protocol == "grpc" else (
         "aws_endpoint_url", "access_key_id", "secret_access_key", "store_id")
     if any(not given[k] and not found.get(k) for k in needed):
         found = {**local_defaults(cluster_dir(args)), **found}

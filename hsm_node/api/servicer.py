@@ -21,6 +21,8 @@ from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 from protos.hsm.v1.metadata import DRAINING_KEY
 
 from .. import __version__
+from .. import records as rec
+from ..appliance import ApplianceUser
 from ..errors import HsmError, InvalidArgument, Unavailable
 from ..keys import KeyRules
 from ..membership import Membership
@@ -30,7 +32,7 @@ from ..users import UserRules
 
 log = logging.getLogger("hsm_node.api")
 
-USER_TYPES = {pb.PRECO: "PRECO", pb.CO: "CO", pb.CU: "CU", pb.AU: "AU"}
+USER_TYPES: dict[int, str] = {pb.PRECO: "PRECO", pb.CO: "CO", pb.CU: "CU", pb.AU: "AU"}
 USER_TYPE_PB = {"PRECO": pb.PRECO, "CO": pb.CO, "PCO": pb.CO, "CU": pb.CU, "AU": pb.AU}
 NODE_STATES = {"UNINITIALIZED": pb.UNINITIALIZED, "INITIALIZED": pb.INITIALIZED, "ACTIVE": pb.ACTIVE, "DELETED": pb.DELETED}
 
@@ -121,6 +123,7 @@ class _Stream:
 class HsmServicer(pb_grpc.HsmServicer):
     def __init__(self, node: HsmNode, users: UserRules, keys: KeyRules, membership: Membership | None = None) -> None:
         self.node, self.users, self.keys, self.membership = node, users, keys, membership
+        self.appliance = ApplianceUser(node.config.appliance_key, node.sessions)
         self.gate = Gate()          # unary calls being served; closed at SIGTERM
         self._streams: set[_Stream] = set()
 
@@ -156,84 +159,88 @@ class HsmServicer(pb_grpc.HsmServicer):
         )
 
     @rpc
-    async def GetStatus(self, request: pb.Empty, context: Any) -> pb.NodeStatus:
+    async def GetStatus(self, request: pb.Empty, context: grpc.aio.ServicerContext) -> pb.NodeStatus:
         return self.status()
 
     @rpc
-    async def Initialize(self, request: pb.InitializeRequest, context: Any) -> pb.InitializeResponse:
-        await self.node.initialize(request.signed_cluster_certificate_pem, request.trust_anchor_pem)
+    async def Initialize(self, request: pb.InitializeRequest, context: grpc.aio.ServicerContext) -> pb.InitializeResponse:
+        await self.node.initialize(request.signed_cluster_certificate_pem, request.trust_anchor_pem, request.cluster_id)
         return pb.InitializeResponse(cluster_id=self.node.cluster_id, state=NODE_STATES[self.node.state],
                                      preco_username="admin")
 
     # ------------------------------------------------------------ sessions & users
 
     @rpc
-    async def Login(self, request: pb.LoginRequest, context: Any) -> pb.LoginResponse:
-        s = await self.users.login(user_type(request.user_type), request.username, request.password, request.client_id)
+    async def Login(self, request: pb.LoginRequest, context: grpc.aio.ServicerContext) -> pb.LoginResponse:
+        kind = user_type(request.user_type)
+        if kind == "AU":  # the CloudHSM service's own user (appliance.py)
+            s = self.appliance.login(request.username, request.password, request.client_id)
+        else:
+            s = await self.users.login(kind, request.username, request.password, request.client_id)
         return pb.LoginResponse(session_token=s.token, user_id=s.user_id, user_type=USER_TYPE_PB[s.user_type],
                                 node_id=self.node.node_id)
 
     @rpc
-    async def Logout(self, request: pb.SessionRequest, context: Any) -> pb.Empty:
+    async def Logout(self, request: pb.SessionRequest, context: grpc.aio.ServicerContext) -> pb.Empty:
         self.users.logout(request.session_token)
         return pb.Empty()
 
     @rpc
-    async def KeepAlive(self, request: pb.SessionRequest, context: Any) -> pb.Empty:
+    async def KeepAlive(self, request: pb.SessionRequest, context: grpc.aio.ServicerContext) -> pb.Empty:
         self.node.sessions.get(request.session_token)
         return pb.Empty()
 
     @rpc
-    async def CreateUser(self, request: pb.CreateUserRequest, context: Any) -> pb.CreateUserResponse:
+    async def CreateUser(self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext) -> pb.CreateUserResponse:
         user, outcome = await self.users.create(request.session_token, user_type(request.user_type),
                                                 request.username, request.password, request.this_node_only)
         return pb.CreateUserResponse(user=self._user(user, 0, False), write=write_pb(outcome))
 
     @rpc
-    async def DeleteUser(self, request: pb.DeleteUserRequest, context: Any) -> pb.WriteResult:
+    async def DeleteUser(self, request: pb.DeleteUserRequest, context: grpc.aio.ServicerContext) -> pb.WriteResult:
         return write_pb(await self.users.delete(request.session_token, request.username, request.this_node_only))
 
     @rpc
-    async def ChangePassword(self, request: pb.ChangePasswordRequest, context: Any) -> pb.WriteResult:
+    async def ChangePassword(self, request: pb.ChangePasswordRequest, context: grpc.aio.ServicerContext) -> pb.WriteResult:
         return write_pb(await self.users.change_password(
             request.session_token, user_type(request.user_type, required=False), request.username,
             request.new_password, request.this_node_only))
 
     @rpc
-    async def ListUsers(self, request: pb.Empty, context: Any) -> pb.ListUsersResponse:
+    async def ListUsers(self, request: pb.Empty, context: grpc.aio.ServicerContext) -> pb.ListUsersResponse:
         return pb.ListUsersResponse(users=[self._user(u, f, locked, self.node.records.version("user", u.name)[0])
                                            for u, f, locked in self.users.list()])
 
     @rpc
-    async def SyncUser(self, request: pb.SyncUserRequest, context: Any) -> pb.WriteResult:
+    async def SyncUser(self, request: pb.SyncUserRequest, context: grpc.aio.ServicerContext) -> pb.WriteResult:
         return write_pb(await self.users.sync(request.session_token, request.username))
 
     @staticmethod
-    def _user(u: Any, failures: int, locked: bool, version: int = 0) -> pb.User:
+    def _user(u: rec.UserRecord, failures: int, locked: bool, version: int = 0) -> pb.User:
         return pb.User(user_id=u.user_id, user_type=USER_TYPE_PB[u.user_type], username=u.name,
                        login_failure_count=failures, locked=locked, version=version)
 
     # ------------------------------------------------------------ keys
 
     @rpc
-    async def GenerateKey(self, request: pb.GenerateKeyRequest, context: Any) -> pb.GenerateKeyResponse:
+    async def GenerateKey(self, request: pb.GenerateKeyRequest, context: grpc.aio.ServicerContext) -> pb.GenerateKeyResponse:
         key, outcome = await self.keys.generate(
             request.session_token, request.key_size_bytes, request.label, list(request.share_with_user_ids),
             request.min_replicas, request.timeout_ms, request.session_key)
         return pb.GenerateKeyResponse(key_handle=key.handle, write=write_pb(outcome))
 
     @rpc
-    async def FindKeys(self, request: pb.FindKeysRequest, context: Any) -> pb.FindKeysResponse:
+    async def FindKeys(self, request: pb.FindKeysRequest, context: grpc.aio.ServicerContext) -> pb.FindKeysResponse:
         return pb.FindKeysResponse(key_handles=self.keys.find(request.session_token, request.label, request.owner_user_id))
 
     @rpc
-    async def FindAllKeys(self, request: pb.FindAllKeysRequest, context: Any) -> pb.FindAllKeysResponse:
+    async def FindAllKeys(self, request: pb.FindAllKeysRequest, context: grpc.aio.ServicerContext) -> pb.FindAllKeysResponse:
         keys, digest = self.keys.find_all(request.session_token, request.user_id)
         return pb.FindAllKeysResponse(keys=[pb.KeyOwnership(key_handle=h, owned=o) for h, o in keys],
                                       key_hash=digest if request.include_hash else "", node_id=self.node.node_id)
 
     @rpc
-    async def GetKeyInfo(self, request: pb.KeyRequest, context: Any) -> pb.KeyInfo:
+    async def GetKeyInfo(self, request: pb.KeyRequest, context: grpc.aio.ServicerContext) -> pb.KeyInfo:
         k = self.keys.info(request.session_token, request.key_handle)
         owner = self.node.records.user_by_id(k.owner_id)
         return pb.KeyInfo(
@@ -243,34 +250,34 @@ class HsmServicer(pb_grpc.HsmServicer):
             created_ms=k.created_ms, kcv=k.kcv)
 
     @rpc
-    async def ShareKey(self, request: pb.ShareKeyRequest, context: Any) -> pb.WriteResult:
+    async def ShareKey(self, request: pb.ShareKeyRequest, context: grpc.aio.ServicerContext) -> pb.WriteResult:
         return write_pb(await self.keys.share(request.session_token, request.key_handle, list(request.user_ids),
                                               request.unshare))
 
     @rpc
-    async def DeleteKey(self, request: pb.KeyRequest, context: Any) -> pb.WriteResult:
+    async def DeleteKey(self, request: pb.KeyRequest, context: grpc.aio.ServicerContext) -> pb.WriteResult:
         return write_pb(await self.keys.delete(request.session_token, request.key_handle))
 
     @rpc
-    async def SyncKey(self, request: pb.SyncKeyRequest, context: Any) -> pb.WriteResult:
+    async def SyncKey(self, request: pb.SyncKeyRequest, context: grpc.aio.ServicerContext) -> pb.WriteResult:
         return write_pb(await self.keys.sync(request.session_token, request.key_handle))
 
     # ------------------------------------------------------------ crypto
 
     @rpc
-    async def Encrypt(self, request: pb.EncryptRequest, context: Any) -> pb.EncryptResponse:
+    async def Encrypt(self, request: pb.EncryptRequest, context: grpc.aio.ServicerContext) -> pb.EncryptResponse:
         return self._encrypt(request)
 
     @rpc
-    async def Decrypt(self, request: pb.DecryptRequest, context: Any) -> pb.DecryptResponse:
+    async def Decrypt(self, request: pb.DecryptRequest, context: grpc.aio.ServicerContext) -> pb.DecryptResponse:
         return self._decrypt(request)
 
     @rpc
-    async def GenerateRandom(self, request: pb.GenerateRandomRequest, context: Any) -> pb.GenerateRandomResponse:
+    async def GenerateRandom(self, request: pb.GenerateRandomRequest, context: grpc.aio.ServicerContext) -> pb.GenerateRandomResponse:
         return self._random(request)
 
     @rpc
-    async def GenerateDataKey(self, request: pb.GenerateDataKeyRequest, context: Any) -> pb.GenerateDataKeyResponse:
+    async def GenerateDataKey(self, request: pb.GenerateDataKeyRequest, context: grpc.aio.ServicerContext) -> pb.GenerateDataKeyResponse:
         return self._data_key(request)
 
     # Each crypto operation fills its response in place: the unary RPCs pass a new message, the
@@ -362,11 +369,11 @@ class HsmServicer(pb_grpc.HsmServicer):
         return self.membership
 
     @rpc
-    async def DescribeCluster(self, request: pb.Empty, context: Any) -> pb.Cluster:
+    async def DescribeCluster(self, request: pb.Empty, context: grpc.aio.ServicerContext) -> pb.Cluster:
         return self._membership().describe()
 
     @rpc
-    async def AddNode(self, request: pb.AddNodeRequest, context: Any) -> pb.AddNodeResponse:
+    async def AddNode(self, request: pb.AddNodeRequest, context: grpc.aio.ServicerContext) -> pb.AddNodeResponse:
         member, backup_id = await self._membership().add_node(request.session_token, request.endpoint,
                                                            request.peer_endpoint)
         return pb.AddNodeResponse(member=pb.Member(
@@ -374,42 +381,42 @@ class HsmServicer(pb_grpc.HsmServicer):
             peer_endpoint=member.peer_endpoint), backup_id=backup_id)
 
     @rpc
-    async def RemoveNode(self, request: pb.RemoveNodeRequest, context: Any) -> pb.RemoveNodeResponse:
+    async def RemoveNode(self, request: pb.RemoveNodeRequest, context: grpc.aio.ServicerContext) -> pb.RemoveNodeResponse:
         return pb.RemoveNodeResponse(backup_id=await self._membership().remove_node(request.session_token, request.node_id))
 
     @rpc
-    async def JoinCluster(self, request: pb.JoinClusterRequest, context: Any) -> pb.NodeStatus:
+    async def JoinCluster(self, request: pb.JoinClusterRequest, context: grpc.aio.ServicerContext) -> pb.NodeStatus:
         await self._membership().join(request.backup_id, request.node_id_expected, request.ordinal, request.cluster_id)
         return self.status()
 
     @rpc
-    async def RestoreCluster(self, request: pb.RestoreClusterRequest, context: Any) -> pb.RestoreClusterResponse:
-        cluster_id = await self._membership().restore_cluster(request.backup_id)
+    async def RestoreCluster(self, request: pb.RestoreClusterRequest, context: grpc.aio.ServicerContext) -> pb.RestoreClusterResponse:
+        cluster_id = await self._membership().restore_cluster(request.backup_id, request.cluster_id)
         return pb.RestoreClusterResponse(cluster_id=cluster_id, source_backup_id=request.backup_id)
 
     @rpc
-    async def CreateBackup(self, request: pb.CreateBackupRequest, context: Any) -> pb.Backup:
+    async def CreateBackup(self, request: pb.CreateBackupRequest, context: grpc.aio.ServicerContext) -> pb.Backup:
         return backup_pb(await self._membership().create_backup(request.session_token))
 
     @rpc
-    async def ListBackups(self, request: pb.ListBackupsRequest, context: Any) -> pb.ListBackupsResponse:
+    async def ListBackups(self, request: pb.ListBackupsRequest, context: grpc.aio.ServicerContext) -> pb.ListBackupsResponse:
         metas = self._membership().list_backups(request.cluster_id, request.include_deleted)
         return pb.ListBackupsResponse(backups=[backup_pb(m) for m in metas])
 
     @rpc
-    async def DescribeBackup(self, request: pb.BackupRequest, context: Any) -> pb.Backup:
+    async def DescribeBackup(self, request: pb.BackupRequest, context: grpc.aio.ServicerContext) -> pb.Backup:
         return backup_pb(self._membership().describe_backup(request.backup_id))
 
     @rpc
-    async def DeleteBackup(self, request: pb.BackupRequest, context: Any) -> pb.Backup:
+    async def DeleteBackup(self, request: pb.BackupRequest, context: grpc.aio.ServicerContext) -> pb.Backup:
         return backup_pb(await self._membership().delete_backup(request.session_token, request.backup_id))
 
     @rpc
-    async def RestoreBackup(self, request: pb.BackupRequest, context: Any) -> pb.Backup:
+    async def RestoreBackup(self, request: pb.BackupRequest, context: grpc.aio.ServicerContext) -> pb.Backup:
         return backup_pb(await self._membership().restore_backup(request.session_token, request.backup_id))
 
     @rpc
-    async def SetBackupRetention(self, request: pb.SetBackupRetentionRequest, context: Any) -> pb.Cluster:
+    async def SetBackupRetention(self, request: pb.SetBackupRetentionRequest, context: grpc.aio.ServicerContext) -> pb.Cluster:
         await self._membership().set_retention(request.session_token, request.days)
         return self._membership().describe()
 

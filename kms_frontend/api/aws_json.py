@@ -1,17 +1,23 @@
-"""The AWS JSON 1.1 adapter of the KMS frontend: the KMS API as AWS serves it, so boto3, the AWS
-CLI and the AWS Encryption SDK work against this frontend with only the endpoint URL changed.
+"""The AWS endpoint of the frontend: the KMS API as AWS serves it (AWS JSON 1.1), and STS (the
+query protocol), so boto3, the AWS CLI and the AWS Encryption SDK work against this frontend with
+only the endpoint URL changed.
 
-``POST /`` with ``X-Amz-Target: TrentService.<Operation>`` and ``Content-Type:
-application/x-amz-json-1.1``, signed with SigV4 (:mod:`.sigv4`). Each request is authenticated,
-its body decoded by the KMS model botocore ships (:mod:`.aws_model`), then handed to
-:meth:`Services.call <kms_frontend.service.frontend.Services.call>` by operation name, the same
-entry point the gRPC adapter uses. Binary fields travel base64, timestamps as epoch seconds. A
-:class:`~kms_frontend.errors.KmsError` becomes HTTP ``err.http_status`` (400, 500 internal) with
-``{"__type": name, "message": ...}``, which is what botocore turns into
-``client.exceptions.<Name>``. No rules here.
+A request is routed by its shape and authenticated for that service's signing name: a
+form-encoded body (or a query string) with ``Action=...`` is STS (:mod:`.sts_query`, signed for
+``sts``); anything else is KMS: ``POST /`` with ``X-Amz-Target: TrentService.<Operation>`` and
+``Content-Type: application/x-amz-json-1.1`` (signed for ``kms``). The signature (:mod:`.sigv4`)
+gives the caller's principal; the body is decoded by the model botocore ships (:mod:`.aws_model`)
+and handed to :meth:`Services.call <kms_frontend.service.frontend.Services.call>` by operation name
+with the caller, the same entry point the gRPC adapter uses. Binary fields travel base64,
+timestamps as epoch seconds. A :class:`~kms_frontend.errors.KmsError` becomes HTTP
+``err.http_status`` (400, 500 internal) with ``{"__type": name, "message": ...}``, which is what
+botocore turns into ``client.exceptions.<Name>``. No rules here.
 
-Operations of the KMS model this service does not offer (grants, asymmetric keys, multi-Region...)
-answer ``UnsupportedOperationException``; a target outside the model ``UnknownOperationException``.
+The same endpoint serves the CloudHSM v2 control plane (``X-Amz-Target: BaldrApiService.*``, signed
+for ``cloudhsm``): :mod:`.cloudhsm_json`.
+
+Operations of the KMS model this service does not offer (asymmetric keys, multi-Region...) answer
+``UnsupportedOperationException``; a target outside the model ``UnknownOperationException``.
 """
 from __future__ import annotations
 
@@ -28,14 +34,19 @@ from aiohttp import web
 from plumbing.addresses import split_listen
 
 from .. import errors, observability
+from ..service.authorization import Caller
 from ..service.frontend import Services
+from . import sts_query
 from .aws_model import AwsJsonCodec, SerializationException
+from .cloudhsm_json import CloudHsmEndpoint
 from .sigv4 import REFUSALS, SigV4Verifier
+from .sts_query import StsQueryCodec
 
 log = logging.getLogger("kms_frontend.aws")
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 ACCEPTED_CONTENT_TYPES = ("application/x-amz-json-1.1", "application/x-amz-json-1.0")
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 MAX_BODY_BYTES = 1 << 20  # the largest request (a 128 KiB policy, JSON-escaped) fits easily
 
 
@@ -46,14 +57,16 @@ class UnknownOperationException(errors.KmsError):
 class AwsJsonEndpoint:
     """The aiohttp application serving the KMS API in the frontend's event loop."""
 
-    def __init__(self, services: Services, keys: dict[str, str], listen: str, *, grace: float = 10.0,
-                 verifier: SigV4Verifier | None = None) -> None:
+    def __init__(self, services: Services, verifier: SigV4Verifier, listen: str, *, grace: float = 10.0,
+                 cloudhsm: CloudHsmEndpoint | None = None) -> None:
         self.services = services
+        self.cloudhsm = cloudhsm  # the CloudHSM v2 control plane, a second service on this endpoint
         self.listen, self.grace = listen, grace
         self.host, self.port = split_listen(listen, "--aws-listen")
         self.model = services.model
         self.codec = AwsJsonCodec(services.model)
-        self.verifier = verifier or SigV4Verifier(keys, services.ctx.settings.region)
+        self.sts = StsQueryCodec(services.model)
+        self.verifier = verifier
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self.runner: web.AppRunner | None = None
@@ -103,6 +116,8 @@ class AwsJsonEndpoint:
         self._in_flight += 1
         self._idle.clear()
         try:
+            if self.cloudhsm is not None and self.cloudhsm.claims(request):  # X-Amz-Target BaldrApiService.*
+                return await self.cloudhsm.handle(request)
             return await self._handle(request)
         finally:
             self._in_flight -= 1
@@ -116,9 +131,19 @@ class AwsJsonEndpoint:
         token = observability.REQUEST_ID.set(request_id)
         name = observability.UNKNOWN_OPERATION
         outcome = observability.OK
+        principal = ""
+        query = _is_query(request)
         try:
             body = await request.read()
-            self.verifier.verify(request.method, request.raw_path, request.headers.items(), body)
+            found = self.verifier.verify(request.method, request.raw_path, request.headers.items(), body,
+                                         services=("sts",) if query else ("kms",))
+            caller = Caller(found.principal, request.remote, "aws", request.secure)
+            principal = found.principal.arn
+            if query:
+                form = self.sts.form(body, request.query)
+                name = self.sts.operation(form)
+                result = await self.services.call(name, self.sts.decode(name, form), caller)
+                return self._response(200, self.sts.encode(name, result, request_id), request_id, sts_query.CONTENT_TYPE)
             name = self._operation(request)
             if not self.services.offers(name):
                 raise errors.UnsupportedOperationException(
@@ -128,8 +153,8 @@ class AwsJsonEndpoint:
                 document = json.loads(body) if body.strip() else {}
             except (ValueError, UnicodeDecodeError):
                 raise SerializationException("The request body is not valid JSON.") from None
-            result = await self.services.call(name, self.codec.decode(name, document))
-            return self._response(200, self.codec.encode(name, result), request_id)
+            result = await self.services.call(name, self.codec.decode(name, document), caller)
+            return self._response(200, _json(self.codec.encode(name, result)), request_id)
         except web.HTTPException as exc:
             outcome = f"HTTP{exc.status}"
             raise
@@ -141,14 +166,20 @@ class AwsJsonEndpoint:
             if isinstance(exc, REFUSALS):
                 log.info("request refused", extra={"event": "aws_auth_refused", "error": exc.name,
                                                    "remote": request.remote, "request_id": request_id})
-            return self._response(exc.http_status, exc.aws_json_body(), request_id)
+            return self._error(exc, request_id, query)
         except Exception:
-            exc = errors.unexpected(log, name, request_id)
-            outcome = exc.name
-            return self._response(exc.http_status, exc.aws_json_body(), request_id)
+            internal = errors.unexpected(log, name, request_id)
+            outcome = internal.name
+            return self._error(internal, request_id, query)
         finally:
             observability.REQUEST_ID.reset(token)
-            observability.finish("aws", name, outcome, time.perf_counter() - started, request_id)
+            observability.finish("aws", name, outcome, time.perf_counter() - started, request_id, principal)
+
+    def _error(self, exc: errors.KmsError, request_id: str, query: bool) -> web.Response:
+        if query:
+            status, body = self.sts.error(exc, request_id)
+            return self._response(status, body, request_id, sts_query.CONTENT_TYPE)
+        return self._response(exc.http_status, _json(exc.aws_json_body()), request_id)
 
     def _operation(self, request: web.Request) -> str:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -163,7 +194,16 @@ class AwsJsonEndpoint:
         return name
 
     @staticmethod
-    def _response(status: int, document: Any, request_id: str) -> web.Response:
-        body = b"" if document is None else json.dumps(document).encode()
-        return web.Response(status=status, body=body, content_type=CONTENT_TYPE,
+    def _response(status: int, body: bytes, request_id: str, content_type: str = CONTENT_TYPE) -> web.Response:
+        return web.Response(status=status, body=body, content_type=content_type,
                             headers={"x-amzn-RequestId": request_id})
+
+
+def _json(document: Any) -> bytes:
+    return b"" if document is None else json.dumps(document).encode()
+
+
+def _is_query(request: web.Request) -> bool:
+    """An AWS query-protocol request (STS): form-encoded, or a GET/POST whose query names the Action."""
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    return content_type == FORM_CONTENT_TYPE or "Action" in request.query

@@ -207,6 +207,28 @@ def map_value(option: str, raw: str) -> dict[str, str]:
     return result
 
 
+CONSTRAINT_MEMBERS = ("EncryptionContextSubset", "EncryptionContextEquals")
+
+
+def constraints_value(option: str, raw: str) -> dict[str, dict[str, str]]:
+    """Grant constraints, as the AWS CLI takes them: ``EncryptionContextSubset={k=v,k2=v2}`` or a
+    JSON object ``{"EncryptionContextEquals": {"k": "v"}}``."""
+    text = string_value(option, raw).strip()
+    if looks_like_json(text):
+        data = json_value(option, text)
+    else:
+        member, sep, rest = text.partition("=")
+        if not sep or not (rest.startswith("{") and rest.endswith("}")):
+            raise param_error(option, f"expected EncryptionContextSubset={{k=v,...}}, EncryptionContextEquals="
+                                      f"{{k=v,...}} or a JSON object, received: {text}")
+        data = {member.strip(): map_value(option, rest[1:-1])}
+    if not isinstance(data, dict) or not data or any(k not in CONSTRAINT_MEMBERS or not isinstance(v, dict)
+                                                   for k, v in data.items()):
+        raise param_error(option, f"expected {' or '.join(CONSTRAINT_MEMBERS)} mapping to key=value pairs,"
+                                  f" received: {text}")
+    return {k: {str(a): str(b) for a, b in v.items()} for k, v in data.items()}
+
+
 def option_member(option: str) -> str:
     """``--encryption-context`` -> ``EncryptionContext``."""
     return "".join(p.capitalize() for p in option.lstrip("-").split("-"))
@@ -272,7 +294,7 @@ class Param:
 
     option: str        # --key-id
     field: str         # key_id
-    kind: str          # string | int | bool | blob | map | tags | strings | timestamp
+    kind: str          # string | int | bool | blob | map | tags | strings | timestamp | constraints
     required: bool = False
 
     @property
@@ -282,7 +304,8 @@ class Param:
     @property
     def metavar(self) -> str:
         return {"string": "<value>", "int": "<integer>", "blob": "<blob>", "map": "k=v,...",
-                "tags": "TagKey=k,TagValue=v", "strings": "<value>", "timestamp": "<timestamp>"}.get(self.kind, "")
+                "tags": "TagKey=k,TagValue=v", "strings": "<value>", "timestamp": "<timestamp>",
+                "constraints": "EncryptionContextSubset={k=v,...}"}.get(self.kind, "")
 
 
 TIMESTAMP_FIELDS = frozenset({"creation_date", "deletion_date", "valid_to", "last_updated_date", "timestamp",
@@ -301,6 +324,8 @@ def field_kind(fd: FieldDescriptor) -> str:
             return "strings"
     elif fd.type == FieldDescriptor.TYPE_STRING:
         return "string"
+    elif fd.type == FieldDescriptor.TYPE_MESSAGE and fd.message_type.name == "GrantConstraints":
+        return "constraints"
     elif fd.type == FieldDescriptor.TYPE_BYTES:
         return "blob"
     elif fd.type == FieldDescriptor.TYPE_BOOL:
@@ -339,6 +364,8 @@ def convert(param: Param, raw: Any, binary_format: str) -> Any:
         return tags_value(o, raw)
     if param.kind == "strings":
         return strings_value(o, raw)
+    if param.kind == "constraints":
+        return constraints_value(o, raw)
     raise TypeError(param.kind)
 
 
@@ -350,6 +377,11 @@ def set_field(request: Message, param: Param, value: Any) -> None:
             getattr(request, param.field).add(tag_key=k, tag_value=v)
     elif param.kind == "strings":
         getattr(request, param.field).extend(value)
+    elif param.kind == "constraints":
+        target = getattr(request, param.field)
+        target.SetInParent()
+        for member, pairs in value.items():
+            getattr(target, "encryption_context_" + member.removeprefix("EncryptionContext").lower()).update(pairs)
     else:
         setattr(request, param.field, value)
 

@@ -1,6 +1,6 @@
-"""Calling the frontend for ``kms``: the gRPC channel (TLS when asked), retries of
-ThrottlingException, errors in the AWS CLI's words, list pagination as the AWS CLI does it,
-and the waiters' polling."""
+"""Calling the frontend for ``kms``: the gRPC channel (TLS when asked; every call signed with
+SigV4 by the caller's AWS credentials), retries of ThrottlingException, errors in the AWS CLI's
+words, list pagination as the AWS CLI does it, and the waiters' polling."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from protos.kms.v1 import auth as kms_auth
 from protos.kms.v1 import kms_pb2 as pb
 from protos.kms.v1 import kms_pb2_grpc as pb_grpc
 
@@ -39,12 +40,18 @@ class Client:
             self.channel = grpc.secure_channel(s.target, grpc.ssl_channel_credentials(root), options=options)
         else:
             self.channel = grpc.insecure_channel(s.target)
+        if s.credentials is not None:
+            self.channel = grpc.intercept_channel(self.channel, kms_auth.SyncSigningInterceptor(
+                s.credentials, s.region, s.target))
         self.stubs = {"Kms": pb_grpc.KmsStub(self.channel), "KmsAdmin": pb_grpc.KmsAdminStub(self.channel)}
 
     def close(self) -> None:
         self.channel.close()
 
     def call(self, service: str, rpc: str, request: Message) -> Any:
+        if self.s.credentials is None:  # as the AWS CLI: the parameters are checked first, then this
+            raise KmsCliError("Unable to locate credentials. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (the local"
+                              " cluster's env file, ./.kms-cluster/env, sets them), or use --profile.", ca.EXIT_CONFIG)
         method = getattr(self.stubs[service], rpc)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:

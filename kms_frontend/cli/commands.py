@@ -98,6 +98,14 @@ COMMANDS: list[Command] = [
     Command("get-key-policy", "GetKeyPolicy", "the key policy document", KEY),
     Command("put-key-policy", "PutKeyPolicy", "replace the key policy", KEY + ("policy",)),
     Command("list-key-policies", "ListKeyPolicies", "policy names (always default)", KEY, result_key="PolicyNames"),
+    # grants
+    Command("create-grant", "CreateGrant", "let a principal use a key for some operations",
+            KEY + ("grantee_principal", "operations")),
+    Command("list-grants", "ListGrants", "a key's grants", KEY, result_key="Grants"),
+    Command("list-retirable-grants", "ListRetirableGrants", "grants a principal may retire",
+            ("retiring_principal",), result_key="Grants"),
+    Command("retire-grant", "RetireGrant", "retire a grant (--grant-token, or --key-id and --grant-id)"),
+    Command("revoke-grant", "RevokeGrant", "revoke a grant", KEY + ("grant_id",)),
     # cryptographic operations
     Command("encrypt", "Encrypt", "encrypt up to 4096 bytes", KEY + ("plaintext",)),
     Command("decrypt", "Decrypt", "decrypt a ciphertext blob", ("ciphertext_blob",)),
@@ -109,7 +117,7 @@ COMMANDS: list[Command] = [
     # operator extensions (KmsAdmin)
     Command("list-orphaned-key-material", "ListOrphanedKeyMaterial",
             "kmsuser keys in the cluster that no KMS key uses (--delete removes them)", STORE, service="KmsAdmin"),
-    Command("list-audit-events", "ListAuditEvents", "the audit log (backing key deletions ...)",
+    Command("list-audit-events", "ListAuditEvents", "the audit log: who did what (--principal ARN, --event Name)",
             service="KmsAdmin", format=audit_events),
 ]
 COMMANDS_BY_NAME = {c.name: c for c in COMMANDS}

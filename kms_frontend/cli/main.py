@@ -24,7 +24,14 @@ launcher) supplies defaults, real environment variables win:
 ``--cli-binary-format`` ``KMS_CLI_BINARY_FORMAT``  ``base64`` | ``raw-in-base64-out``
 ``--cli-read-timeout`` ``KMS_CLI_READ_TIMEOUT``  seconds per call, 0 = none; 60
 ``--no-paginate``                             one page of list commands
+``--region``           ``AWS_REGION``         the Region calls are signed for
+``--profile``                                 ``~/.aws`` profile to sign with
 =====================  =====================  =================================
+
+Every call is signed with AWS Signature Version 4 (:mod:`protos.kms.v1.auth`) with the
+credentials the AWS CLI would use: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and
+``AWS_SESSION_TOKEN`` (the environment, then the env file: ``kms-cluster``'s sets the account
+root's pair), else ``--profile`` or the default profile of ``~/.aws``.
 
 Exit status as the AWS CLI's: 0 ok, 252 usage or parameter errors, 253 a bad
 environment file, 254 the service returned an error, 255 other failures (no
@@ -105,8 +112,10 @@ def add_global_options(p: argparse.ArgumentParser) -> None:
                    help=f"deadline of each call, 0 = none [KMS_CLI_READ_TIMEOUT; {DEFAULT_READ_TIMEOUT:g}]")
     g.add_argument("--no-paginate", action="store_true", default=s,
                    help="list commands: print the single page the API returns (with NextMarker/Truncated)")
-    for ignored in ("--region", "--profile"):       # accepted so that pasted `aws kms` lines run
-        g.add_argument(ignored, default=s, help=argparse.SUPPRESS)
+    g.add_argument("--region", metavar="REGION", default=s,
+                   help="Region the calls are signed for [AWS_REGION, AWS_DEFAULT_REGION; us-east-1]")
+    g.add_argument("--profile", metavar="NAME", default=s,
+                   help="sign with this ~/.aws profile's credentials instead of AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
     g.add_argument("--no-cli-pager", action="store_true", default=s, help=argparse.SUPPRESS)
 
 
@@ -116,6 +125,7 @@ PARAM_HELP = {
     "tags": "TagKey=k,TagValue=v ... or a JSON list",
     "strings": "one or more values, or a JSON list",
     "timestamp": "epoch seconds or ISO 8601",
+    "constraints": "EncryptionContextSubset={k=v,...}, EncryptionContextEquals={k=v,...} or a JSON object",
 }
 
 

@@ -20,7 +20,7 @@ AWS_NAMES = {"aws_account_id": "AWSAccountId"}
 # plain strings and lists AWS leaves out when they have no value (keys outside a custom key store ...)
 OMIT_EMPTY = frozenset({("KeyMetadata", "custom_key_store_id"), ("KeyMetadata", "cloud_hsm_cluster_id"),
                         ("KeyMetadata", "signing_algorithms"), ("AuditEventEntry", "key_id"),
-                        ("AuditEventEntry", "custom_key_store_id")})
+                        ("AuditEventEntry", "custom_key_store_id"), ("AuditEventEntry", "principal")})
 
 
 def aws_name(field: str) -> str:

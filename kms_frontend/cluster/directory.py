@@ -1,9 +1,15 @@
 """Cluster discovery: the frontend is given HSM endpoints and learns clusters
 from the nodes themselves (id, state, members, cluster certificate).
 
-Every known endpoint (configured seeds plus members that nodes report) is
-probed; a cluster's "active HSMs" are the members the frontend itself reached
-in state ACTIVE. Probing runs in the background and on demand.
+Every known endpoint (configured seeds, the HSMs the CloudHSM control plane placed, and members
+that nodes report) is probed; a cluster's "active HSMs" are the members the frontend itself
+reached in state ACTIVE. Probing runs in the background and on demand.
+
+The control plane is the directory's :class:`ClusterCatalog`: it names the endpoints of the HSMs
+it knows, and after every probe round it lays its records over what the nodes said (a cluster it
+knows with no HSM answering still exists; a deleted one is gone; each HSM's Availability Zone;
+DEGRADED while an HSM is missing). So the clusters KMS checks and those DescribeClusters shows come
+from one refresh: one view, not two.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 from cryptography import x509
@@ -31,6 +38,7 @@ class Probe:
     endpoint: str
     reachable: bool
     node_id: str = ""
+    hsm_id: str = ""
     cluster_id: str = ""
     state: str = ""
     error: str = ""
@@ -47,10 +55,30 @@ class ClusterInfo:
     trust_anchor_pem: str
     member_endpoints: list[str] = field(default_factory=list)
     active_endpoints: list[str] = field(default_factory=list)
+    zones: dict[str, str] = field(default_factory=dict)  # endpoint -> Availability Zone (control plane)
+    subnet_zones: int = 0                                # AZs of its subnets (0: not known)
 
     @property
     def active_hsms(self) -> int:
         return len(self.active_endpoints)
+
+    @property
+    def active_zones(self) -> int:
+        """Availability Zones with an active HSM (an HSM of unknown zone counts as its own)."""
+        return len({self.zones.get(e, e) for e in self.active_endpoints})
+
+    @property
+    def usable(self) -> bool:
+        """Initialised and activated: ACTIVE, or DEGRADED (active, with an HSM missing)."""
+        return self.state in ("ACTIVE", "DEGRADED")
+
+
+class ClusterCatalog(Protocol):
+    """What the CloudHSM control plane tells discovery (see the module's docstring)."""
+
+    def endpoints(self) -> list[str]: ...
+
+    def overlay(self, clusters: dict[str, ClusterInfo], probes: dict[str, Probe]) -> dict[str, ClusterInfo]: ...
 
 
 def trust_anchor_verifies(cluster: ClusterInfo, trust_anchor_pem: str) -> bool:
@@ -74,10 +102,11 @@ class ClusterDirectory:
         # members of every cluster seen since start: a known cluster whose HSMs are all down
         # has no active HSM, it did not vanish
         self.last_members: dict[str, list[str]] = {}
-        self._channels: dict[str, tuple[bytes, grpc.aio.Channel]] = {}
+        self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}  # endpoint -> (pinned PEM, channel)
         self._refresh_lock = asyncio.Lock()
         self._last_refresh = 0.0
         self.on_refresh: list[Callable[[], None]] = []  # called after every refresh (session upkeep)
+        self.catalog: ClusterCatalog | None = None
 
     async def close(self) -> None:
         for _, ch in self._channels.values():
@@ -89,6 +118,11 @@ class ClusterDirectory:
             await self.refresh()
         return self.clusters.get(cluster_id)
 
+    @property
+    def last_refresh(self) -> float:
+        """time.monotonic() of the last completed probe round."""
+        return self._last_refresh
+
     def clusters_with_certificate(self, sha256: str) -> list[ClusterInfo]:
         return [c for c in self.clusters.values() if c.certificate_sha256 == sha256]
 
@@ -96,7 +130,8 @@ class ClusterDirectory:
         async with self._refresh_lock:
             seen: set[str] = set()
             results: dict[str, tuple[Probe, hsm.Cluster | None]] = {}
-            pending = list(self.endpoints)
+            managed = self.catalog.endpoints() if self.catalog is not None else []
+            pending = list(dict.fromkeys(self.endpoints + managed))
             while pending:  # members reported by nodes are probed in the same refresh
                 batch = [e for e in pending if e not in seen]
                 seen.update(batch)
@@ -104,7 +139,8 @@ class ClusterDirectory:
                     results[endpoint] = result
                 pending = [m.endpoint for _, desc in results.values() if desc is not None
                            for m in desc.members if m.endpoint and m.endpoint not in seen]
-            self.endpoints = list(dict.fromkeys(self.seeds + list(results)))
+            # Seeds and the control plane's HSMs stay; members nodes reported are probed while reported.
+            self.endpoints = list(dict.fromkeys(self.seeds + [e for e in results if e not in managed]))
             self.probes = {e: p for e, (p, _) in results.items()}
             clusters: dict[str, ClusterInfo] = {}
             for probe, desc in results.values():
@@ -122,6 +158,8 @@ class ClusterDirectory:
                 info.active_endpoints = sorted(
                     e for e in info.member_endpoints
                     if (p := self.probes.get(e)) and p.reachable and p.cluster_id == info.cluster_id and p.state == "ACTIVE")
+            if self.catalog is not None:
+                clusters = self.catalog.overlay(clusters, self.probes)
             self.clusters = clusters
             self.last_members.update({c.cluster_id: list(c.member_endpoints) for c in clusters.values()})
             self._last_refresh = time.monotonic()
@@ -150,7 +188,8 @@ class ClusterDirectory:
             desc = None
             if status.cluster_id:
                 desc = await stub.DescribeCluster(hsm.Empty(), timeout=self.probe_timeout_s)
-            probe = Probe(endpoint, True, status.node_id, status.cluster_id, hsm.NodeState.Name(status.state), at=now)
+            probe = Probe(endpoint, True, status.node_id, status.hsm_id, status.cluster_id,
+                          hsm.NodeState.Name(status.state), at=now)
             return probe, desc
         except (grpc.aio.AioRpcError, OSError, ValueError) as exc:
             await self._forget(endpoint)

@@ -25,6 +25,14 @@ class TooFewReplicas(HsmClientError):
         self.confirmed, self.needed = confirmed, needed
 
 
+class KeyLimitReached(HsmClientError):
+    """The cluster holds as many keys as it may (CloudHSM's "maximum keys per cluster")."""
+
+    def __init__(self, limit: int, detail: str = "") -> None:
+        super().__init__(detail or f"the cluster holds its maximum of {limit} keys")
+        self.limit = limit
+
+
 class BackingKeyMissing(HsmClientError):
     """Every node that answered said it does not hold the key handle."""
 

@@ -17,7 +17,7 @@ from typing import TypeVar
 import grpc
 
 from protos.hsm.v1 import hsm_pb2 as hsm
-from protos.hsm.v1.metadata import ERROR_KEY, REPLICAS_KEY
+from protos.hsm.v1.metadata import ERROR_KEY, KEY_LIMIT_KEY, REPLICAS_KEY
 
 from .crypto_streams import HsmOpError, run_op
 from .directory import ClusterDirectory
@@ -26,6 +26,7 @@ from .errors import (
     HsmCallFailed,
     HsmStorageFull,
     InvalidCredentials,
+    KeyLimitReached,
     KmsuserLockedOut,
     KmsuserLoggedIn,
     NoHsmAvailable,
@@ -120,6 +121,9 @@ class StoreHsmClient:
             try:
                 return await call(node)
             except grpc.aio.AioRpcError as exc:
+                if _reason(exc) == "KeyLimitExceeded":  # every node holds the same keys: none would take it
+                    limit = dict(exc.trailing_metadata() or ()).get(KEY_LIMIT_KEY, "0")
+                    raise KeyLimitReached(int(limit) if limit.isdigit() else 0, exc.details() or "") from None
                 if _reason(exc) == "InsufficientReplicas":
                     # That node could not reach enough peers; another one may (a node that just
                     # came back has not linked up with its peers yet). Report the best count.

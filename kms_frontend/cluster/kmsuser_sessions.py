@@ -14,7 +14,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -24,6 +24,9 @@ from protos.hsm.v1 import hsm_pb2_grpc as hsm_grpc
 from ..observability import REQUEST_ID
 from . import channels
 from .directory import ClusterDirectory
+
+if TYPE_CHECKING:
+    from .crypto_streams import NodeStream
 
 log = logging.getLogger("kms_frontend.sessions")
 KMSUSER = "kmsuser"
@@ -47,7 +50,7 @@ class NodeSession:
     node_id: str = ""
     last_used: float = 0.0
     refused_version: int = -1  # a login failed at this kmsuser version: do not retry until it changes
-    crypto_stream: Any = None  # crypto_streams.NodeStream, opened on first use
+    crypto_stream: NodeStream | None = None  # opened on first use
 
     @property
     def open(self) -> bool:

@@ -1,7 +1,7 @@
-"""The in-memory catalogue of KMS keys and aliases, and key-reference resolution.
+"""The in-memory catalogue of KMS keys, aliases and grants, and key-reference resolution.
 
-The crypto path must not query the metadata database per request, so every key
-and alias lives here as well; mutations write the database first, then the
+The crypto path must not query the metadata database per request, so every key,
+alias and grant lives here as well; mutations write the database first, then the
 catalogue (one process owns the database). References accept what AWS accepts:
 key id, key ARN, alias name, alias ARN (``allow_alias`` off for operations that
 take only a key id or ARN).
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import errors
-from ..store.repository import AliasRecord, KeyRecord, KeyState, NotFoundError, StaleRecordError
+from ..store.repository import AliasRecord, GrantRecord, KeyRecord, KeyState, NotFoundError, StaleRecordError
 from .context import Context
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -39,9 +39,16 @@ class Catalog:
         self.arns = Arns(ctx.settings.region, ctx.settings.account_id)
         self.keys: dict[str, KeyRecord] = {}
         self.aliases: dict[str, AliasRecord] = {}
+        # Keys the periodic sweeps look at (Creating, PendingDeletion): a sweep a second must not
+        # scan 100k settled keys to find the few it acts on.
+        self._unsettled: dict[str, KeyRecord] = {}
+        self.grants: dict[str, dict[str, GrantRecord]] = {}  # key id -> grant id -> grant
+        self._grant_keys: dict[str, str] = {}                 # grant id -> key id
 
     async def load(self) -> None:
-        self.keys = {k.key_id: k for k in await self._all_keys()}
+        self.keys, self._unsettled = {}, {}
+        for k in await self._all_keys():
+            self._put(k)
         self.aliases = {}
         marker = None
         while True:
@@ -50,6 +57,9 @@ class Catalog:
             if not page.next_marker:
                 break
             marker = page.next_marker
+        self.grants, self._grant_keys = {}, {}
+        for grant in await self.ctx.db(self.ctx.repo.list_grants):
+            self._put_grant(grant)
 
     async def _all_keys(self, store_id: str | None = None) -> list[KeyRecord]:
         out, marker = [], None
@@ -63,7 +73,7 @@ class Catalog:
     async def reload_store(self, store_id: str) -> None:
         """After the connector changed many keys of a store at once (Unavailable and back)."""
         for k in await self._all_keys(store_id):
-            self.keys[k.key_id] = k
+            self._put(k)
 
     # ------------------------------------------------------------ the one write path of keys
 
@@ -87,12 +97,48 @@ class Catalog:
         except NotFoundError:
             pass
         self.keys.pop(key_id, None)
+        self._unsettled.pop(key_id, None)
         for name in [n for n, a in self.aliases.items() if a.key_id == key_id]:
             del self.aliases[name]
+        for grant_id in self.grants.pop(key_id, {}):
+            self._grant_keys.pop(grant_id, None)
 
     def _put(self, key: KeyRecord) -> KeyRecord:
         self.keys[key.key_id] = key
+        if key.key_state in (KeyState.CREATING, KeyState.PENDING_DELETION):
+            self._unsettled[key.key_id] = key
+        else:
+            self._unsettled.pop(key.key_id, None)
         return key
+
+    def in_state(self, state: KeyState) -> list[KeyRecord]:
+        """Keys in Creating or PendingDeletion, without a scan of every key."""
+        assert state in (KeyState.CREATING, KeyState.PENDING_DELETION)
+        return [k for k in self._unsettled.values() if k.key_state == state]
+
+    # ------------------------------------------------------------ grants (database first, then memory)
+
+    async def create_grant(self, grant: GrantRecord) -> GrantRecord:
+        return self._put_grant(await self.ctx.db(self.ctx.repo.create_grant, grant))
+
+    async def delete_grant(self, grant: GrantRecord) -> None:
+        try:
+            await self.ctx.db(self.ctx.repo.delete_grant, grant.grant_id)
+        except NotFoundError:
+            pass
+        self.grants.get(grant.key_id, {}).pop(grant.grant_id, None)
+        if not self.grants.get(grant.key_id):
+            self.grants.pop(grant.key_id, None)
+        self._grant_keys.pop(grant.grant_id, None)
+
+    def _put_grant(self, grant: GrantRecord) -> GrantRecord:
+        self.grants.setdefault(grant.key_id, {})[grant.grant_id] = grant
+        self._grant_keys[grant.grant_id] = grant.key_id
+        return grant
+
+    def grant(self, grant_id: str) -> GrantRecord | None:
+        key_id = self._grant_keys.get(grant_id)
+        return self.grants.get(key_id, {}).get(grant_id) if key_id is not None else None
 
     def keys_of_store(self, store_id: str) -> list[KeyRecord]:
         return [k for k in self.keys.values() if k.custom_key_store_id == store_id]

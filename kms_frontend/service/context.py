@@ -14,7 +14,13 @@ from typing import Any, TypeVar
 
 from .. import errors
 from ..secret_box import SecretBox
-from ..store.repository import CustomKeyStoreRecord, MetadataRepository, NotFoundError, StaleRecordError
+from ..store.repository import (
+    ConnectionState,
+    CustomKeyStoreRecord,
+    MetadataRepository,
+    NotFoundError,
+    StaleRecordError,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("kms_frontend.store")
@@ -60,6 +66,16 @@ class Context:
             except StaleRecordError:
                 continue
         raise StaleRecordError(f"custom key store {store_id} keeps changing")
+
+    async def connected_store(self, store_id: str, operation: str) -> CustomKeyStoreRecord:
+        """The custom key store an operation needs CONNECTED, or AWS's error for why it cannot run."""
+        store = await self.store_or_none(store_id)
+        if store is None:
+            raise errors.custom_key_store_not_found(store_id)
+        if store.connection_state != ConnectionState.CONNECTED:
+            raise errors.custom_key_store_invalid_state(store_id, store.connection_state, operation,
+                                                        [ConnectionState.CONNECTED])
+        return store
 
     async def store_or_none(self, store_id: str) -> CustomKeyStoreRecord | None:
         try:

@@ -6,20 +6,21 @@ GenerateRandom. Key state rules come first, then the store's request quota,
 then one HSM operation on some node of the store's cluster. The ciphertext blob
 names the key, its backing key handle and its store; header and encryption
 context are the AES-GCM additional data. Nothing on this path touches the
-metadata database.
+metadata database. Who may call (key policies, IAM policies, grants and their tokens) was
+decided before the operation runs (:mod:`.authorization`).
 """
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .. import errors
 from ..ciphertext import CiphertextFormatError, aad_of_encoded, header_bytes, pack_encoded, unpack
 from ..cluster.errors import BackingKeyMissing, BadCiphertext, NoHsmAvailable
 from ..cluster.hsm_client import HsmClients, StoreHsmClient
-from ..store.repository import ConnectionState, KeyRecord, KeyState
+from ..store.repository import KeyRecord, KeyState
 from .catalog import Catalog
 from .context import Context
 from .input_rules import (
@@ -105,7 +106,7 @@ class Crypto:
 
     # ------------------------------------------------------------ operations
 
-    async def encrypt(self, ref: str, plaintext: bytes, context: Mapping[str, str], grant_tokens: Sequence[str] = (),
+    async def encrypt(self, ref: str, plaintext: bytes, context: Mapping[str, str], *,
                       algorithm: str | None = None, dry_run: bool = False) -> tuple[bytes, KeyRecord]:
         encoded_context = encoded_encryption_context(context)
         key = self.usable(ref, "Encrypt")
@@ -124,9 +125,8 @@ class Crypto:
             raise self._hsm_error(key, exc) from None
         return pack_encoded(header, iv, ciphertext)
 
-    async def decrypt(self, blob: bytes | None, context: Mapping[str, str], key_ref: str | None = None,
-                      grant_tokens: Sequence[str] = (), algorithm: str | None = None,
-                      dry_run: bool = False) -> Decrypted:
+    async def decrypt(self, blob: bytes | None, context: Mapping[str, str], key_ref: str | None = None, *,
+                      algorithm: str | None = None, dry_run: bool = False) -> Decrypted:
         require(ciphertextBlob=blob)  # optional in the model only for the Recipient form (Nitro enclaves)
         assert blob is not None
         validate_encryption_context(context)
@@ -161,8 +161,8 @@ class Crypto:
 
     async def re_encrypt(self, blob: bytes | None, source_context: Mapping[str, str], source_key_ref: str | None,
                          destination_key_ref: str, destination_context: Mapping[str, str],
-                         source_algorithm: str | None = None, destination_algorithm: str | None = None,
-                         grant_tokens: Sequence[str] = (), dry_run: bool = False) -> tuple[bytes, KeyRecord, KeyRecord]:
+                         source_algorithm: str | None = None, destination_algorithm: str | None = None, *,
+                         dry_run: bool = False) -> tuple[bytes, KeyRecord, KeyRecord]:
         require(ciphertextBlob=blob)
         assert blob is not None
         validate_encryption_context(source_context, field="sourceEncryptionContext")
@@ -176,7 +176,7 @@ class Crypto:
         return blob, opened.key, destination
 
     async def generate_data_key(self, ref: str, context: Mapping[str, str], number_of_bytes: int | None,
-                                key_spec: str | None, *, with_plaintext: bool, grant_tokens: Sequence[str] = (),
+                                key_spec: str | None, *, with_plaintext: bool,
                                 dry_run: bool = False) -> tuple[bytes, bytes, KeyRecord]:
         length = validate_data_key_spec(number_of_bytes, key_spec)
         encoded_context = encoded_encryption_context(context)
@@ -197,12 +197,7 @@ class Crypto:
         number_of_bytes = require_number_of_bytes(number_of_bytes)
         if not store_id:
             return os.urandom(number_of_bytes)
-        store = await self.ctx.store_or_none(store_id)
-        if store is None:
-            raise errors.custom_key_store_not_found(store_id)
-        if store.connection_state != ConnectionState.CONNECTED:
-            raise errors.custom_key_store_invalid_state(store_id, store.connection_state, "GenerateRandom",
-                                                        [ConnectionState.CONNECTED])
+        store = await self.ctx.connected_store(store_id, "GenerateRandom")
         self._throttle(store_id)
         try:
             return await self.hsms.require(store_id).random(number_of_bytes)

@@ -1,23 +1,30 @@
-"""All operation families of the frontend, built once, and the one entry point both adapters use:
-:meth:`Services.call` (validate against the model, run the operation, shape its result)."""
+"""All operation families of the frontend, built once, and the one entry point every adapter uses:
+:meth:`Services.call` (validate against the model, authorize the caller, run the operation,
+shape its result, keep the audit trail)."""
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from .. import errors, observability
 from ..cluster.hsm_client import HsmClients
 from .aliases import Aliases
+from .audit import AuditTrail
+from .authorization import Authorizer, Caller
 from .catalog import Catalog
 from .connections import Connections
 from .context import Context
 from .crypto import Crypto
+from .grants import Grants, GrantTokens
 from .key_stores import KeyStores
 from .keys import KmsKeys
 from .model import Params, ServiceModel
 from .operations import OPERATIONS, Operation
 from .policies import Policies
+from .principals import Identities
 from .shapes import Shape
+from .sts import Sts
 from .tags import Tags
 
 T = TypeVar("T")
@@ -39,34 +46,56 @@ def run_to_end(operation: Awaitable[T]) -> Awaitable[T]:
 
 
 class Services:
-    def __init__(self, ctx: Context, hsms: HsmClients, model: ServiceModel | None = None,
+    def __init__(self, ctx: Context, hsms: HsmClients, identities: Identities, model: ServiceModel | None = None,
                  operations: dict[str, Operation] = OPERATIONS) -> None:
         self.ctx, self.hsms, self.directory = ctx, hsms, hsms.directory
         self.model = model or ServiceModel()
         self.operations = operations
         self.account_id = ctx.settings.account_id
+        self.identities = identities
         self.catalog = Catalog(ctx)
+        self.tokens = GrantTokens(ctx.box)
+        self.authorizer = Authorizer(self.catalog, identities, self.tokens, self.account_id, ctx.clock)
+        self.policies = Policies(self.catalog, self.authorizer)
         self.connections = Connections(ctx, hsms)
         self.key_stores = KeyStores(ctx, self.directory, self.connections)
-        self.keys = KmsKeys(ctx, self.catalog, self.directory, hsms)
+        self.keys = KmsKeys(ctx, self.catalog, self.directory, hsms, self.policies)
         self.aliases = Aliases(ctx, self.catalog)
         self.tags = Tags(self.catalog)
-        self.policies = Policies(self.catalog)
+        self.grants = Grants(ctx, self.catalog, self.authorizer, self.tokens)
         self.crypto = Crypto(ctx, self.catalog, hsms)
+        self.sts = Sts(identities)
+        self.audit = AuditTrail(ctx, self.model)
         self.connections.on_keys_changed = self.catalog.reload_store
 
     def offers(self, operation: str) -> bool:
         return operation in self.operations
 
-    async def call(self, operation: str, params: Params) -> Shape | None:
-        """Run one operation by its AWS name: the model's checks first (every violation in one
-        ValidationException), then its rules. An operation that changes state runs to its end
-        even if the caller hangs up."""
+    async def call(self, operation: str, params: Params, caller: Caller) -> Shape | None:
+        """Run one operation by its AWS name for ``caller``: the model's checks first (every
+        violation in one ValidationException), then the evaluator, then its rules. An operation
+        that changes state runs to its end even if the caller hangs up."""
         op = self.operations[operation]
         self.model.validate(operation, params)
         if op.changes_state:
-            return await run_to_end(op.handler(self, params))
-        return await op.handler(self, params)
+            return await run_to_end(self._run(op, params, caller))
+        return await self._run(op, params, caller)
+
+    async def _run(self, op: Operation, params: Params, caller: Caller) -> Shape | None:
+        keys: list = []
+        try:
+            keys = self.authorizer.authorize(op, params, caller)
+            result = await op.handler(self, params, caller)
+        except errors.KmsError as exc:
+            await self.audit.record(op, caller, params, keys, exc.name, getattr(exc, "resource", None))
+            raise
+        except BaseException as exc:
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            await self.audit.record(op, caller, params, keys,
+                                    "Cancelled" if cancelled else errors.KMSInternalException.name)
+            raise
+        await self.audit.record(op, caller, params, keys, observability.OK)
+        return result
 
 
 async def finish_abandoned(timeout_s: float) -> None:

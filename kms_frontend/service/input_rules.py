@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from .. import errors
 from ..ciphertext import MAX_ENCODED_CONTEXT_BYTES, encode_context
+from ..store.repository import Page
 
 MAX_TAGS_PER_KEY = 50
 POLICY_SIZE_QUOTA = 32768  # bytes (documented quota); the model allows 131072 characters
@@ -152,3 +153,15 @@ def require_number_of_bytes(number_of_bytes: int | None) -> int:
     require(numberOfBytes=number_of_bytes)
     assert number_of_bytes is not None
     return number_of_bytes
+
+
+def paginate(items: list, limit: int, marker: str | None) -> Page:
+    """Offset paging over a small in-memory list; the marker is the next offset."""
+    try:
+        start = int(marker) if marker else 0
+    except ValueError:
+        raise errors.InvalidMarkerException("The request was rejected because the marker is not valid.") from None
+    if start < 0 or start > len(items):
+        raise errors.InvalidMarkerException("The request was rejected because the marker is not valid.")
+    end = start + limit
+    return Page(items[start:end], str(end) if end < len(items) else None)

@@ -69,9 +69,16 @@ class KeyStores:
         info = await self.directory.lookup(cluster_id, max_age_s=0.0)
         if info is None:
             raise errors.cloud_hsm_cluster_not_found(cluster_id)
-        if info.state != "ACTIVE":
+        if not info.usable:
             raise errors.cloud_hsm_cluster_not_active(cluster_id, info.state)
         return info
+
+    @staticmethod
+    def _require_two_zones(info: ClusterInfo) -> None:
+        """Two active HSMs, each in a different Availability Zone, in a cluster whose subnets span two."""
+        if (0 < info.subnet_zones < 2) or info.active_zones < MIN_HSMS_CREATE:
+            raise errors.cloud_hsm_cluster_invalid_configuration(
+                info.cluster_id, info.active_hsms, MIN_HSMS_CREATE, info.active_zones, info.subnet_zones)
 
     def _password_matches(self, store: CustomKeyStoreRecord, password: str) -> bool:
         current = open_password(self.ctx, store.custom_key_store_id, store.sealed_password)["password"]
@@ -104,8 +111,7 @@ class KeyStores:
         user = await self._store_using_certificate(info.certificate_sha256)
         if user is not None:
             raise errors.cloud_hsm_cluster_in_use(cluster_id, user.custom_key_store_id)
-        if info.active_hsms < MIN_HSMS_CREATE:
-            raise errors.cloud_hsm_cluster_invalid_configuration(cluster_id, info.active_hsms, MIN_HSMS_CREATE)
+        self._require_two_zones(info)
         store_id = new_store_id()
         record = CustomKeyStoreRecord(
             custom_key_store_id=store_id, custom_key_store_name=name, cloud_hsm_cluster_id=cluster_id,
@@ -154,9 +160,7 @@ class KeyStores:
             info = await self._cluster(req.cloud_hsm_cluster_id)
             if info.certificate_sha256 != store.cluster_certificate_fingerprint:
                 raise errors.cloud_hsm_cluster_not_related(req.cloud_hsm_cluster_id, store.cloud_hsm_cluster_id)
-            if info.active_hsms < MIN_HSMS_CREATE:
-                raise errors.cloud_hsm_cluster_invalid_configuration(
-                    req.cloud_hsm_cluster_id, info.active_hsms, MIN_HSMS_CREATE)
+            self._require_two_zones(info)
             changes["cloud_hsm_cluster_id"] = req.cloud_hsm_cluster_id
         if req.key_store_password is not None:
             # The customer tells KMS the current password; nothing changes in the cluster.
@@ -174,7 +178,7 @@ class KeyStores:
         if store.connection_state != ConnectionState.DISCONNECTED:
             return  # already connecting or connected: nothing to do
         info = await self.directory.lookup(store.cloud_hsm_cluster_id)
-        if info is not None and info.state != "ACTIVE":
+        if info is not None and not info.usable:
             raise errors.cloud_hsm_cluster_not_active(store.cloud_hsm_cluster_id, info.state)
         await self.ctx.update_store(store_id, connection_state=ConnectionState.CONNECTING, connection_error_code=None)
         self.connections.start_connect(store_id)

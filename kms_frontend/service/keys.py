@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import errors
 from ..cluster.directory import ClusterDirectory
-from ..cluster.errors import HsmClientError, HsmStorageFull, NoHsmAvailable, TooFewReplicas
+from ..cluster.errors import HsmClientError, HsmStorageFull, KeyLimitReached, NoHsmAvailable, TooFewReplicas
 from ..cluster.hsm_client import HsmClients
 from ..store.repository import (
     AuditEvent,
@@ -32,21 +32,18 @@ from ..store.repository import (
 )
 from .catalog import Catalog
 from .context import Context
-from .input_rules import page_limit, validate_pending_window, validate_policy, validate_tags
+from .input_rules import page_limit, validate_pending_window, validate_tags
+from .policies import default_policy
+
+if TYPE_CHECKING:
+    from .authorization import Caller
+    from .policies import Policies
 
 log = logging.getLogger("kms_frontend.keys")
 DAY_MS = 86_400_000
 MIN_HSMS_CREATE_KEY = 2
 HSM_KEY_BYTES = 32
 REPLICA_TIMEOUT_MS = 5000
-
-
-def default_policy(account_id: str) -> str:
-    return json.dumps({
-        "Version": "2012-10-17", "Id": "key-default-1",
-        "Statement": [{"Sid": "Enable IAM User Permissions", "Effect": "Allow",
-                       "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"}, "Action": "kms:*", "Resource": "*"}],
-    }, separators=(",", ":"))
 
 
 @dataclass
@@ -78,13 +75,15 @@ class KmsKeys:
     """The life of KMS keys: create, describe, list, enable/disable, schedule and cancel deletion,
     the deletion sweep, crash recovery, orphaned key material and the audit log."""
 
-    def __init__(self, ctx: Context, catalog: Catalog, directory: ClusterDirectory, hsms: HsmClients) -> None:
+    def __init__(self, ctx: Context, catalog: Catalog, directory: ClusterDirectory, hsms: HsmClients,
+                 policies: Policies) -> None:
         self.ctx, self.catalog, self.directory, self.hsms = ctx, catalog, directory, hsms
+        self.policies = policies
         self._in_flight: set[str] = set()  # keys a CreateKey of this process is creating right now
 
     # ------------------------------------------------------------ CreateKey
 
-    async def create(self, req: CreateKeyRequest) -> KeyRecord:
+    async def create(self, req: CreateKeyRequest, caller: Caller) -> KeyRecord:
         origin = req.origin or "AWS_KMS"
         if req.custom_key_store_id and origin != "AWS_CLOUDHSM":
             raise errors.UnsupportedOperationException(
@@ -107,22 +106,22 @@ class KmsKeys:
                 f"KeyUsage {req.key_usage} is not supported in a custom key store; use ENCRYPT_DECRYPT.")
         if req.multi_region:
             raise errors.UnsupportedOperationException("Multi-Region keys cannot be created in a custom key store.")
-        policy = req.policy if req.policy is not None else default_policy(self.ctx.settings.account_id)
-        validate_policy(policy)
+        compiled = self.policies.parse(req.policy) if req.policy is not None else None
         if req.tags:
             validate_tags(req.tags)
-        store = await self.ctx.store_or_none(req.custom_key_store_id)  # type: ignore[arg-type]
-        if store is None:
-            raise errors.custom_key_store_not_found(req.custom_key_store_id)
-        if store.connection_state != ConnectionState.CONNECTED:
-            raise errors.custom_key_store_invalid_state(store.custom_key_store_id, store.connection_state, "CreateKey",
-                                                        [ConnectionState.CONNECTED])
+        assert req.custom_key_store_id is not None  # Origin AWS_CLOUDHSM requires it (checked above)
+        store = await self.ctx.connected_store(req.custom_key_store_id, "CreateKey")
         info = await self.directory.lookup(store.cloud_hsm_cluster_id, max_age_s=2.0)
-        active = info.active_hsms if info is not None else 0
-        if active < MIN_HSMS_CREATE_KEY:
-            raise errors.cloud_hsm_cluster_invalid_configuration(store.cloud_hsm_cluster_id, active, MIN_HSMS_CREATE_KEY)
+        zones = info.active_zones if info is not None else 0  # two active HSMs, in two Availability Zones
+        if zones < MIN_HSMS_CREATE_KEY:
+            raise errors.cloud_hsm_cluster_invalid_configuration(
+                store.cloud_hsm_cluster_id, info.active_hsms if info is not None else 0, MIN_HSMS_CREATE_KEY, zones)
         key_id = str(uuid.uuid4())
         arn = self.catalog.arns.key(key_id)
+        if compiled is not None:
+            self.policies.check_lockout(compiled, arn, caller, bypass=req.bypass_policy_lockout_safety_check,
+                                        operation="CreateKey")
+        policy = req.policy if req.policy is not None else default_policy(self.ctx.settings.account_id)
         record = KeyRecord(key_id=key_id, arn=arn, custom_key_store_id=store.custom_key_store_id,
                            cloud_hsm_cluster_id=store.cloud_hsm_cluster_id, creation_date=self.ctx.now_ms(),
                            policy=policy, key_state=KeyState.CREATING, description=req.description or "",
@@ -147,6 +146,8 @@ class KmsKeys:
                 arn, size_bytes=HSM_KEY_BYTES, min_replicas=MIN_HSMS_CREATE_KEY, timeout_ms=REPLICA_TIMEOUT_MS)
         except HsmStorageFull:
             raise errors.hsm_storage_full(cluster_id) from None
+        except KeyLimitReached as exc:  # the cluster is full: its other nodes hold the same keys
+            raise errors.cloud_hsm_key_limit(cluster_id, exc.limit) from None
         except TooFewReplicas as exc:
             raise errors.cloud_hsm_cluster_invalid_configuration(cluster_id, exc.confirmed, MIN_HSMS_CREATE_KEY) \
                 from None
@@ -157,8 +158,7 @@ class KmsKeys:
     async def recover(self) -> None:
         """Settle keys a crash left in ``Creating``: finish them if the cluster holds a
         backing key with their label, otherwise drop the record."""
-        for key in [k for k in self.catalog.keys.values()
-                    if k.key_state == KeyState.CREATING and k.key_id not in self._in_flight]:
+        for key in [k for k in self.catalog.in_state(KeyState.CREATING) if k.key_id not in self._in_flight]:
             try:
                 found = await self.hsms.require(key.custom_key_store_id).find_keys(label=key.arn)
             except HsmClientError:
@@ -235,9 +235,9 @@ class KmsKeys:
     async def delete_due(self) -> int:
         """Delete every key whose waiting period has ended (metadata, aliases, then
         best-effort backing key), recording the per-handle outcome."""
-        due = [k for k in self.catalog.keys.values()
-               if k.key_state == KeyState.PENDING_DELETION and k.deletion_date is not None
-               and k.deletion_date <= self.ctx.now_ms()]
+        now = self.ctx.now_ms()
+        due = [k for k in self.catalog.in_state(KeyState.PENDING_DELETION)
+               if k.deletion_date is not None and k.deletion_date <= now]
         for key in due:
             await self.catalog.delete_key(key.key_id)
             status = await self._delete_backing_key(key)
@@ -277,12 +277,7 @@ class KmsKeys:
     async def orphans(self, store_id: str, *, delete: bool) -> list[tuple[Orphan, str]]:
         """kmsuser-owned keys whose label names no existing KMS key; with ``delete``,
         remove them. Returns (orphan, outcome) pairs."""
-        store = await self.ctx.store_or_none(store_id)
-        if store is None:
-            raise errors.custom_key_store_not_found(store_id)
-        if store.connection_state != ConnectionState.CONNECTED:
-            raise errors.custom_key_store_invalid_state(store_id, store.connection_state, "orphan cleanup",
-                                                        [ConnectionState.CONNECTED])
+        store = await self.ctx.connected_store(store_id, "orphan cleanup")
         try:
             hsm = self.hsms.require(store_id)
             found = await hsm.find_keys()
@@ -311,13 +306,3 @@ class KmsKeys:
             raise errors.KMSInvalidStateException(
                 f"KMS cannot reach any HSM of cluster {store.cloud_hsm_cluster_id}; try again when its nodes are up.") \
                 from None
-
-    # ------------------------------------------------------------ audit log
-
-    async def audit_events(self, after_id: int, limit: int | None, event: str | None,
-                           key_ref: str | None) -> list[AuditEvent]:
-        """The audit log (backing key deletions ...), oldest first; a key by id or ARN."""
-        key_id = key_ref.rsplit("/", 1)[-1] if key_ref and key_ref.startswith("arn:") else key_ref
-        return await self.ctx.db(self.ctx.repo.list_audit_events, after_id=after_id, limit=limit or 100,
-                                 event=event or None, key_id=key_id or None)
-

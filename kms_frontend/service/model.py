@@ -11,9 +11,10 @@ spells them, blobs as bytes, timestamps as ms). Member paths are printed the way
 lowerCamelCase member names, list items as ``tags.1.member.tagKey``; sensitive strings show as
 ``'***'`` and blobs without a value.
 
-The constraints come from ``botocore.loaders.Loader().load_service_model("kms", "service-2")``;
-nothing here is written per operation. The frontend's own admin operations (orphaned key
-material, the audit log) are described in the same format in :data:`ADMIN_MODEL`.
+The constraints come from ``botocore.loaders.Loader().load_service_model("kms", "service-2")``
+(and ``"sts"`` for the STS operations the AWS endpoint serves, :data:`STS_OPERATIONS`); nothing
+here is written per operation. The frontend's own admin operations (orphaned key material, the
+audit log) are described in the same format in :data:`ADMIN_MODEL`.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from botocore.loaders import Loader
 from .. import errors
 
 Params = dict[str, Any]
+STS_OPERATIONS = ("GetCallerIdentity", "AssumeRole")
 
 ADMIN_MODEL: Mapping[str, Any] = {
     "metadata": {"targetPrefix": "KmsAdmin"},
@@ -45,13 +47,13 @@ ADMIN_MODEL: Mapping[str, Any] = {
             "KeyHandle": {"shape": "LongType"}, "Label": {"shape": "String"}, "Outcome": {"shape": "String"}}},
         "ListAuditEventsRequest": {"type": "structure", "members": {
             "AfterId": {"shape": "AuditEventIdType"}, "Limit": {"shape": "LimitType"},
-            "Event": {"shape": "String"}, "KeyId": {"shape": "String"}}},
+            "Event": {"shape": "String"}, "KeyId": {"shape": "String"}, "Principal": {"shape": "String"}}},
         "ListAuditEventsResponse": {"type": "structure", "members": {"Events": {"shape": "AuditEventList"}}},
         "AuditEventList": {"type": "list", "member": {"shape": "AuditEventEntry"}},
         "AuditEventEntry": {"type": "structure", "members": {
             "EventId": {"shape": "LongType"}, "Timestamp": {"shape": "LongType"}, "Event": {"shape": "String"},
             "KeyId": {"shape": "String"}, "CustomKeyStoreId": {"shape": "String"},
-            "DetailsJson": {"shape": "String"}}},
+            "DetailsJson": {"shape": "String"}, "Principal": {"shape": "String"}}},
         "AuditEventIdType": {"type": "long", "min": 0},
         "LongType": {"type": "long"},
         "String": {"type": "string"},
@@ -65,15 +67,31 @@ def camel(member: str) -> str:
 
 
 class ServiceModel:
-    """Operations, shapes and the constraint checks of the KMS API (plus the admin operations)."""
+    """Operations, shapes and the constraint checks of the KMS API (plus the admin operations and
+    the STS operations of the AWS endpoint, whose shapes are kept apart: the two models share
+    shape names)."""
 
-    def __init__(self, model: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, model: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = ADMIN_MODEL,
+                 sts: Mapping[str, Any] | None = None) -> None:
+        """``model``: a botocore service model (default: KMS, which also serves STS's operations on the
+        same endpoint); ``extra``: operations of our own in the same format (default: the KMS admin
+        operations; None for another service's model alone)."""
+        kms = model is None
         model = model if model is not None else Loader().load_service_model("kms", "service-2")
+        extra = extra if extra is not None else {"shapes": {}, "operations": {}}
+        if sts is None:
+            sts = Loader().load_service_model("sts", "service-2") if kms else {"shapes": {}, "operations": {}}
         self.target_prefix: str = model["metadata"]["targetPrefix"]  # "TrentService"
-        self.shapes: dict[str, Any] = {**ADMIN_MODEL["shapes"], **model["shapes"]}
+        self.shapes: dict[str, Any] = {**extra["shapes"], **model["shapes"]}
         self.kms_operations: Mapping[str, Any] = model["operations"]
-        self.operations: dict[str, Any] = {**ADMIN_MODEL["operations"], **model["operations"]}
+        self.sts_shapes: dict[str, Any] = dict(sts["shapes"])
+        self.sts_operations: dict[str, Any] = {name: sts["operations"][name] for name in STS_OPERATIONS
+                                               if name in sts["operations"]}
+        self.operations: dict[str, Any] = {**extra["operations"], **model["operations"], **self.sts_operations}
         self._patterns: dict[str, re.Pattern[str] | None] = {}
+
+    def shapes_of(self, operation: str) -> dict[str, Any]:
+        return self.sts_shapes if operation in self.sts_operations else self.shapes
 
     def input_shape(self, operation: str) -> str:
         return self.operations[operation]["input"]["shape"]
@@ -85,26 +103,27 @@ class ServiceModel:
     def validate(self, operation: str, params: Params) -> None:
         """Raise one ValidationException listing every modelled constraint ``params`` violates."""
         failures: list[str] = []
-        self._structure(self.shapes[self.input_shape(operation)], params, "", failures)
+        shapes = self.shapes_of(operation)
+        self._structure(shapes, shapes[self.input_shape(operation)], params, "", failures)
         if failures:
             raise errors.validation_error(failures)
 
     # ------------------------------------------------------------ shapes
 
-    def _value(self, shape_name: str, value: Any, path: str, failures: list[str]) -> None:
-        shape = self.shapes[shape_name]
+    def _value(self, shapes: Mapping[str, Any], shape_name: str, value: Any, path: str, failures: list[str]) -> None:
+        shape = shapes[shape_name]
         kind = shape["type"]
         if kind == "structure":
-            self._structure(shape, value, path, failures)
+            self._structure(shapes, shape, value, path, failures)
         elif kind == "list":
             self._length(shape, value, path, failures, "[" + ", ".join(map(str, value)) + "]", "value")
             for n, item in enumerate(value, start=1):
-                self._value(shape["member"]["shape"], item, f"{path}.{n}.member", failures)
+                self._value(shapes, shape["member"]["shape"], item, f"{path}.{n}.member", failures)
         elif kind == "map":
             self._length(shape, value, path, failures, None, "omitted")
             for k, v in value.items():
-                self._value(shape["key"]["shape"], k, f"{path}.key", failures)
-                self._value(shape["value"]["shape"], v, f"{path}.{k}", failures)
+                self._value(shapes, shape["key"]["shape"], k, f"{path}.key", failures)
+                self._value(shapes, shape["value"]["shape"], v, f"{path}.{k}", failures)
         elif kind == "string":
             shown = "masked" if shape.get("sensitive") else "value"
             self._length(shape, value, path, failures, value, shown)
@@ -125,7 +144,8 @@ class ServiceModel:
                 failures.append(errors.validation_failure(
                     path, f"Member must have value less than or equal to {shape['max']}", value))
 
-    def _structure(self, shape: Mapping[str, Any], value: Params, path: str, failures: list[str]) -> None:
+    def _structure(self, shapes: Mapping[str, Any], shape: Mapping[str, Any], value: Params, path: str,
+                   failures: list[str]) -> None:
         required = shape.get("required", ())
         for name, member in shape.get("members", {}).items():
             member_path = f"{path}.{camel(name)}" if path else camel(name)
@@ -134,7 +154,7 @@ class ServiceModel:
                 if name in required:
                     failures.append(errors.validation_failure(member_path, "Member must not be null"))
                 continue
-            self._value(member["shape"], item, member_path, failures)
+            self._value(shapes, member["shape"], item, member_path, failures)
 
     # ------------------------------------------------------------ constraints
 

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..store.repository import AliasRecord, ConnectionState, CustomKeyStoreRecord, KeyRecord, KeyState, Page
+from ..store.repository import (
+    AliasRecord,
+    ConnectionState,
+    CustomKeyStoreRecord,
+    GrantRecord,
+    KeyRecord,
+    KeyState,
+    Page,
+)
 from .catalog import Arns
 
 Shape = dict[str, Any]
@@ -49,6 +57,18 @@ def alias(a: AliasRecord, arns: Arns) -> Shape:
 
 def key_list_entry(k: KeyRecord) -> Shape:
     return {"KeyId": k.key_id, "KeyArn": k.arn}
+
+
+def grant(g: GrantRecord, key_arn: str) -> Shape:
+    """A GrantListEntry: ``Name`` is "" when the grant has none, as AWS lists it."""
+    entry: Shape = {"KeyId": key_arn, "GrantId": g.grant_id, "Name": g.name, "CreationDate": g.creation_date,
+                    "GranteePrincipal": g.grantee_principal, "IssuingAccount": g.issuing_account,
+                    "Operations": list(g.operations)}
+    if g.retiring_principal:
+        entry["RetiringPrincipal"] = g.retiring_principal
+    if g.constraint_type:
+        entry["Constraints"] = {g.constraint_type: dict(g.constraint_context)}
+    return entry
 
 
 def tag(key: str, value: str) -> Shape:

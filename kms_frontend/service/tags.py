@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..store.repository import Page
 from .catalog import Catalog
-from .input_rules import page_limit, validate_tag_keys, validate_tags
+from .input_rules import page_limit, paginate, validate_tag_keys, validate_tags
 from .keys import refuse_pending_deletion
 
 
@@ -28,17 +28,3 @@ class Tags:
         key = self.catalog.resolve(ref, allow_alias=False)
         items = list(key.tags.items())
         return paginate(items, page_limit(limit, default=50, maximum=50), marker)
-
-
-def paginate(items: list, limit: int, marker: str | None) -> Page:
-    """Offset paging over a small in-memory list; the marker is the next offset."""
-    from .. import errors
-
-    try:
-        start = int(marker) if marker else 0
-    except ValueError:
-        raise errors.InvalidMarkerException("The request was rejected because the marker is not valid.") from None
-    if start < 0 or start > len(items):
-        raise errors.InvalidMarkerException("The request was rejected because the marker is not valid.")
-    end = start + limit
-    return Page(items[start:end], str(end) if end < len(items) else None)

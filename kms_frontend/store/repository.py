@@ -62,7 +62,7 @@ class CustomKeyStoreRecord:
     version: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per key in the frontend's memory: no per-instance __dict__
 class KeyRecord:
     key_id: str
     arn: str
@@ -91,9 +91,29 @@ class AliasRecord:
 
 
 @dataclass(frozen=True)
+class GrantRecord:
+    """A grant on a KMS key ("Grants in AWS KMS"). ``constraint_type`` is None or
+    ``EncryptionContextEquals`` / ``EncryptionContextSubset`` with its pairs in
+    ``constraint_context``. ``token_nonce`` is what the grant's tokens are made from."""
+
+    grant_id: str
+    key_id: str
+    grantee_principal: str
+    operations: tuple[str, ...]
+    issuing_account: str  # arn:aws:iam::ACCOUNT:root
+    creation_date: int
+    name: str = ""
+    retiring_principal: str | None = None
+    constraint_type: str | None = None
+    constraint_context: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class AuditEvent:
     """An append-only audit entry, e.g. ``event="DeleteBackingKey"``, ``details={"keyHandle": 7,
-    "deletionStatus": "FAILURE"}``. ``event_id`` is assigned on append."""
+    "deletionStatus": "FAILURE"}``. ``event_id`` is assigned on append. ``principal`` is the ARN
+    of the caller (None for what the frontend does by itself, such as deleting a key whose
+    waiting period ended)."""
 
     timestamp: int
     event: str
@@ -101,6 +121,7 @@ class AuditEvent:
     custom_key_store_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     event_id: int | None = None
+    principal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -244,7 +265,7 @@ class MetadataRepository(Protocol):
         ...
 
     def delete_key(self, key_id: str) -> None:
-        """Delete the key and its aliases. Raises NotFoundError."""
+        """Delete the key, its aliases and its grants. Raises NotFoundError."""
         ...
 
     def mark_store_keys_unavailable(self, custom_key_store_id: str) -> int:
@@ -281,13 +302,31 @@ class MetadataRepository(Protocol):
         """Raises NotFoundError."""
         ...
 
+    # grants ------------------------------------------------------------------
+    def create_grant(self, record: GrantRecord) -> GrantRecord:
+        """Raises NotFoundError (key), AlreadyExistsError (grant id)."""
+        ...
+
+    def list_grants(self, *, key_id: str | None = None) -> list[GrantRecord]:
+        """Grants of one key (or all), in creation order."""
+        ...
+
+    def delete_grant(self, grant_id: str) -> None:
+        """Raises NotFoundError."""
+        ...
+
     # audit log ---------------------------------------------------------------
     def append_audit_event(self, event: AuditEvent) -> AuditEvent:
         """Append; returns the event with its event_id."""
         ...
 
+    def append_audit_events(self, events: list[AuditEvent]) -> None:
+        """Append several in one transaction."""
+        ...
+
     def list_audit_events(
-        self, *, after_id: int = 0, limit: int = 100, event: str | None = None, key_id: str | None = None
+        self, *, after_id: int = 0, limit: int = 100, event: str | None = None, key_id: str | None = None,
+        principal: str | None = None,
     ) -> list[AuditEvent]: ...
 
     def close(self) -> None: ...

@@ -423,9 +423,8 @@ def test_model_validation_and_protocol_errors(env):
     status, doc = raw("TrentService.ListKeys", b"{}", content_type="text/plain")
     assert (status, doc["__type"]) == (400, "UnknownOperationException")
     # in the KMS model but not offered by a CloudHSM key store service
-    code, message, status = error_of(kms.create_grant, KeyId=main, GranteePrincipal="arn:aws:iam::1:root",
-                                     Operations=["Decrypt"])
-    assert (code, status) == ("UnsupportedOperationException", 400) and "CreateGrant" in message
+    code, message, status = error_of(kms.get_public_key, KeyId=main)
+    assert (code, status) == ("UnsupportedOperationException", 400) and "GetPublicKey" in message
 
 
 # ---------------------------------------------------------------- SigV4 refusals
@@ -610,7 +609,8 @@ async def test_configured_access_keys_and_disabled_endpoint(tmp_path):
         log = fe.log_path.read_text()
         assert "AKIDCONFIGUREDONE001" in log and "secret-one" not in log and "secret-two" not in log
 
-        assert not (off.data_dir / "aws-credentials.json").exists()
+        # with the AWS endpoint off, gRPC calls are still signed: the account root's pair is generated
+        assert (off.data_dir / "aws-credentials.json").exists()
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(off.aws_endpoint_url + "/", data=b"{}", timeout=5)
     finally:

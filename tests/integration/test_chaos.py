@@ -3,6 +3,7 @@ on fabricated histories and the fault runner's safety rule: tests/unit/cluster_t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -20,8 +21,9 @@ def run(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedPr
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("chaos") / "cluster"
-    up = run("cluster_tools.launcher", "--dir", str(root), "up", "--detach", "--base-port", str(free_port()),
-             "--port", str(free_port()), "--aws-port", str(free_port()), timeout=180)
+    up = run("cluster_tools.launcher", "--dir", str(root), "up", "--detach", "--address-prefix",
+             f"127.{150 + os.getpid() % 50}", "--port", str(free_port()), "--aws-port", str(free_port()),
+             "--metrics-port", str(free_port()), timeout=180)
     assert up.returncode == 0, up.stderr
     try:
         yield root
@@ -46,6 +48,9 @@ def test_kms_load_prints_the_table_and_writes_every_operation_to_the_json_report
         assert 0 < entry["latency_ms"]["p50"] <= entry["latency_ms"]["p99"] <= entry["latency_ms"]["max"]
     assert doc["total"]["calls"] == sum(doc["operations"][op]["calls"] for op in OPS)
     assert doc["total"]["throughput_rps"] > 0 and doc["config"]["protocol"] == "grpc"
+    page = (tmp_path / "load.html").read_text()  # beside the JSON: the page and its plots
+    assert page.count("data:image/png;base64,") == 2 and f"{doc['total']['calls']}" in page
+    assert (tmp_path / "load-latency.png").exists() and (tmp_path / "load-throughput.png").exists()
     # the same driver over the AWS JSON endpoint (boto3), endpoint and keys from state.json
     aws = run("cluster_tools.load", "--cluster-dir", str(cluster), "--protocol", "aws", "--duration", "1s",
               "--concurrency", "2", "--mix", "encrypt=1,decrypt=1", "--quiet")
@@ -64,6 +69,11 @@ def test_chaos_run_with_kill_restart_and_pause_passes(cluster, tmp_path):
                  "fault resume node3 -> up"):
         assert line in r.stdout
     doc = json.loads((out / "report.json").read_text())
+    page = (out / "report.html").read_text()
+    assert "verdict: PASS" in page and page.count("data:image/png;base64,") == 3  # latency, throughput, nodes
+    assert all((out / f"{name}.png").stat().st_size > 10_000 for name in ("latency", "throughput", "nodes"))
+    assert any(r["type"] == "node" and r["state"] == "unreachable" and r["node"] == "node2"
+               for r in map(json.loads, (out / "history.jsonl").read_text().splitlines()))  # sampled while down
     checks = {c["name"]: c for c in doc["checks"]}
     assert all(c["passed"] for c in checks.values()) and set(checks) == {
         "ciphertexts", "keys", "consistency", "availability", "recovery"}
@@ -105,3 +115,30 @@ def test_chaos_node_down_across_membership_changes_catches_up(cluster, tmp_path)
             "--out", str(out), "--quiet", timeout=150)
     assert "fault restart node3 -> up" in r.stdout, r.stdout[-3000:]
     assert r.returncode == 0 and "kms-chaos verdict: PASS" in r.stdout, r.stdout[-3000:]
+
+
+def test_chaos_run_with_delete_hsm_and_create_hsm_through_the_api_passes(cluster, tmp_path):
+    """The CloudHSM control plane's DeleteHsm and CreateHsm as faults: the HSM's node is stopped and its
+    data removed, then a new HSM (new id, seeded from a fresh backup) takes its place under load."""
+    out = tmp_path / "run"
+    before = json.loads(run("cluster_tools.launcher", "--dir", str(cluster), "status", "--json").stdout)
+    r = run("cluster_tools.chaos.cli", "--cluster-dir", str(cluster), "--duration", "10s", "--seed", "5",
+            "--fault", "delete-hsm:node3@1s,create-hsm:node3@4s", "--create-key-every", "2s", "--out", str(out),
+            "--keep", "--quiet", timeout=240)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "kms-chaos verdict: PASS" in r.stdout
+    assert "fault delete-hsm node3 -> removed" in r.stdout and "fault create-hsm node3 -> up" in r.stdout
+    doc = json.loads((out / "report.json").read_text())
+    assert {c["name"]: c for c in doc["checks"]}["recovery"]["counts"]["by_kind"] == {"delete-hsm": 1,
+                                                                                       "create-hsm": 1}
+    after = json.loads(run("cluster_tools.launcher", "--dir", str(cluster), "status", "--json").stdout)
+    old, new = before["nodes"][2]["hsm_id"], after["nodes"][2]["hsm_id"]
+    assert old != new and new in {h["hsm_id"] for h in after["cluster"]["hsms"]}
+    assert old not in {h["hsm_id"] for h in after["cluster"]["hsms"]}
+    assert [n["health"] for n in after["nodes"]] == ["ACTIVE"] * 3
+    # kms-chaos turned the control plane's replacement off for its raw faults, and back afterwards
+    tags = subprocess.run([sys.executable, "-c", "import json,sys; from cluster_tools.launcher import Cluster; "
+                           "c = Cluster(__import__('pathlib').Path(sys.argv[1])); "
+                           "print(json.dumps(c.api().tags(c.state.cluster_id)))", str(cluster)],
+                          capture_output=True, text=True, timeout=60)
+    assert "replace-failed-hsm-after" not in tags.stdout, tags.stdout + tags.stderr

@@ -9,9 +9,9 @@ import json
 import grpc
 import pytest
 
+from backup_store import BackupStore
 from hsm_node import certs
 from hsm_node.backup_crypto import backup_aad, open_backup
-from hsm_node.backup_store import BackupStore
 from protos.hsm.v1 import hsm_pb2 as pb
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 from tests.harness import CU_PASSWORD, Lab, NodeProcess, co, login, wait_until

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from botocore.credentials import Credentials
 
+from protos.kms.v1 import auth as kms_auth
 from protos.kms.v1 import kms_pb2 as kms
 from protos.kms.v1 import kms_pb2_grpc as kms_grpc
 from tests.harness import free_port, wait_until
@@ -87,6 +89,14 @@ class Compose:
         start = logs.rfind("\n{") + 1  # a re-run container keeps the logs of earlier runs: take the last report
         return json.loads(logs[start:])
 
+    def root_channel(self) -> grpc.aio.Channel:
+        """A channel to the frontend's gRPC port signed as the account root (the pair in the secrets volume)."""
+        pair = subprocess.run(["docker", "exec", self.container("frontend"), "cat", "/secrets/aws-access-keys"],
+                              capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+        key_id, _, secret = pair.partition(":")
+        return kms_auth.aio_channel(f"127.0.0.1:{self.ports['KMS_GRPC_PORT']}", Credentials(key_id, secret),
+                                    "us-east-1")
+
     def hsm_mgmt(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """hsm-mgmt inside the compose network, with the operator's state (trust anchor, env)."""
         return self.run("run", "--rm", "--no-deps", "-e", "HSM_ENV_FILE=/state/env", "init", "hsm-mgmt", *args,
@@ -102,13 +112,18 @@ def compose():
         yield c
     finally:
         c.run("down", "-v", "--remove-orphans", "--rmi", "all", timeout=300, check=False)
+        # volumes of HSM containers the supervisor made (not declared in compose.yaml)
+        left = subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={c.project}"],
+                              capture_output=True, text=True).stdout.split()
+        if left:
+            subprocess.run(["docker", "volume", "rm", "-f", *left], capture_output=True)
 
 
 async def test_compose_cluster_serves_survives_a_killed_hsm_and_catches_it_up(compose):
     first = compose.init_result()
     assert first["connection_state"] == "CONNECTED"
     store_id = first["custom_key_store_id"]
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{compose.ports['KMS_GRPC_PORT']}") as ch:
+    async with compose.root_channel() as ch:
         stub = kms_grpc.KmsStub(ch)
         key = (await stub.CreateKey(kms.CreateKeyRequest(origin="AWS_CLOUDHSM", custom_key_store_id=store_id))).key_metadata
         ctx = {"purpose": "compose-test"}
@@ -175,3 +190,44 @@ def test_kms_chaos_on_the_compose_cluster_passes(compose, tmp_path):
     checks = {c["name"]: c for c in json.loads((out / "report.json").read_text())["checks"]}
     assert all(c["passed"] for c in checks.values())
     assert checks["ciphertexts"]["counts"]["acknowledged"] > 50
+
+
+def _aws_keys(compose) -> tuple[str, str]:
+    pair = subprocess.run(["docker", "exec", compose.container("frontend"), "cat", "/secrets/aws-access-keys"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    key_id, _, secret = pair.partition(":")
+    return key_id, secret
+
+
+async def test_the_cloudhsm_api_serves_and_starts_hsm_containers(compose):
+    """boto3's cloudhsmv2 on the published AWS port: the init cluster with its three HSMs, then
+    CreateHsm starts an HSM container through the supervisor and DeleteHsm removes it."""
+    import boto3
+    first = compose.init_result()
+    key_id, secret = _aws_keys(compose)
+    hsm = boto3.client("cloudhsmv2", endpoint_url=f"http://127.0.0.1:{compose.ports['KMS_AWS_PORT']}",
+                       region_name="us-east-1", aws_access_key_id=key_id, aws_secret_access_key=secret)
+
+    def cluster() -> dict:
+        return hsm.describe_clusters(Filters={"clusterIds": [first["cluster_id"]]})["Clusters"][0]
+    c = await wait_until(lambda: len(cluster()["Hsms"]) == 3 and cluster(), timeout=60, what="the 3 compose HSMs")
+    assert c["State"] == "ACTIVE" and {h["State"] for h in c["Hsms"]} == {"ACTIVE"}
+    assert len({h["AvailabilityZone"] for h in c["Hsms"]}) == 3
+    assert hsm.describe_backups(Filters={"clusterIds": [first["cluster_id"]]})["Backups"]
+
+    new = hsm.create_hsm(ClusterId=first["cluster_id"], AvailabilityZone=c["Hsms"][0]["AvailabilityZone"])["Hsm"]
+    active = await wait_until(lambda: next((h for h in cluster()["Hsms"] if h["HsmId"] == new["HsmId"]
+                                            and h["State"] == "ACTIVE"), None), timeout=240, interval=1,
+                              what="the new HSM container ACTIVE")
+    assert active["EniIp"]
+    name = f"{compose.project}-{new['HsmId']}"
+    assert subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", name], capture_output=True,
+                          text=True).stdout.strip() == "true"
+    members = json.loads(compose.hsm_mgmt("--json", "describeCluster").stdout)["members"]
+    assert new["HsmId"] in {m["hsm_id"] for m in members}
+
+    hsm.delete_hsm(ClusterId=first["cluster_id"], HsmId=new["HsmId"])
+    await wait_until(lambda: new["HsmId"] not in {h["HsmId"] for h in cluster()["Hsms"]}, timeout=180, interval=1,
+                     what="the HSM deleted")
+    gone = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"name={name}"], capture_output=True, text=True)
+    assert gone.stdout.strip() == ""

@@ -128,7 +128,7 @@ async def test_one_active_hsm_is_not_enough(env):
     u = env.u
     message = await aws_error(env.kms.create_call("x", u.cluster_id, u.anchor),
                               "CloudHsmClusterInvalidConfigurationException")
-    assert u.cluster_id in message and "1 active HSM" in message and "at least 2" in message
+    assert u.cluster_id in message and "1 active HSM" in message and "at least two active HSMs, each in a different Availability Zone" in message
     assert not (await all_stores(env.kms)).custom_key_stores
 
 

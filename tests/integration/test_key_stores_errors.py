@@ -20,6 +20,7 @@ from .test_key_stores_kit import (
     Kms,
     add_node,
     aws_error,
+    delete_cluster,
     hsm_error,
     make_cluster,
     restart_frontend,
@@ -203,15 +204,17 @@ async def test_cluster_swap_related_and_unrelated(env):
 
 
 async def test_cluster_not_found(env):
-    """The store names R; R's HSMs are gone and the frontend restarts: no node reports R."""
+    """The store names R; R's HSMs are gone: a cluster without active HSMs, even after a frontend
+    restart (the CloudHSM control plane remembers R); once R is deleted, no cluster R exists."""
     k, sid, c1, r = env.kms, env.store_id, env.c1, env.r
     assert (await k.describe(sid)).cloud_hsm_cluster_id == r.cluster_id
     r.kill()
-    # While the frontend remembers R's members, R is a cluster without active HSMs...
     await env.fails_with("INSUFFICIENT_CLOUDHSM_HSMS")
     await k.disconnected(sid)
-    # ...a frontend that never saw it (restarted) finds no node reporting it.
     await restart_frontend(k.fe)
+    await env.fails_with("INSUFFICIENT_CLOUDHSM_HSMS")
+    await k.disconnected(sid)
+    await delete_cluster(k.fe, r.cluster_id)  # as its owner would on AWS: its HSMs, then the cluster
     await env.fails_with("CLUSTER_NOT_FOUND")
     await k.disconnected(sid)
     # Switch back to a related cluster that exists (C1), with its current kmsuser password.

@@ -153,6 +153,23 @@ async def start_frontend(root: Path, endpoints: list[str], env: dict[str, str] |
     return fe
 
 
+async def delete_cluster(fe: FrontendProcess, cluster_id: str) -> None:
+    """Delete a cluster through the CloudHSM API (its HSMs first, as AWS requires), so that it no
+    longer exists for KMS (CLUSTER_NOT_FOUND), not just has no HSM answering."""
+    import boto3
+    key_id, secret = fe.aws_credentials()
+    hsm = boto3.client("cloudhsmv2", endpoint_url=fe.aws_endpoint_url, region_name="us-east-1",
+                       aws_access_key_id=key_id, aws_secret_access_key=secret)
+
+    def hsms() -> list:
+        return hsm.describe_clusters(Filters={"clusterIds": [cluster_id]})["Clusters"][0]["Hsms"]
+    await wait_until(hsms, timeout=30, what=f"the control plane to know {cluster_id}'s HSMs")
+    for h in hsms():
+        hsm.delete_hsm(ClusterId=cluster_id, HsmId=h["HsmId"])
+    await wait_until(lambda: not hsms(), timeout=60, what=f"{cluster_id}'s HSMs deleted")
+    hsm.delete_cluster(ClusterId=cluster_id)
+
+
 async def restart_frontend(fe: FrontendProcess, *, env: dict[str, str] | None = None,
                            sig: int = signal.SIGTERM) -> None:
     """Stop it (SIGTERM: graceful; SIGKILL: kill -9), then start it again on the same data."""

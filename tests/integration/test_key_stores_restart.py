@@ -21,6 +21,7 @@ from .test_key_stores_kit import (
     HsmCluster,
     Kms,
     aws_error,
+    delete_cluster,
     log_events,
     log_offset,
     make_cluster,
@@ -48,7 +49,8 @@ async def env(tmp_path_factory):
     e.kms = Kms(fe)
     e.s = await e.kms.create("crash-and-restart", e.c1.cluster_id, e.c1.anchor)
     e.d = await e.kms.create("idle", e.c2.cluster_id, e.c2.anchor)
-    e.c2.kill()  # D never connects: its cluster is gone
+    e.c2.kill()  # D never connects: its cluster is gone (its HSMs died, then it was deleted)
+    await delete_cluster(fe, e.c2.cluster_id)
     yield e
     await fe.stop()
     await e.c1.close()

@@ -81,7 +81,7 @@ class KmsEnv:
     @property
     def admin(self) -> kg.KmsAdminStub:
         if self._admin_channel is None:
-            self._admin_channel = grpc.aio.insecure_channel(self.fe.endpoint)
+            self._admin_channel = self.fe.channel(self.fe.root_credentials())
         return kg.KmsAdminStub(self._admin_channel)
 
     # ------------------------------------------------------------ store
@@ -217,12 +217,13 @@ class KmsEnv:
 
 
 async def start_env(root: Path, *, nodes: int = 3, fe_env: dict[str, str] | None = None, connect: bool = True,
-                    extra_endpoints: list[str] | None = None, name: str = "store-1") -> KmsEnv:
+                    extra_endpoints: list[str] | None = None, name: str = "store-1",
+                    node_args: list[str] | None = None) -> KmsEnv:
     """Cluster of ``nodes`` hsm-node processes, a kms-frontend, and a store on the cluster."""
     lab = Lab(root)
     fe: FrontendProcess | None = None
     try:
-        cluster = await three_node_cluster(lab, n=nodes)
+        cluster = await three_node_cluster(lab, n=nodes, node_args=node_args)
         fe = FrontendProcess(root, [n.endpoint for n in cluster] + list(extra_endpoints or []), env=dict(fe_env or {}))
         fe.start()
         await fe.wait_ready()

@@ -483,8 +483,9 @@ async def test_default_policy_and_put_get(env):
     r = await kms.ListKeyPolicies(k.ListKeyPoliciesRequest(key_id=md.key_id), timeout=CALL_TIMEOUT)
     assert list(r.policy_names) == ["default"] and not r.truncated
 
-    policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": "*",
-                                                                 "Action": "kms:Decrypt", "Resource": "*"}]}, indent=2)
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*"}]}, indent=2)
     await kms.PutKeyPolicy(k.PutKeyPolicyRequest(key_id=md.arn, policy=policy), timeout=CALL_TIMEOUT)
     assert (await kms.GetKeyPolicy(k.GetKeyPolicyRequest(key_id=md.key_id, policy_name="default"),
                                    timeout=CALL_TIMEOUT)).policy == policy  # stored verbatim
@@ -504,15 +505,16 @@ async def test_policy_errors(env):
     await put("{not json", "MalformedPolicyDocumentException")
     await put("[1, 2]", "MalformedPolicyDocumentException")
     await put('{"Version": "2012-10-17"}', "MalformedPolicyDocumentException")  # no Statement
-    big = json.dumps({"Statement": [], "pad": "x" * 32768})
+    big = json.dumps({"Statement": [], "Id": "x" * 32768})
     await put(big, "LimitExceededException")
     await put('{"Statement": [], "x": "\u20ac"}', "ValidationException",
               contains="at 'policy' failed to satisfy constraint: Member must satisfy regular expression pattern")
     await put("", "ValidationException",
               contains="at 'policy' failed to satisfy constraint: Member must have length greater than or equal to 1")
     # exactly at the quota is accepted
-    doc = {"Statement": [], "pad": ""}
-    doc["pad"] = "x" * (32768 - len(json.dumps(doc)))
+    doc = json.loads(original)
+    doc["Id"] = ""
+    doc["Id"] = "x" * (32768 - len(json.dumps(doc)))
     at_quota = json.dumps(doc)
     assert len(at_quota) == 32768
     await kms.PutKeyPolicy(k.PutKeyPolicyRequest(key_id=md.key_id, policy=at_quota), timeout=CALL_TIMEOUT)

@@ -40,7 +40,9 @@ class Kms:
     def __init__(self, cwd: Path, **env: str) -> None:
         self.cwd = cwd
         cwd.mkdir(parents=True, exist_ok=True)
-        base = {k: v for k, v in os.environ.items() if not k.startswith("KMS_")}
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("KMS_", "AWS_"))}
+        # no profile of the machine's ~/.aws may stand in for the credentials a test gives
+        base.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
         self.env = {**base, **env}
 
     async def __call__(self, *args: str, **env: str) -> Result:
@@ -106,11 +108,17 @@ async def dep(tmp_path_factory):
         fe.start()
         await fe.wait_ready()
         cluster_id = (await nodes[0].stub().GetStatus(h.Empty(), timeout=10)).cluster_id
-        yield Deployment(root, lab, nodes, fe, cluster_id, Kms(root / "cwd", KMS_ENDPOINT=fe.endpoint))
+        yield Deployment(root, lab, nodes, fe, cluster_id, Kms(root / "cwd", KMS_ENDPOINT=fe.endpoint, **root_env(fe)))
     finally:
         if fe is not None:
             await fe.stop()
         await lab.close()
+
+
+def root_env(fe: FrontendProcess) -> dict[str, str]:
+    """The variables the CLI signs its calls with (kms-cluster's env file sets the same)."""
+    key_id, secret = fe.aws_credentials()
+    return {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
 
 
 @dataclass
@@ -180,7 +188,7 @@ async def test_wait_fails_with_the_connection_error_code(tmp_path: Path) -> None
         fe.start()
         await fe.wait_ready()
         cluster_id = (await nodes[0].stub().GetStatus(h.Empty(), timeout=10)).cluster_id
-        kms = Kms(tmp_path / "cwd", KMS_ENDPOINT=f"grpc://{fe.endpoint}")
+        kms = Kms(tmp_path / "cwd", KMS_ENDPOINT=f"grpc://{fe.endpoint}", **root_env(fe))
         store_id = await kms.text("create-custom-key-store", "--custom-key-store-name", "bad-password",
                                   "--cloud-hsm-cluster-id", cluster_id,
                                   "--trust-anchor-certificate", f"file://{lab.anchor.cert_path}",
@@ -359,7 +367,8 @@ async def test_usage_errors_exit_252_before_calling(dep: Deployment) -> None:
 
 async def test_no_frontend_at_the_endpoint_exits_255(tmp_path: Path) -> None:
     port = free_port()
-    r = await Kms(tmp_path)("list-keys", "--endpoint-url", f"grpc://127.0.0.1:{port}")
+    r = await Kms(tmp_path, AWS_ACCESS_KEY_ID="AKIAEXAMPLEEXAMPLE01", AWS_SECRET_ACCESS_KEY="x" * 40)(
+        "list-keys", "--endpoint-url", f"grpc://127.0.0.1:{port}")
     assert (r.rc, r.out, r.err) == (255, "", f'\nCould not connect to the endpoint URL: "grpc://127.0.0.1:{port}"\n')
 
 
@@ -368,12 +377,15 @@ async def test_no_frontend_at_the_endpoint_exits_255(tmp_path: Path) -> None:
 
 async def test_env_file_supplies_the_endpoint_and_the_real_environment_wins(dep: Deployment, tmp_path: Path) -> None:
     (tmp_path / ".kms-cluster").mkdir()
+    key_id, secret = dep.fe.aws_credentials()
     (tmp_path / ".kms-cluster" / "env").write_text(
-        f"# written by kms-cluster\nKMS_ENDPOINT=127.0.0.1:{dep.fe.port}\nHSM_CO_PASSWORD={CU_PASSWORD}\n")
+        f"# written by kms-cluster\nKMS_ENDPOINT=127.0.0.1:{dep.fe.port}\nHSM_CO_PASSWORD={CU_PASSWORD}\n"
+        f"AWS_ACCESS_KEY_ID={key_id}\nAWS_SECRET_ACCESS_KEY={secret}\n")
     bare = Kms(tmp_path)
     assert "Keys" in (await bare.json("list-keys"))
     other = tmp_path / "other.env"
-    other.write_text(f"KMS_ENDPOINT=127.0.0.1:{free_port()}\nKMS_OUTPUT=text\n")
+    other.write_text(f"KMS_ENDPOINT=127.0.0.1:{free_port()}\nKMS_OUTPUT=text\n"
+                     f"AWS_ACCESS_KEY_ID={key_id}\nAWS_SECRET_ACCESS_KEY={secret}\n")
     r = await bare("list-keys", KMS_ENV_FILE=str(other))
     assert r.rc == 255 and "Could not connect to the endpoint URL" in r.err, r
     r = await bare("list-keys", "--query", "Keys[0].KeyId", KMS_ENV_FILE=str(other), KMS_ENDPOINT=dep.fe.endpoint)
@@ -425,9 +437,11 @@ def write_tls_material(directory: Path) -> tuple[Path, Path, Path]:
 async def test_tls_with_ca_file(dep: Deployment, tmp_path: Path) -> None:
     ca_file, cert, key = write_tls_material(tmp_path / "tls")
     other_ca, _, _ = write_tls_material(tmp_path / "other")
+    key_id, secret = dep.fe.aws_credentials()
     fe = FrontendProcess(tmp_path, [n.endpoint for n in dep.nodes], name="frontend-tls",
-                         env={"KMS_TLS_CERT": str(cert), "KMS_TLS_KEY": str(key)})
-    kms = Kms(tmp_path / "cwd", KMS_ENDPOINT=fe.endpoint)
+                         env={"KMS_TLS_CERT": str(cert), "KMS_TLS_KEY": str(key),
+                              "KMS_AWS_ACCESS_KEYS": f"{key_id}:{secret}"})
+    kms = Kms(tmp_path / "cwd", KMS_ENDPOINT=fe.endpoint, **root_env(dep.fe))
     fe.start()
     try:
         async def serving() -> bool:

@@ -11,9 +11,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-import grpc
+import boto3
 import pytest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
+from cluster_tools.launcher import Cluster
+from protos.kms.v1 import auth as kms_auth
 from protos.kms.v1 import kms_pb2 as kms
 from protos.kms.v1 import kms_pb2_grpc as kms_grpc
 from tests.harness import FrontendProcess, free_port, wait_until
@@ -24,8 +28,10 @@ def launcher(root, *args: str, timeout: float = 180) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=timeout)
 
 
-async def describe(endpoint: str) -> kms.CustomKeyStoresListEntry:
-    async with grpc.aio.insecure_channel(endpoint) as ch:
+async def describe(status: dict) -> kms.CustomKeyStoresListEntry:
+    """As the account root whose pair `up` printed (a call without a signature is refused)."""
+    credentials = Credentials(status["aws_access_key_id"], status["aws_secret_access_key"])
+    async with kms_auth.aio_channel(status["kms_endpoint"], credentials, status["region"]) as ch:
         r = await kms_grpc.KmsStub(ch).DescribeCustomKeyStores(kms.DescribeCustomKeyStoresRequest(), timeout=10)
     assert len(r.custom_key_stores) == 1
     return r.custom_key_stores[0]
@@ -33,8 +39,8 @@ async def describe(endpoint: str) -> kms.CustomKeyStoresListEntry:
 
 async def test_up_status_down_and_resume(tmp_path):
     root = tmp_path / "cluster"
-    ports = ["--base-port", str(free_port()), "--port", str(free_port()), "--aws-port", str(free_port()),
-             "--metrics-port", str(free_port())]
+    ports = ["--port", str(free_port()), "--aws-port", str(free_port()), "--metrics-port", str(free_port()),
+             "--address-prefix", f"127.{200 + os.getpid() % 50}"]
     try:
         up = launcher(root, "up", "--detach", *ports)
         assert up.returncode == 0, up.stderr
@@ -42,11 +48,15 @@ async def test_up_status_down_and_resume(tmp_path):
         status = json.loads(launcher(root, "status", "--json").stdout)
         assert status["cluster_id"].startswith("cluster-") and status["custom_key_store_id"].startswith("cks-")
         assert [n["health"] for n in status["nodes"]] == ["ACTIVE"] * 3
+        # created through the CloudHSM control plane: the same cluster and HSM ids there
+        assert status["cluster"]["cluster_id"] == status["cluster_id"] and status["cluster"]["state"] == "ACTIVE"
+        assert sorted(h["hsm_id"] for h in status["cluster"]["hsms"]) == sorted(n["hsm_id"] for n in status["nodes"])
+        assert len({h["availability_zone"] for h in status["cluster"]["hsms"]}) == 3
         assert status["aws_endpoint_url"].startswith("http://127.0.0.1:") and status["aws_access_key_id"]
         metrics = urllib.request.urlopen(status["frontend"]["metrics"], timeout=10).read().decode()
         assert "kms_custom_key_store_state" in metrics
         assert "hsm_keys" in urllib.request.urlopen(status["nodes"][0]["metrics"], timeout=10).read().decode()
-        store = await describe(status["kms_endpoint"])
+        store = await describe(status)
         assert store.connection_state == "CONNECTED" and store.custom_key_store_id == status["custom_key_store_id"]
         env = (root / "env").read_text()
         assert "HSM_TRUST_ANCHOR=" in env and "HSM_CO_PASSWORD=" in env and "KMS_ENDPOINT=" in env
@@ -61,12 +71,30 @@ async def test_up_status_down_and_resume(tmp_path):
         assert down.returncode == 0
         assert not any(n["running"] for n in json.loads(launcher(root, "status", "--json").stdout)["nodes"])
 
-        again = launcher(root, "up", "--detach")
+        # a later `up` takes a principals file; a bad one is refused before anything starts
+        bad, good = tmp_path / "bad.json", tmp_path / "principals.json"
+        bad.write_text('{"principals": [\n  {"arn": "arn:aws:iam::111122223333:user/x", "acces_keys": []}\n]}')
+        refused = launcher(root, "up", "--detach", "--principals", str(bad))
+        assert refused.returncode == 1 and f"{bad}:2:" in refused.stderr and "acces_keys" in refused.stderr
+        assert not any(n["running"] for n in json.loads(launcher(root, "status", "--json").stdout)["nodes"])
+        good.write_text(json.dumps({"principals": [
+            {"arn": "arn:aws:iam::111122223333:user/ops", "access_keys": [{"id": "AKIAOPS0000000000001",
+                                                                           "secret": "ops-secret-ops-secret"}],
+             "policies": [{"Version": "2012-10-17",
+                           "Statement": [{"Effect": "Allow", "Action": "kms:List*", "Resource": "*"}]}]}]}))
+        again = launcher(root, "up", "--detach", "--principals", str(good))
         assert again.returncode == 0, again.stderr
         resumed = json.loads(launcher(root, "status", "--json").stdout)
         assert resumed["cluster_id"] == status["cluster_id"]
         assert resumed["custom_key_store_id"] == status["custom_key_store_id"]
-        assert (await describe(resumed["kms_endpoint"])).connection_state == "CONNECTED"
+        assert (await describe(resumed)).connection_state == "CONNECTED"
+        ops = boto3.client("kms", endpoint_url=resumed["aws_endpoint_url"], region_name=resumed["region"],
+                           aws_access_key_id="AKIAOPS0000000000001", aws_secret_access_key="ops-secret-ops-secret")
+        assert ops.list_keys()["Keys"] == []
+        with pytest.raises(ClientError) as denied:
+            ops.describe_custom_key_stores()
+        assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+        assert "AWS_ENDPOINT_URL_STS=" in (root / "env").read_text()
     finally:
         launcher(root, "down")
 
@@ -144,7 +172,8 @@ def assert_no_secret_on_a_command_line(watched: Watched, secrets: list[str], *, 
     assert secrets and all(len(x) >= 16 for x in secrets), secrets
     argvs = watched.argvs()
     assert any("hsm_node.mgmt" in a for argv in argvs for a in argv), argvs  # it did run hsm-mgmt
-    assert not servers or any("hsm_node.server" in a for argv in argvs for a in argv), argvs
+    # the HSM nodes (the frontend's control plane starts them: seen in ps, not through the hook)
+    assert not servers or any(b"hsm_node.server" in c for c in watched.seen_in_ps)
     leaks = [argv for argv in argvs for x in secrets if any(x in a for a in argv)]
     assert not leaks, f"a password on a command line: {leaks}"
     assert len(watched.seen_in_ps) > 10
@@ -178,8 +207,8 @@ def watched_cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("watched")
     root = tmp / "cluster"
     watched = Watched(tmp / "watch")
-    ports = ["--base-port", str(free_port()), "--port", str(free_port()), "--aws-port", str(free_port()),
-             "--metrics-port", str(free_port())]
+    ports = ["--port", str(free_port()), "--aws-port", str(free_port()), "--metrics-port", str(free_port()),
+             "--address-prefix", f"127.{150 + os.getpid() % 50}"]
     up = watched.run("--dir", str(root), "up", "--detach", *ports)
     assert up.returncode == 0, up.stderr
     yield root, watched
@@ -213,37 +242,58 @@ async def test_state_keeps_no_secret_and_the_env_file_is_their_only_home(watched
 async def test_every_file_is_private_and_no_process_dumps_core(watched_cluster) -> None:
     root, _ = watched_cluster
     files = {str(p.relative_to(root)) for p in assert_private(root)}
-    expected = {"state.json", "env", "logs/frontend.log", "logs/node1.log", "nodes/node1/node.db",
-                "frontend/metadata.db", "secrets/hsm-master.key", "secrets/frontend-master.key",
+    hsm = Cluster(root).state.nodes[0].hsm_id
+    expected = {"state.json", "env", "logs/frontend.log", f"hsms/{hsm}/node.log", f"hsms/{hsm}/data/node.db",
+                f"hsms/{hsm}/process.json", "frontend/metadata.db", "frontend/cloudhsm.db",
+                "secrets/hsm-master.key", "secrets/frontend-master.key", "secrets/appliance.key",
                 "ca/customerCA.key"}
     assert expected <= files, expected - files
     assert any(f.startswith("backups/") for f in files), files  # activation took a backup
     assert any(f.endswith("node.db-wal") for f in files), files
-    pids = json.loads((root / "state.json").read_text())["pids"]
+    pids = Cluster(root).processes()
+    assert {"frontend", "node1", "node2", "node3"} <= set(pids), pids
     assert {name: core_limit(pid) for name, pid in pids.items()} == {name: "0 0" for name in pids}
+
+
+async def _dead(pid: int, what: str) -> None:
+    await wait_until(lambda: not Path(f"/proc/{pid}").exists()
+                     or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", what=what)
 
 
 async def test_up_after_the_frontend_was_killed_starts_it_and_keeps_the_nodes(watched_cluster) -> None:
     root, watched = watched_cluster
-    before = json.loads((root / "state.json").read_text())["pids"]
+    before = Cluster(root).processes()
     os.kill(before["frontend"], signal.SIGKILL)
-    await wait_until(lambda: not Path(f"/proc/{before['frontend']}").exists()
-                     or Path(f"/proc/{before['frontend']}/stat").read_text().split()[2] == "Z",
-                     what="the frontend to die")
+    await _dead(before["frontend"], "the frontend to die")
     again = watched.run("--dir", str(root), "up", "--detach")
     assert again.returncode == 0, again.stderr
     assert "node1, node2, node3 already running" in again.stdout, again.stdout
-    after = json.loads((root / "state.json").read_text())["pids"]
+    after = Cluster(root).processes()
     assert {n: after[n] for n in ("node1", "node2", "node3")} == {n: before[n] for n in ("node1", "node2", "node3")}
-    assert after["frontend"] != before["frontend"] and Path(f"/proc/{after['frontend']}").exists()
+    assert after["frontend"] != before["frontend"]
     status = json.loads(launcher(root, "status", "--json").stdout)
     assert status["frontend"]["running"] and [n["health"] for n in status["nodes"]] == ["ACTIVE"] * 3
-    assert (await describe(status["kms_endpoint"])).connection_state == "CONNECTED"
+    assert (await describe(status)).connection_state == "CONNECTED"
     assert_no_secret_on_a_command_line(watched, [*watched.passwords(), env_file(root)["AWS_SECRET_ACCESS_KEY"]])
     # everything running: up changes nothing and says so
     third = launcher(root, "up", "--detach")
     assert third.returncode == 0 and "frontend already running" in third.stdout, third.stdout + third.stderr
-    assert json.loads((root / "state.json").read_text())["pids"] == after
+    assert Cluster(root).processes() == after
+
+
+async def test_up_after_a_node_was_killed_starts_it_and_keeps_the_frontend(watched_cluster) -> None:
+    root, _ = watched_cluster
+    before = Cluster(root).processes()
+    os.kill(before["node2"], signal.SIGKILL)  # the frontend starts its nodes only when it starts itself
+    await _dead(before["node2"], "node2 to die")
+    again = launcher(root, "up", "--detach")
+    assert again.returncode == 0, again.stderr
+    assert "node1, node3, frontend already running" in again.stdout, again.stdout
+    after = Cluster(root).processes()
+    assert {n: after[n] for n in ("frontend", "node1", "node3")} == {n: before[n] for n in ("frontend", "node1", "node3")}
+    assert after["node2"] != before["node2"]
+    status = json.loads(launcher(root, "status", "--json").stdout)
+    assert [n["health"] for n in status["nodes"]] == ["ACTIVE"] * 3
 
 
 async def test_provision_as_compose_init_runs_it_puts_no_password_on_a_command_line(lab, tmp_path) -> None:

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def published(**env: str) -> list[str]:
+def config(**env: str) -> list[str]:
     command = shutil.which("docker-compose")
     if command is None:
         pytest.skip("no docker-compose to read compose.yaml with")
@@ -20,7 +20,11 @@ def published(**env: str) -> list[str]:
     r = subprocess.run([command, "-f", str(ROOT / "compose.yaml"), "config"], capture_output=True, text=True,
                        env={**clean, **env}, timeout=60, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
+    return r.stdout.splitlines()
+
+
+def published(**env: str) -> list[str]:
+    lines = config(**env)
     start = lines.index("  frontend:")
     ports = lines.index("    ports:", start)
     return _items(lines, ports)
@@ -42,3 +46,16 @@ def test_ports_are_on_loopback_by_default():
 def test_a_variable_opens_them_and_moves_them():
     assert published(KMS_PUBLISH_ADDRESS="0.0.0.0", KMS_GRPC_PORT="17800") == \
         ["0.0.0.0:17800:7800/tcp", "0.0.0.0:4599:4599/tcp", "0.0.0.0:9100:9100/tcp"]
+
+
+def test_no_other_service_publishes_a_port():
+    """The hsm-supervisor holds the Docker socket and the HSMs their peer ports: reached over the
+    project network only, never from the host's interfaces."""
+    lines = config(KMS_PUBLISH_ADDRESS="0.0.0.0")
+    service, publishing = "", set()
+    for line in lines:
+        if line.startswith("  ") and not line.startswith("   ") and line.strip().endswith(":"):
+            service = line.strip().rstrip(":")
+        elif line == "    ports:":
+            publishing.add(service)
+    assert publishing == {"frontend"}

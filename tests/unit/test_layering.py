@@ -1,6 +1,7 @@
 """Which package may import which (DESIGN.md, decision 1; issue 12): the servers share nothing but
 ``protos`` and ``plumbing``; they import neither their operator CLIs nor ``cluster_tools``;
-``plumbing`` knows nothing of the domain."""
+``plumbing`` knows nothing of the domain; the backup store (the directory nodes write sealed
+backups into and the CloudHSM control plane catalogues) is shared and imports neither server."""
 from __future__ import annotations
 
 import ast
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOMAIN = ("protos", "hsm_node", "kms_frontend", "cluster_tools")
+DOMAIN = ("protos", "backup_store", "hsm_node", "kms_frontend", "cluster_tools")
 
 
 def module_name(path: Path) -> str:
@@ -60,6 +61,10 @@ def test_plumbing_has_no_domain_imports() -> None:
     assert offenders("plumbing", DOMAIN) == []
 
 
+def test_the_backup_store_imports_no_server() -> None:
+    assert offenders("backup_store", ("hsm_node", "kms_frontend", "cluster_tools", "protos")) == []
+
+
 @pytest.mark.parametrize("server, other", [("hsm_node", "kms_frontend"), ("kms_frontend", "hsm_node")])
 def test_the_servers_share_only_protos_and_plumbing(server: str, other: str) -> None:
     assert offenders(server, (other, "cluster_tools")) == []
@@ -79,3 +84,16 @@ def test_the_server_processes_load_no_cli_or_tool_module() -> None:
     assert "hsm_node.server" in loaded and "kms_frontend.server" in loaded and "plumbing.drain" in loaded
     forbidden = ("hsm_node.mgmt", "kms_frontend.cli", "cluster_tools")
     assert [m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden)] == []
+
+
+def test_inside_the_frontend_imports_point_down() -> None:
+    """api -> service -> cluster -> protos (DESIGN decision 11): only cluster/ speaks hsm.v1 and
+    reads gRPC statuses of the HSMs; nothing below points back up."""
+    assert offenders("kms_frontend/service", ("grpc", "protos.hsm", "kms_frontend.api")) == []
+    assert offenders("kms_frontend/api", ("protos.hsm", "kms_frontend.cluster")) == []
+    assert offenders("kms_frontend/cluster", ("kms_frontend.service", "kms_frontend.api")) == []
+    assert offenders("kms_frontend/store", ("kms_frontend.service", "kms_frontend.api", "kms_frontend.cluster")) == []
+    # The CloudHSM control plane sits beside the service layer: its HSM calls go through
+    # cluster/appliance.py, and neither it nor KMS's rules know the adapters.
+    assert offenders("kms_frontend/controlplane", ("protos.hsm", "kms_frontend.api")) == []
+    assert offenders("kms_frontend/service", ("kms_frontend.controlplane",)) == []

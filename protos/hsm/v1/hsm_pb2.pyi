@@ -121,12 +121,14 @@ class NodeStatus(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., hsm_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., user_count: _Optional[int] = ..., key_count: _Optional[int] = ..., cluster_csr_pem: _Optional[str] = ..., cluster_certificate_pem: _Optional[str] = ..., trust_anchor_pem: _Optional[str] = ..., cluster_certificate_sha256: _Optional[str] = ..., ordinal: _Optional[int] = ..., endpoint: _Optional[str] = ..., peer_endpoint: _Optional[str] = ..., consistency_hash: _Optional[str] = ..., positions: _Optional[_Mapping[str, int]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class InitializeRequest(_message.Message):
-    __slots__ = ("signed_cluster_certificate_pem", "trust_anchor_pem")
+    __slots__ = ("signed_cluster_certificate_pem", "trust_anchor_pem", "cluster_id")
     SIGNED_CLUSTER_CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
     TRUST_ANCHOR_PEM_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     signed_cluster_certificate_pem: str
     trust_anchor_pem: str
-    def __init__(self, signed_cluster_certificate_pem: _Optional[str] = ..., trust_anchor_pem: _Optional[str] = ...) -> None: ...
+    cluster_id: str
+    def __init__(self, signed_cluster_certificate_pem: _Optional[str] = ..., trust_anchor_pem: _Optional[str] = ..., cluster_id: _Optional[str] = ...) -> None: ...
 
 class InitializeResponse(_message.Message):
     __slots__ = ("cluster_id", "state", "preco_username")
@@ -596,10 +598,12 @@ class JoinClusterRequest(_message.Message):
     def __init__(self, backup_id: _Optional[str] = ..., node_id_expected: _Optional[str] = ..., ordinal: _Optional[int] = ..., cluster_id: _Optional[str] = ...) -> None: ...
 
 class RestoreClusterRequest(_message.Message):
-    __slots__ = ("backup_id",)
+    __slots__ = ("backup_id", "cluster_id")
     BACKUP_ID_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     backup_id: str
-    def __init__(self, backup_id: _Optional[str] = ...) -> None: ...
+    cluster_id: str
+    def __init__(self, backup_id: _Optional[str] = ..., cluster_id: _Optional[str] = ...) -> None: ...
 
 class RestoreClusterResponse(_message.Message):
     __slots__ = ("cluster_id", "source_backup_id")

@@ -9,6 +9,10 @@ REPLICAS_KEY = "x-hsm-replicas"
 """Trailing metadata of an ``InsufficientReplicas`` refusal: how many nodes held the write
 before it was taken back."""
 
+KEY_LIMIT_KEY = "x-hsm-key-limit"
+"""Trailing metadata of a ``KeyLimitExceeded`` refusal: the cluster's limit of keys (CloudHSM's
+"maximum keys per cluster"); the other nodes hold the same keys, so no other node is asked."""
+
 DRAINING_KEY = "x-hsm-draining"
 """Trailing metadata (value ``"1"``) of a CryptoStream a node ended because it is stopping: its
 sessions end with it."""

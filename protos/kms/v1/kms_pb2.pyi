@@ -744,6 +744,166 @@ class ImportKeyMaterialResponse(_message.Message):
     key_id: str
     def __init__(self, key_id: _Optional[str] = ...) -> None: ...
 
+class GrantConstraints(_message.Message):
+    __slots__ = ("encryption_context_subset", "encryption_context_equals", "source_arn")
+    class EncryptionContextSubsetEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class EncryptionContextEqualsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ENCRYPTION_CONTEXT_SUBSET_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPTION_CONTEXT_EQUALS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ARN_FIELD_NUMBER: _ClassVar[int]
+    encryption_context_subset: _containers.ScalarMap[str, str]
+    encryption_context_equals: _containers.ScalarMap[str, str]
+    source_arn: str
+    def __init__(self, encryption_context_subset: _Optional[_Mapping[str, str]] = ..., encryption_context_equals: _Optional[_Mapping[str, str]] = ..., source_arn: _Optional[str] = ...) -> None: ...
+
+class CreateGrantRequest(_message.Message):
+    __slots__ = ("key_id", "grantee_principal", "retiring_principal", "operations", "constraints", "grant_tokens", "name", "dry_run", "grantee_service_principal", "retiring_service_principal")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    RETIRING_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_SERVICE_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    RETIRING_SERVICE_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    grantee_principal: str
+    retiring_principal: str
+    operations: _containers.RepeatedScalarFieldContainer[str]
+    constraints: GrantConstraints
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    name: str
+    dry_run: bool
+    grantee_service_principal: str
+    retiring_service_principal: str
+    def __init__(self, key_id: _Optional[str] = ..., grantee_principal: _Optional[str] = ..., retiring_principal: _Optional[str] = ..., operations: _Optional[_Iterable[str]] = ..., constraints: _Optional[_Union[GrantConstraints, _Mapping]] = ..., grant_tokens: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., dry_run: _Optional[bool] = ..., grantee_service_principal: _Optional[str] = ..., retiring_service_principal: _Optional[str] = ...) -> None: ...
+
+class CreateGrantResponse(_message.Message):
+    __slots__ = ("grant_token", "grant_id")
+    GRANT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    grant_token: str
+    grant_id: str
+    def __init__(self, grant_token: _Optional[str] = ..., grant_id: _Optional[str] = ...) -> None: ...
+
+class GrantListEntry(_message.Message):
+    __slots__ = ("key_id", "grant_id", "name", "creation_date", "grantee_principal", "retiring_principal", "issuing_account", "operations", "constraints", "grantee_service_principal", "retiring_service_principal")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREATION_DATE_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    RETIRING_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    ISSUING_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_SERVICE_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    RETIRING_SERVICE_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    grant_id: str
+    name: str
+    creation_date: int
+    grantee_principal: str
+    retiring_principal: str
+    issuing_account: str
+    operations: _containers.RepeatedScalarFieldContainer[str]
+    constraints: GrantConstraints
+    grantee_service_principal: str
+    retiring_service_principal: str
+    def __init__(self, key_id: _Optional[str] = ..., grant_id: _Optional[str] = ..., name: _Optional[str] = ..., creation_date: _Optional[int] = ..., grantee_principal: _Optional[str] = ..., retiring_principal: _Optional[str] = ..., issuing_account: _Optional[str] = ..., operations: _Optional[_Iterable[str]] = ..., constraints: _Optional[_Union[GrantConstraints, _Mapping]] = ..., grantee_service_principal: _Optional[str] = ..., retiring_service_principal: _Optional[str] = ...) -> None: ...
+
+class ListGrantsRequest(_message.Message):
+    __slots__ = ("limit", "marker", "key_id", "grant_id", "grantee_principal", "grantee_service_principal")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MARKER_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_SERVICE_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    marker: str
+    key_id: str
+    grant_id: str
+    grantee_principal: str
+    grantee_service_principal: str
+    def __init__(self, limit: _Optional[int] = ..., marker: _Optional[str] = ..., key_id: _Optional[str] = ..., grant_id: _Optional[str] = ..., grantee_principal: _Optional[str] = ..., grantee_service_principal: _Optional[str] = ...) -> None: ...
+
+class ListGrantsResponse(_message.Message):
+    __slots__ = ("grants", "next_marker", "truncated")
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MARKER_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    grants: _containers.RepeatedCompositeFieldContainer[GrantListEntry]
+    next_marker: str
+    truncated: bool
+    def __init__(self, grants: _Optional[_Iterable[_Union[GrantListEntry, _Mapping]]] = ..., next_marker: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class ListRetirableGrantsRequest(_message.Message):
+    __slots__ = ("limit", "marker", "retiring_principal", "retiring_service_principal")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MARKER_FIELD_NUMBER: _ClassVar[int]
+    RETIRING_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    RETIRING_SERVICE_PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    marker: str
+    retiring_principal: str
+    retiring_service_principal: str
+    def __init__(self, limit: _Optional[int] = ..., marker: _Optional[str] = ..., retiring_principal: _Optional[str] = ..., retiring_service_principal: _Optional[str] = ...) -> None: ...
+
+class ListRetirableGrantsResponse(_message.Message):
+    __slots__ = ("grants", "next_marker", "truncated")
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_MARKER_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    grants: _containers.RepeatedCompositeFieldContainer[GrantListEntry]
+    next_marker: str
+    truncated: bool
+    def __init__(self, grants: _Optional[_Iterable[_Union[GrantListEntry, _Mapping]]] = ..., next_marker: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class RetireGrantRequest(_message.Message):
+    __slots__ = ("grant_token", "key_id", "grant_id", "dry_run")
+    GRANT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    grant_token: str
+    key_id: str
+    grant_id: str
+    dry_run: bool
+    def __init__(self, grant_token: _Optional[str] = ..., key_id: _Optional[str] = ..., grant_id: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class RetireGrantResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RevokeGrantRequest(_message.Message):
+    __slots__ = ("key_id", "grant_id", "dry_run")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    grant_id: str
+    dry_run: bool
+    def __init__(self, key_id: _Optional[str] = ..., grant_id: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class RevokeGrantResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class ListOrphanedKeyMaterialRequest(_message.Message):
     __slots__ = ("custom_key_store_id", "delete")
     CUSTOM_KEY_STORE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -769,32 +929,36 @@ class ListOrphanedKeyMaterialResponse(_message.Message):
     def __init__(self, orphans: _Optional[_Iterable[_Union[OrphanedKeyMaterial, _Mapping]]] = ...) -> None: ...
 
 class ListAuditEventsRequest(_message.Message):
-    __slots__ = ("after_id", "limit", "event", "key_id")
+    __slots__ = ("after_id", "limit", "event", "key_id", "principal")
     AFTER_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     after_id: int
     limit: int
     event: str
     key_id: str
-    def __init__(self, after_id: _Optional[int] = ..., limit: _Optional[int] = ..., event: _Optional[str] = ..., key_id: _Optional[str] = ...) -> None: ...
+    principal: str
+    def __init__(self, after_id: _Optional[int] = ..., limit: _Optional[int] = ..., event: _Optional[str] = ..., key_id: _Optional[str] = ..., principal: _Optional[str] = ...) -> None: ...
 
 class AuditEventEntry(_message.Message):
-    __slots__ = ("event_id", "timestamp", "event", "key_id", "custom_key_store_id", "details_json")
+    __slots__ = ("event_id", "timestamp", "event", "key_id", "custom_key_store_id", "details_json", "principal")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOM_KEY_STORE_ID_FIELD_NUMBER: _ClassVar[int]
     DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     event_id: int
     timestamp: int
     event: str
     key_id: str
     custom_key_store_id: str
     details_json: str
-    def __init__(self, event_id: _Optional[int] = ..., timestamp: _Optional[int] = ..., event: _Optional[str] = ..., key_id: _Optional[str] = ..., custom_key_store_id: _Optional[str] = ..., details_json: _Optional[str] = ...) -> None: ...
+    principal: str
+    def __init__(self, event_id: _Optional[int] = ..., timestamp: _Optional[int] = ..., event: _Optional[str] = ..., key_id: _Optional[str] = ..., custom_key_store_id: _Optional[str] = ..., details_json: _Optional[str] = ..., principal: _Optional[str] = ...) -> None: ...
 
 class ListAuditEventsResponse(_message.Message):
     __slots__ = ("events",)

@@ -211,6 +211,31 @@ class KmsStub:
                 request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ImportKeyMaterialRequest.SerializeToString,
                 response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ImportKeyMaterialResponse.FromString,
                 _registered_method=True)
+        self.CreateGrant = channel.unary_unary(
+                '/kms.v1.Kms/CreateGrant',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.CreateGrantRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.CreateGrantResponse.FromString,
+                _registered_method=True)
+        self.ListGrants = channel.unary_unary(
+                '/kms.v1.Kms/ListGrants',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListGrantsRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListGrantsResponse.FromString,
+                _registered_method=True)
+        self.ListRetirableGrants = channel.unary_unary(
+                '/kms.v1.Kms/ListRetirableGrants',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListRetirableGrantsRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListRetirableGrantsResponse.FromString,
+                _registered_method=True)
+        self.RetireGrant = channel.unary_unary(
+                '/kms.v1.Kms/RetireGrant',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.RetireGrantRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.RetireGrantResponse.FromString,
+                _registered_method=True)
+        self.RevokeGrant = channel.unary_unary(
+                '/kms.v1.Kms/RevokeGrant',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.RevokeGrantRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.RevokeGrantResponse.FromString,
+                _registered_method=True)
 
 
 class KmsServicer:
@@ -435,6 +460,37 @@ class KmsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateGrant(self, request, context):
+        """grants
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGrants(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRetirableGrants(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetireGrant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeGrant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KmsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -612,6 +668,31 @@ def add_KmsServicer_to_server(servicer, server):
                     servicer.ImportKeyMaterial,
                     request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ImportKeyMaterialRequest.FromString,
                     response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ImportKeyMaterialResponse.SerializeToString,
+            ),
+            'CreateGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateGrant,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.CreateGrantRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.CreateGrantResponse.SerializeToString,
+            ),
+            'ListGrants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGrants,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListGrantsRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListGrantsResponse.SerializeToString,
+            ),
+            'ListRetirableGrants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRetirableGrants,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListRetirableGrantsRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListRetirableGrantsResponse.SerializeToString,
+            ),
+            'RetireGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetireGrant,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.RetireGrantRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.RetireGrantResponse.SerializeToString,
+            ),
+            'RevokeGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeGrant,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.RevokeGrantRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.RevokeGrantResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1561,6 +1642,141 @@ class Kms:
             '/kms.v1.Kms/ImportKeyMaterial',
             protos_dot_kms_dot_v1_dot_kms__pb2.ImportKeyMaterialRequest.SerializeToString,
             protos_dot_kms_dot_v1_dot_kms__pb2.ImportKeyMaterialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/CreateGrant',
+            protos_dot_kms_dot_v1_dot_kms__pb2.CreateGrantRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.CreateGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGrants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/ListGrants',
+            protos_dot_kms_dot_v1_dot_kms__pb2.ListGrantsRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.ListGrantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRetirableGrants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/ListRetirableGrants',
+            protos_dot_kms_dot_v1_dot_kms__pb2.ListRetirableGrantsRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.ListRetirableGrantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetireGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/RetireGrant',
+            protos_dot_kms_dot_v1_dot_kms__pb2.RetireGrantRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.RetireGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/RevokeGrant',
+            protos_dot_kms_dot_v1_dot_kms__pb2.RevokeGrantRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.RevokeGrantResponse.FromString,
             options,
             channel_credentials,
             insecure,

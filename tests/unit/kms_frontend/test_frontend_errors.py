@@ -173,7 +173,7 @@ def test_custom_key_store_helpers_have_their_types():
     assert "UNINITIALIZED" in errors.cloud_hsm_cluster_not_active("cluster-a", "UNINITIALIZED").message
     assert isinstance(errors.cloud_hsm_cluster_in_use("c", "cks-1"), errors.CloudHsmClusterInUseException)
     cfg = errors.cloud_hsm_cluster_invalid_configuration("c", 1, 2)
-    assert "at least 2 in different availability zones" in cfg.message
+    assert "at least two active HSMs, each in a different Availability Zone" in cfg.message
     assert isinstance(
         errors.cloud_hsm_cluster_not_related("c2", "c1"), errors.CloudHsmClusterNotRelatedException
     )

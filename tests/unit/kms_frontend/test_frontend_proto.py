@@ -36,6 +36,11 @@ OPERATIONS = [
     "GetKeyRotationStatus",
     "GetParametersForImport",
     "ImportKeyMaterial",
+    "CreateGrant",
+    "ListGrants",
+    "ListRetirableGrants",
+    "RetireGrant",
+    "RevokeGrant",
 ]
 
 

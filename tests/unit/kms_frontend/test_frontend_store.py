@@ -13,6 +13,7 @@ from kms_frontend.store import (
     CustomKeyStoreRecord,
     DuplicateAliasError,
     DuplicateStoreNameError,
+    GrantRecord,
     InvalidMarkerError,
     KeyRecord,
     MetadataRepository,
@@ -23,7 +24,7 @@ from kms_frontend.store import (
     StaleRecordError,
     StoreHasKeysError,
 )
-from kms_frontend.store.sqlite import SCHEMA_VERSION
+from kms_frontend.store.sqlite import MIGRATIONS, SCHEMA_VERSION
 
 ARN = "arn:aws:kms:us-east-1:111122223333:key/"
 
@@ -71,13 +72,43 @@ def test_satisfies_protocol(repo):
 
 
 def test_pragmas_and_schema_version(tmp_path, repo):
-    assert repo.schema_version() == SCHEMA_VERSION == 1
+    assert repo.schema_version() == SCHEMA_VERSION == 2
     raw = sqlite3.connect(tmp_path / "meta.db")
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
     assert repo._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert repo._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     raw.close()
+
+
+def test_a_version_1_file_is_migrated_keeping_its_records(tmp_path):
+    """metadata.db files written before grants existed gain the grants table and the audit
+    principal, and keep every key and audit event."""
+    path = tmp_path / "v1.db"
+    raw = sqlite3.connect(path, isolation_level=None)
+    for statement in MIGRATIONS[0]:
+        raw.execute(statement)
+    raw.execute("PRAGMA user_version = 1")
+    raw.execute("INSERT INTO audit_log (ts, event, key_id, store_id, details_json) VALUES (1, 'DeleteKey', 'k', 's', '{}')")
+    raw.close()
+    with SqliteRepository(path) as r:
+        assert r.schema_version() == 2
+        r.create_custom_key_store(store())
+        r.create_key(key(1))
+        grant = GrantRecord(grant_id="a" * 64, key_id=key(1).key_id, grantee_principal="arn:aws:iam::111122223333:root",
+                            operations=("Encrypt", "Decrypt"), issuing_account="arn:aws:iam::111122223333:root",
+                            creation_date=5, constraint_type="EncryptionContextSubset",
+                            constraint_context={"app": "x"})
+        assert r.create_grant(grant) == grant
+        assert r.list_grants(key_id=key(1).key_id) == [grant]
+        old = r.list_audit_events()
+        assert [(e.event, e.principal) for e in old] == [("DeleteKey", None)]
+        r.append_audit_events([AuditEvent(timestamp=2, event="Encrypt", principal="arn:aws:iam::111122223333:root")])
+        assert r.list_audit_events(principal="arn:aws:iam::111122223333:root")[0].event == "Encrypt"
+        r.delete_key(key(1).key_id)  # a key's grants go with it
+        assert r.list_grants() == []
+        with pytest.raises(NotFoundError):
+            r.delete_grant(grant.grant_id)
 
 
 def test_newer_schema_refused(tmp_path):

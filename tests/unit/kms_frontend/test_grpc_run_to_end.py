@@ -13,6 +13,7 @@ from kms_frontend.errors import METADATA_KEY
 from kms_frontend.service.frontend import Services
 from kms_frontend.service.model import ServiceModel
 from kms_frontend.service.operations import Operation
+from kms_frontend.service.principals import Principal
 from protos.kms.v1 import kms_pb2 as pb
 from protos.kms.v1 import kms_pb2_grpc as pb_grpc
 
@@ -37,19 +38,39 @@ class SlowOperations:
         return {}
 
     def services(self) -> Services:
-        async def describe_key(s, p):
+        async def describe_key(s, p, c):
             raise RuntimeError(f"unexpected: {p['KeyId']}")
         services = Services.__new__(Services)
         services.model = ServiceModel()
+        services.authorizer = AllowEverything()
+        services.audit = NoAudit()
         services.operations = {
-            "CreateKey": Operation("CreateKey", lambda s, p: self.work("CreateKey"), changes_state=True),
-            "Encrypt": Operation("Encrypt", lambda s, p: self.work("Encrypt"), changes_state=False),
+            "CreateKey": Operation("CreateKey", lambda s, p, c: self.work("CreateKey"), changes_state=True),
+            "Encrypt": Operation("Encrypt", lambda s, p, c: self.work("Encrypt"), changes_state=False),
             "DescribeKey": Operation("DescribeKey", describe_key, changes_state=False)}
         return services
 
 
+class AllowEverything:
+    def authorize(self, op, params, caller):  # type: ignore[no-untyped-def]
+        return []
+
+
+class NoAudit:
+    async def record(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        pass
+
+
+class AnyCaller:
+    """Stands in for the SigV4 verifier: every call is the account root."""
+
+    def verify_grpc(self, path, metadata, payload):  # type: ignore[no-untyped-def]
+        return Principal(arn="arn:aws:iam::111122223333:root", account="111122223333", kind="root",
+                         user_id="111122223333")
+
+
 async def serve(ops: SlowOperations) -> tuple[grpc.aio.Server, GrpcApi, int]:
-    api = GrpcApi(ops.services())
+    api = GrpcApi(ops.services(), AnyCaller())  # type: ignore[arg-type]
     server = grpc.aio.server()
     server.add_generic_rpc_handlers(tuple(api.handlers()))
     port = server.add_insecure_port("127.0.0.1:0")

@@ -17,6 +17,7 @@ from kms_frontend.service.keys import CreateKeyRequest, KmsKeys
 from kms_frontend.store import CustomKeyStoreRecord, KeyRecord, NotFoundError, SqliteRepository
 
 STORE = "cks-0000000000000000a"
+ROOT = None  # no Policy in these requests: the default key policy needs no lockout check, so no caller
 CLUSTER = "cluster-234567abcdef"
 
 
@@ -53,6 +54,7 @@ class FakeHsms:
 @dataclass
 class FakeClusterInfo:
     active_hsms: int = 3
+    active_zones: int = 3
 
 
 class FakeDirectory:
@@ -69,7 +71,7 @@ async def keys(tmp_path):
         trust_anchor_certificate="pem", creation_date=1, sealed_password=b"x", connection_state="CONNECTED"))
     catalog = Catalog(ctx)
     hsm = FakeHsm()
-    k = KmsKeys(ctx, catalog, FakeDirectory(), FakeHsms(hsm))  # type: ignore[arg-type]
+    k = KmsKeys(ctx, catalog, FakeDirectory(), FakeHsms(hsm), policies=None)  # type: ignore[arg-type]
     k.fake = hsm  # type: ignore[attr-defined]
     yield k
     ctx.close()
@@ -77,7 +79,7 @@ async def keys(tmp_path):
 
 async def test_recover_leaves_a_create_key_in_progress_alone(keys):
     stub = keys.fake
-    task = asyncio.create_task(keys.create(CreateKeyRequest(custom_key_store_id=STORE, origin="AWS_CLOUDHSM")))
+    task = asyncio.create_task(keys.create(CreateKeyRequest(custom_key_store_id=STORE, origin="AWS_CLOUDHSM"), ROOT))
     await asyncio.wait_for(stub.generating.wait(), timeout=5)
     creating = [k for k in keys.catalog.keys.values() if k.key_state == "Creating"]
     assert len(creating) == 1
@@ -109,6 +111,6 @@ async def test_recover_settles_crash_leftovers(keys):
 async def test_create_key_says_how_many_hsms_confirmed_when_too_few_did(keys):
     keys.fake.refuse = TooFewReplicas(1, 2, "key generation needs 2 nodes ... only 1 did")
     with pytest.raises(CloudHsmClusterInvalidConfigurationException) as caught:
-        await keys.create(CreateKeyRequest(custom_key_store_id=STORE, origin="AWS_CLOUDHSM"))
+        await keys.create(CreateKeyRequest(custom_key_store_id=STORE, origin="AWS_CLOUDHSM"), ROOT)
     assert "has 1 active HSM(s)" in caught.value.message, caught.value.message
     assert not [k for k in keys.catalog.keys.values()]  # the Creating record was taken back

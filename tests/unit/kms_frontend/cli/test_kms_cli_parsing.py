@@ -188,6 +188,25 @@ def test_tag_keys_and_grant_tokens_are_lists() -> None:
     assert list(r.grant_tokens) == ["t1"]
 
 
+def test_grant_commands_take_operations_and_constraints_as_the_aws_cli_does() -> None:
+    r = request("create-grant", "--key-id", "k", "--grantee-principal", "arn:aws:iam::111122223333:user/bob",
+                "--operations", "Encrypt", "Decrypt", "--constraints", "EncryptionContextSubset={app=demo,x=y}",
+                "--retiring-principal", "arn:aws:iam::111122223333:root", "--name", "n1")
+    assert list(r.operations) == ["Encrypt", "Decrypt"] and r.name == "n1"
+    assert dict(r.constraints.encryption_context_subset) == {"app": "demo", "x": "y"}
+    assert not r.constraints.encryption_context_equals
+    r = request("create-grant", "--key-id", "k", "--grantee-principal", "g", "--operations", "Decrypt",
+                "--constraints", '{"EncryptionContextEquals": {"a": "b"}}')
+    assert dict(r.constraints.encryption_context_equals) == {"a": "b"}
+    with pytest.raises(KmsCliError, match="EncryptionContextSubset"):
+        request("create-grant", "--key-id", "k", "--grantee-principal", "g", "--operations", "Decrypt",
+                "--constraints", "Department=IT")
+    r = request("retire-grant", "--grant-token", "tok")
+    assert r.grant_token == "tok" and not r.HasField("key_id")
+    r = request("revoke-grant", "--key-id", "k", "--grant-id", "g1")
+    assert (r.key_id, r.grant_id) == ("k", "g1")
+
+
 # ---------------------------------------------------------------- other kinds and presence
 
 
@@ -390,11 +409,21 @@ def test_invalid_base64_exits_252_before_any_call(capsys: pytest.CaptureFixture[
     assert rc == 252 and capsys.readouterr().err == '\nInvalid base64: "hello"\n'
 
 
+def test_no_credentials_exits_253_before_any_call(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    rc = cli.run(["list-keys", "--endpoint-url", "127.0.0.1:1"], environ={})
+    assert rc == 253 and "Unable to locate credentials" in capsys.readouterr().err
+
+
 def test_unreachable_endpoint_exits_255(capsys: pytest.CaptureFixture[str]) -> None:
     from tests.harness import free_port
 
     port = free_port()
-    rc = cli.run(["list-keys", "--endpoint-url", f"127.0.0.1:{port}", "--cli-read-timeout", "5"], environ={})
+    creds = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEEXAMPLE01", "AWS_SECRET_ACCESS_KEY": "secret-secret-secret"}
+    rc = cli.run(["list-keys", "--endpoint-url", f"127.0.0.1:{port}", "--cli-read-timeout", "5"], environ=creds)
     assert rc == 255
     assert capsys.readouterr().err == f'\nCould not connect to the endpoint URL: "grpc://127.0.0.1:{port}"\n'
 

@@ -1,4 +1,8 @@
-"""The backup store: a directory of sealed backups, safe to share between node processes.
+"""The backup store: a directory of sealed backups, shared by the HSM nodes (which write sealed
+backups into it and restore from them) and the CloudHSM control plane (which owns the catalogue:
+lists, deletes, restores, copies to another Region's store, marks never-expiring). Neither can open
+a blob without the deployment secret only nodes hold; this package holds no key and imports no
+server package. One store per Region.
 
 Layout of the directory::
 
@@ -180,6 +184,13 @@ class BackupMeta:
     # Store-wide write order, assigned by the store under its lock: breaks ties between
     # backups created in the same millisecond so "newest" is always well defined.
     sequence: int = field(default=0)
+    # A copy from another Region's store (CopyBackupToRegion): where it came from and when.
+    source_region: str = ""
+    copy_timestamp_ms: int = 0
+    # The ids the blob was sealed under (its authenticated data) when they differ from this
+    # backup's own: a copy keeps the original's sealed blob byte for byte.
+    sealed_backup_id: str = ""
+    sealed_cluster_id: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", BackupState(self.state))
@@ -204,6 +215,12 @@ class BackupMeta:
 
     def sort_key(self) -> tuple[int, int, str]:
         return (self.create_timestamp_ms, self.sequence, self.backup_id)
+
+    @property
+    def sealed_as(self) -> tuple[str, str]:
+        """(backup id, cluster id) the blob's authenticated data names."""
+        return (self.sealed_backup_id or self.backup_id,
+                self.sealed_cluster_id if self.sealed_backup_id else self.cluster_id)
 
 
 # One thread lock per store directory: flock already excludes other open file
@@ -430,6 +447,37 @@ class BackupStore:
             updated = replace(meta, state=BackupState.READY, delete_timestamp_ms=0)
             self._put_meta(updated)
         return updated
+
+    def set_never_expires(self, backup_id: str, never_expires: bool) -> BackupMeta:
+        """ModifyBackupAttributes: exempt a backup from its cluster's retention (or not)."""
+        validate_backup_id(backup_id)
+        with self._locked():
+            meta = self._load_meta(backup_id)
+            if meta.state == BackupState.DELETED:
+                raise BackupInvalidStateError(f"backup {backup_id} is DELETED; its attributes cannot change")
+            updated = replace(meta, never_expires=bool(never_expires))
+            self._put_meta(updated)
+        return updated
+
+    def copy_to(self, backup_id: str, destination: BackupStore, source_region: str,
+                now_ms: int | None = None) -> BackupMeta:
+        """CopyBackupToRegion: the same sealed blob, under a new id in ``destination`` (another
+        Region's store). The copy belongs to no cluster (no retention applies to it) and records
+        where it came from; it keeps the cluster certificate, so a cluster created from it shares
+        the original's backup history."""
+        meta = self.describe(backup_id)
+        if meta.state != BackupState.READY:
+            raise BackupInvalidStateError(f"backup {backup_id} is {meta.state}; only a READY backup can be copied")
+        blob = self.read_blob(backup_id)
+        sealed_id, sealed_cluster = meta.sealed_as
+        now = self._now(now_ms)
+        copy = BackupMeta(
+            backup_id=destination.new_backup_id(), cluster_id="", create_timestamp_ms=now,
+            source_backup_id=backup_id, source_cluster_id=meta.cluster_id, user_count=meta.user_count,
+            key_count=meta.key_count, trigger=meta.trigger,
+            cluster_certificate_sha256=meta.cluster_certificate_sha256, source_region=source_region,
+            copy_timestamp_ms=now, sealed_backup_id=sealed_id, sealed_cluster_id=sealed_cluster)
+        return destination.write(copy, blob, now_ms=now)
 
     def _mark_pending_deletion(self, meta: BackupMeta, now: int) -> BackupMeta:
         updated = replace(

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hsm_node.backup_crypto import backup_aad, open_backup, seal_backup
-from hsm_node.backup_store import (
+from backup_store import (
     DAY_MS,
     BackupExistsError,
     BackupInvalidStateError,
@@ -24,6 +23,7 @@ from hsm_node.backup_store import (
     new_backup_id,
     validate_retention_days,
 )
+from hsm_node.backup_crypto import backup_aad, open_backup, seal_backup
 
 T0 = 1_700_000_000_000
 CLUSTER = "cluster-abcdefghijk"
