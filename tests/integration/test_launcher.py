@@ -298,11 +298,12 @@ async def test_up_after_a_node_was_killed_starts_it_and_keeps_the_frontend(watch
 
 async def test_provision_as_compose_init_runs_it_puts_no_password_on_a_command_line(lab, tmp_path) -> None:
     nodes = [await lab.start_node(f"hsm{i}") for i in (1, 2, 3)]
-    frontend = FrontendProcess(tmp_path, [n.endpoint for n in nodes])
+    pair = "AKIAEXAMPLEEXAMPLE23:" + "s3cret/" * 6  # the account root's, as compose's secrets volume holds it
+    frontend = FrontendProcess(tmp_path, [n.endpoint for n in nodes], env={"KMS_AWS_ACCESS_KEYS": pair})
     frontend.start()
     await frontend.wait_ready()
     keys = tmp_path / "aws-access-keys"
-    keys.write_text("AKIAEXAMPLEEXAMPLE23:" + "s3cret/" * 6)
+    keys.write_text(pair)
     watched = Watched(tmp_path / "watch")
     try:
         args = ["--dir", str(tmp_path / "state"), "provision", f"--frontend={frontend.endpoint}",
