@@ -37,7 +37,8 @@ from .. import errors, observability
 from ..service.authorization import Caller
 from ..service.frontend import Services
 from . import sts_query
-from .aws_model import AwsJsonCodec, SerializationException
+from .aws_model import AwsJsonCodec
+from .aws_wire import MAX_BODY_BYTES, HttpServerLog, parse_json_body, read_body
 from .cloudhsm_json import CloudHsmEndpoint
 from .sigv4 import REFUSALS, SigV4Verifier
 from .sts_query import StsQueryCodec
@@ -47,7 +48,6 @@ log = logging.getLogger("kms_frontend.aws")
 CONTENT_TYPE = "application/x-amz-json-1.1"
 ACCEPTED_CONTENT_TYPES = ("application/x-amz-json-1.1", "application/x-amz-json-1.0")
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-MAX_BODY_BYTES = 1 << 20  # the largest request (a 128 KiB policy, JSON-escaped) fits easily
 
 
 class UnknownOperationException(errors.KmsError):
@@ -86,7 +86,8 @@ class AwsJsonEndpoint:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=self.grace)
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=self.grace,
+                                    logger=HttpServerLog(log))
         await self.runner.setup()
         self.site = web.TCPSite(self.runner, self.host, self.port)
         await self.site.start()
@@ -134,7 +135,7 @@ class AwsJsonEndpoint:
         principal = ""
         query = _is_query(request)
         try:
-            body = await request.read()
+            body = await read_body(request)
             found = self.verifier.verify(request.method, request.raw_path, request.headers.items(), body,
                                          services=("sts",) if query else ("kms",))
             caller = Caller(found.principal, request.remote, "aws", request.secure)
@@ -149,11 +150,7 @@ class AwsJsonEndpoint:
                 raise errors.UnsupportedOperationException(
                     f"{name} is not supported by this KMS endpoint, which serves custom key stores backed by "
                     "CloudHSM clusters and symmetric encryption keys in them.")
-            try:
-                document = json.loads(body) if body.strip() else {}
-            except (ValueError, UnicodeDecodeError):
-                raise SerializationException("The request body is not valid JSON.") from None
-            result = await self.services.call(name, self.codec.decode(name, document), caller)
+            result = await self.services.call(name, self.codec.decode(name, parse_json_body(body)), caller)
             return self._response(200, _json(self.codec.encode(name, result)), request_id)
         except web.HTTPException as exc:
             outcome = f"HTTP{exc.status}"

@@ -28,7 +28,8 @@ from aiohttp import web
 from .. import errors, observability
 from ..controlplane.service import ControlPlane
 from ..service.authorization import Caller
-from .aws_model import AwsJsonCodec, SerializationException
+from .aws_model import AwsJsonCodec
+from .aws_wire import parse_json_body, read_body
 from .sigv4 import REFUSALS, CredentialLookup, SigV4Verifier
 
 log = logging.getLogger("kms_frontend.aws.cloudhsm")
@@ -74,17 +75,13 @@ class CloudHsmEndpoint:
         name = observability.UNKNOWN_OPERATION
         outcome = observability.OK
         try:
-            body = await request.read()
+            body = await read_body(request)
             verifier = self._verifier(request.headers)
             found = verifier.verify(request.method, request.raw_path, request.headers.items(), body)
             caller = Caller(found.principal, request.remote, "aws", request.secure)
             operation = self._operation(request)
             name = operation
-            try:
-                document = json.loads(body) if body.strip() else {}
-            except (ValueError, UnicodeDecodeError):
-                raise SerializationException("The request body is not valid JSON.") from None
-            result = await self.plane.call(operation, self.codec.decode(operation, document), verifier.region,
+            result = await self.plane.call(operation, self.codec.decode(operation, parse_json_body(body)), verifier.region,
                                            caller)
             return _response(200, self.codec.encode(operation, result), request_id)
         except asyncio.CancelledError:
