@@ -38,7 +38,11 @@ from typing import Any
 
 import grpc
 from botocore.credentials import Credentials
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from hsm_node import certs
+from hsm_node.errors import InvalidArgument
+from hsm_node.mgmt import provision
 from kms_frontend.service.principals import load_principals_file
 from plumbing.addresses import split_endpoint
 from plumbing.envfile import EnvFileError, read_env_file
@@ -88,6 +92,7 @@ class State:
     aws_access_key_id: str = ""
     region: str = "us-east-1"
     principals_file: str = ""  # absolute path given to `up --principals`, read on every start
+    aws_tls: bool = False      # the AWS endpoint serves HTTPS with a certificate under the cluster's CA
     pids: dict[str, int] = field(default_factory=dict)
     address_prefix: str = "127.0"        # HSMs of `up` listen on <prefix>.<zone>.<n>:2225
     hsm_replace_after: float = 300.0     # seconds before the control plane replaces a silent HSM (0: never)
@@ -165,6 +170,39 @@ class Cluster:
         return self.dir / "ca" / "customerCA.crt"
 
     @property
+    def aws_url(self) -> str:
+        s = self.state
+        return f"{'https' if s.aws_tls else 'http'}://127.0.0.1:{s.aws_port}"
+
+    @property
+    def aws_ca_bundle(self) -> str:
+        """What AWS_CA_BUNDLE names for the SDKs to trust the endpoint (empty: plain HTTP)."""
+        return str(self.anchor) if self.state.aws_tls else ""
+
+    @property
+    def aws_tls_files(self) -> tuple[Path, Path]:
+        return self.dir / "tls" / "aws-endpoint.crt", self.dir / "tls" / "aws-endpoint.key"
+
+    def ensure_aws_tls(self) -> None:
+        """The AWS endpoint's certificate (127.0.0.1, localhost), issued by the cluster's CA (the
+        trust anchor, made now if this is the first run), so that one CA file is all the SDKs need."""
+        cert_path, key_path = self.aws_tls_files
+        anchor = provision.make_trust_anchor(self.anchor.parent)
+        ca_cert = certs.load_cert(anchor.cert_pem)
+        if cert_path.exists() and key_path.exists():
+            try:
+                certs.verify_issued_by(certs.load_cert(cert_path.read_bytes()), ca_cert, "the AWS endpoint certificate")
+                return
+            except (InvalidArgument, ValueError):
+                pass  # another CA's (the ca directory was replaced): issue a new one
+        key = certs.new_key()
+        cert = certs.issue_tls_cert(certs.load_key(anchor.key_path.read_bytes()), ca_cert, key,
+                                    "kms-frontend AWS endpoint", ["127.0.0.1", "localhost"],
+                                    [ExtendedKeyUsageOID.SERVER_AUTH])
+        write_private(key_path, certs.key_pem(key))
+        write_private(cert_path, certs.cert_pem(cert).encode())
+
+    @property
     def env_path(self) -> Path:
         return self.dir / "env"
 
@@ -225,12 +263,15 @@ class Cluster:
                "KMS_HSM_REPLACE_AFTER": str(s.hsm_replace_after)}
         if backup_interval is not None:
             env["KMS_HSM_BACKUP_INTERVAL"] = str(backup_interval)
+        if s.aws_tls:
+            cert, key = self.aws_tls_files
+            env.update({"KMS_AWS_TLS_CERT": str(cert), "KMS_AWS_TLS_KEY": str(key)})
         self._spawn("frontend", cmd, env)
 
     def api(self) -> cloudhsm_api.Api:
         s = self.state
-        return cloudhsm_api.Api(f"http://127.0.0.1:{s.aws_port}", s.region, s.aws_access_key_id,
-                                self.aws_secret_access_key)
+        return cloudhsm_api.Api(self.aws_url, s.region, s.aws_access_key_id, self.aws_secret_access_key,
+                                self.aws_ca_bundle or None)
 
     def processes(self) -> dict[str, int]:
         """The processes of this cluster that run now, by name: those ``up`` started (checked to be
@@ -523,18 +564,20 @@ class Cluster:
         s = self.state
         lines = {
             "HSM_ENDPOINTS": ",".join(n.endpoint for n in s.nodes),
-            "AWS_ENDPOINT_URL_CLOUDHSM_V2": f"http://127.0.0.1:{s.aws_port}",
+            "AWS_ENDPOINT_URL_CLOUDHSM_V2": self.aws_url,
             "HSM_TRUST_ANCHOR": str(self.anchor),
             "HSM_CO_USERNAME": "admin",
             "HSM_CO_PASSWORD": self.co_password,
             "KMS_ENDPOINT": f"{s.frontend_host}:{s.frontend_port}",
-            "AWS_ENDPOINT_URL_KMS": f"http://127.0.0.1:{s.aws_port}",
-            "AWS_ENDPOINT_URL_STS": f"http://127.0.0.1:{s.aws_port}",
+            "AWS_ENDPOINT_URL_KMS": self.aws_url,
+            "AWS_ENDPOINT_URL_STS": self.aws_url,
             "AWS_ACCESS_KEY_ID": s.aws_access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key,
             "AWS_REGION": s.region,
             "AWS_DEFAULT_REGION": s.region,
         }
+        if self.aws_ca_bundle:  # boto3, the AWS CLI and the Encryption SDK trust the endpoint through it
+            lines["AWS_CA_BUNDLE"] = self.aws_ca_bundle
         write_private(self.env_path, "".join(f"{k}={v}\n" for k, v in lines.items()).encode())
 
     def describe_cluster(self) -> dict | None:
@@ -560,7 +603,8 @@ class Cluster:
         alive = self.running()
         return {
             "directory": str(self.dir), "cluster_id": s.cluster_id, "custom_key_store_id": s.store_id,
-            "kms_endpoint": f"127.0.0.1:{s.frontend_port}", "aws_endpoint_url": f"http://127.0.0.1:{s.aws_port}",
+            "kms_endpoint": f"127.0.0.1:{s.frontend_port}", "aws_endpoint_url": self.aws_url,
+            "aws_ca_bundle": self.aws_ca_bundle,
             "region": s.region, "aws_access_key_id": s.aws_access_key_id,
             "aws_secret_access_key": self.aws_secret_access_key,
             "trust_anchor": str(self.anchor), "env_file": str(self.env_path),
@@ -638,6 +682,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"kms-cluster: {path} was open to other users (mode {mode:04o}); made it private", file=sys.stderr)
     if args.principals is not None:
         s.principals_file = str(Path(args.principals).resolve()) if args.principals else ""
+    if args.aws_tls is not None:
+        s.aws_tls = args.aws_tls
     if s.principals_file:
         try:  # refused here, before anything starts, with the frontend's own message
             load_principals_file(s.principals_file)
@@ -669,6 +715,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if kept:
         print(f"kms-cluster: {', '.join(kept)} already running from {c.dir}: kept")
     try:
+        if s.aws_tls:
+            c.ensure_aws_tls()
         if legacy:
             for spec in s.nodes:
                 if spec.name not in kept:
@@ -726,7 +774,7 @@ def print_summary(c: Cluster) -> None:
 Cluster {st['cluster_id']} with {len(st['nodes'])} HSMs (aws cloudhsmv2 describe-clusters --endpoint-url {st['aws_endpoint_url']}):
 {nodes}
 KMS frontend (gRPC):   {st['kms_endpoint']}
-AWS endpoint (JSON):   {st['aws_endpoint_url']}   region {st['region']}
+AWS endpoint (JSON):   {st['aws_endpoint_url']}   region {st['region']}{'   CA ' + st['aws_ca_bundle'] if st['aws_ca_bundle'] else ''}
   aws_access_key_id     {st['aws_access_key_id']}
   aws_secret_access_key {st['aws_secret_access_key']}
 Custom key store:      {st['custom_key_store_id']} (CONNECTED)
@@ -876,6 +924,10 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--region", default="us-east-1")
     up.add_argument("--backup-interval", type=float, default=None, help="seconds between periodic backups")
     up.add_argument("--detach", action="store_true", help="return once everything is up")
+    up.add_argument("--aws-tls", action=argparse.BooleanOptionalAction, default=None,
+                    help="serve the AWS endpoint over HTTPS, with a certificate issued by the cluster's CA; the env "
+                         "file's AWS_CA_BUNDLE makes boto3 and the AWS CLI trust it (kept for later runs; "
+                         "--no-aws-tls goes back to HTTP; a running frontend changes at its next start)")
     up.add_argument("--principals", metavar="FILE",
                     help="IAM users and roles (JSON, see README) the frontend knows besides the account root; kept"
                          " for later runs, read again on every up (\"\" forgets it)")

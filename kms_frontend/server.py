@@ -8,6 +8,7 @@ import base64
 import contextlib
 import logging
 import os
+import ssl
 import uuid
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ class Frontend:
         self.plane = control_plane(args, data, self.directory, clock, self.services.authorizer.authorize_identity)
         self.aws: AwsJsonEndpoint | None = None
         if args.aws_listen:
-            self.aws = AwsJsonEndpoint(self.services, self.verifier, args.aws_listen,
+            self.aws = AwsJsonEndpoint(self.services, self.verifier, args.aws_listen, ssl=aws_tls(args),
                                        cloudhsm=CloudHsmEndpoint(self.plane, self.services.identities.credential))
         self.metrics: MetricsServer | None = None
         if args.metrics_listen:
@@ -181,6 +182,22 @@ class Frontend:
         log.info("stopped", extra={"event": "stopped"})
 
 
+def aws_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The AWS endpoint's TLS context (--aws-tls-cert and --aws-tls-key), or None for plain HTTP."""
+    if not args.aws_tls_cert and not args.aws_tls_key:
+        return None
+    if not (args.aws_tls_cert and args.aws_tls_key):
+        raise ValueError("--aws-tls-cert and --aws-tls-key go together (KMS_AWS_TLS_CERT, KMS_AWS_TLS_KEY)")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # what AWS endpoints accept
+    try:
+        context.load_cert_chain(os.path.expanduser(args.aws_tls_cert), os.path.expanduser(args.aws_tls_key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot use {args.aws_tls_cert} / {args.aws_tls_key} for the AWS endpoint "
+                         f"(--aws-tls-cert, --aws-tls-key): {exc}") from None
+    return context
+
+
 def backup_stores(args: argparse.Namespace) -> dict[str, str]:
     """Region -> the directory of its backup store (--backup-dir, --cloudhsm-region)."""
     stores = {args.region: os.path.expanduser(args.backup_dir)}
@@ -199,6 +216,9 @@ def private_paths(args: argparse.Namespace, data: Path) -> list[str | Path]:
         paths.append(os.path.expanduser(args.cloudhsm_dir))
     if args.appliance_key_file:
         paths.append(os.path.expanduser(args.appliance_key_file))
+    for key in (args.tls_key, args.aws_tls_key):
+        if key:
+            paths.append(os.path.expanduser(key))
     return paths
 
 
@@ -268,6 +288,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="crypto requests per second per custom key store [KMS_STORE_QUOTA]")
     p.add_argument("--tls-cert", default=env("KMS_TLS_CERT"), help="serve gRPC over TLS with this cert [KMS_TLS_CERT]")
     p.add_argument("--tls-key", default=env("KMS_TLS_KEY"), help="[KMS_TLS_KEY]")
+    p.add_argument("--aws-tls-cert", default=env("KMS_AWS_TLS_CERT"),
+                   help="serve the AWS endpoint over HTTPS with this certificate (PEM, chain after it); clients "
+                        "trust its CA through AWS_CA_BUNDLE [KMS_AWS_TLS_CERT]")
+    p.add_argument("--aws-tls-key", default=env("KMS_AWS_TLS_KEY"), help="its private key (PEM) [KMS_AWS_TLS_KEY]")
     p.add_argument("--sweep-interval", type=float, default=float(env("KMS_SWEEP_INTERVAL", "1")),
                    help="seconds between key-deletion sweeps [KMS_SWEEP_INTERVAL]")
     cp = p.add_argument_group("CloudHSM control plane (cloudhsmv2 on the AWS endpoint)")

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl as ssl_
 import time
 from typing import Any
 
@@ -58,10 +59,11 @@ class AwsJsonEndpoint:
     """The aiohttp application serving the KMS API in the frontend's event loop."""
 
     def __init__(self, services: Services, verifier: SigV4Verifier, listen: str, *, grace: float = 10.0,
-                 cloudhsm: CloudHsmEndpoint | None = None) -> None:
+                 cloudhsm: CloudHsmEndpoint | None = None, ssl: ssl_.SSLContext | None = None) -> None:
         self.services = services
         self.cloudhsm = cloudhsm  # the CloudHSM v2 control plane, a second service on this endpoint
         self.listen, self.grace = listen, grace
+        self.ssl = ssl  # HTTPS (kms-frontend --aws-tls-cert/--aws-tls-key), else plain HTTP
         self.host, self.port = split_listen(listen, "--aws-listen")
         self.model = services.model
         self.codec = AwsJsonCodec(services.model)
@@ -83,13 +85,13 @@ class AwsJsonEndpoint:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.ssl is not None else 'http'}://{host}:{self.port}"
 
     async def start(self) -> None:
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=self.grace,
                                     logger=HttpServerLog(log))
         await self.runner.setup()
-        self.site = web.TCPSite(self.runner, self.host, self.port)
+        self.site = web.TCPSite(self.runner, self.host, self.port, ssl_context=self.ssl)
         await self.site.start()
         log.info("AWS JSON endpoint listening", extra={
             "event": "aws_listening", "endpoint_url": self.url, "region": self.services.ctx.settings.region,

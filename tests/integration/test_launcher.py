@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,10 +210,45 @@ def watched_cluster(tmp_path_factory):
     watched = Watched(tmp / "watch")
     ports = ["--port", str(free_port()), "--aws-port", str(free_port()), "--metrics-port", str(free_port()),
              "--address-prefix", f"127.{150 + os.getpid() % 50}"]
-    up = watched.run("--dir", str(root), "up", "--detach", *ports)
+    up = watched.run("--dir", str(root), "up", "--detach", "--aws-tls", *ports)
     assert up.returncode == 0, up.stderr
     yield root, watched
     launcher(root, "down")
+
+
+SDK_CALLS = r"""
+import boto3
+kms = boto3.client("kms")  # endpoint, Region, key pair and the CA to trust: all from the environment
+store = kms.describe_custom_key_stores()["CustomKeyStores"][0]
+key = kms.create_key(Origin="AWS_CLOUDHSM", CustomKeyStoreId=store["CustomKeyStoreId"])["KeyMetadata"]["KeyId"]
+blob = kms.encrypt(KeyId=key, Plaintext=b"over https")["CiphertextBlob"]
+assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"over https"
+print(boto3.client("sts").get_caller_identity()["Arn"], store["ConnectionState"],
+      len(boto3.client("cloudhsmv2").describe_clusters()["Clusters"]))
+"""
+
+
+async def test_with_aws_tls_boto3_and_the_aws_cli_trust_the_endpoint_through_the_env_file(watched_cluster) -> None:
+    root, _ = watched_cluster
+    env = env_file(root)
+    port = json.loads((root / "state.json").read_text())["aws_port"]
+    assert env["AWS_CA_BUNDLE"] == str(root / "ca" / "customerCA.crt")
+    for name in ("AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_CLOUDHSM_V2"):
+        assert env[name] == f"https://127.0.0.1:{port}", name
+    assert json.loads(launcher(root, "status", "--json").stdout)["aws_endpoint_url"] == f"https://127.0.0.1:{port}"
+    clean = {"PATH": os.environ["PATH"], "HOME": str(root), **env}  # nothing but the env file
+    r = subprocess.run([sys.executable, "-c", SDK_CALLS], env=clean, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["arn:aws:iam::111122223333:root", "CONNECTED", "1"]
+    if shutil.which("aws"):
+        cli = subprocess.run(["aws", "kms", "list-keys", "--output", "json"], env=clean, capture_output=True,
+                             text=True, timeout=120)
+        assert cli.returncode == 0, cli.stderr
+        assert len(json.loads(cli.stdout)["Keys"]) >= 1
+    without_ca = {k: v for k, v in clean.items() if k != "AWS_CA_BUNDLE"}
+    r = subprocess.run([sys.executable, "-c", SDK_CALLS], env=without_ca, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0 and "SSL" in r.stderr  # it is the CA that makes it trusted
 
 
 async def test_no_password_is_ever_on_a_command_line_the_launcher_starts(watched_cluster) -> None:
@@ -246,7 +282,7 @@ async def test_every_file_is_private_and_no_process_dumps_core(watched_cluster) 
     expected = {"state.json", "env", "logs/frontend.log", f"hsms/{hsm}/node.log", f"hsms/{hsm}/data/node.db",
                 f"hsms/{hsm}/process.json", "frontend/metadata.db", "frontend/cloudhsm.db",
                 "secrets/hsm-master.key", "secrets/frontend-master.key", "secrets/appliance.key",
-                "ca/customerCA.key"}
+                "ca/customerCA.key", "tls/aws-endpoint.key", "tls/aws-endpoint.crt"}
     assert expected <= files, expected - files
     assert any(f.startswith("backups/") for f in files), files  # activation took a backup
     assert any(f.endswith("node.db-wal") for f in files), files
