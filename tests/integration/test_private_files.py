@@ -56,6 +56,7 @@ async def test_node_and_frontend_keep_everything_private_and_fix_what_they_find_
     master_key = tmp_path / "frontend-master.key"
     kept = [node.data_dir, lab.backup_dir, frontend.data_dir, master_key]
     assert (node.data_dir / "node.db-wal").exists() and (frontend.data_dir / "metadata.db").exists()
+    assert (frontend.data_dir / "cloudhsm.db").exists()  # the CloudHSM control plane's records
     assert list(lab.backup_dir.rglob("*")), "no backup was written"
     assert not loose(*kept)
     assert (core_limit(node.proc.pid), core_limit(frontend.proc.pid)) == ("0 0", "0 0")
@@ -63,8 +64,11 @@ async def test_node_and_frontend_keep_everything_private_and_fix_what_they_find_
     # modes opened up while they were stopped (an older version, a careless copy) are fixed at start
     await node.stop()
     await frontend.stop()
+    frontend.backup_dir.mkdir(exist_ok=True)  # the control plane's backup store (made when first used)
+    kept.append(frontend.backup_dir)
     opened = [node.data_dir, node.data_dir / "node.db", lab.backup_dir, *lab.backup_dir.rglob("*"),
-              frontend.data_dir / "metadata.db", master_key]
+              frontend.data_dir / "metadata.db", frontend.data_dir / "cloudhsm.db", master_key,
+              frontend.backup_dir]
     for path in opened:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
     node.start()
@@ -73,5 +77,6 @@ async def test_node_and_frontend_keep_everything_private_and_fix_what_they_find_
     await frontend.wait_ready()
     assert not loose(*kept)
     assert {"node.db", node.data_dir.name, lab.backup_dir.name} <= made_private_events(node.log_path)
-    assert {"metadata.db", "frontend-master.key"} <= made_private_events(frontend.log_path)
+    assert {"metadata.db", "cloudhsm.db", "frontend-master.key", frontend.backup_dir.name} <= \
+        made_private_events(frontend.log_path)
     await frontend.stop()
