@@ -33,13 +33,14 @@ import grpc
 from aiohttp import web
 
 from plumbing.addresses import split_listen
+from plumbing.http_log import HttpServerLog
 
 from .. import errors, observability
 from ..service.authorization import Caller
 from ..service.frontend import Services
 from . import sts_query
 from .aws_model import AwsJsonCodec
-from .aws_wire import MAX_BODY_BYTES, HttpServerLog, parse_json_body, read_body
+from .aws_wire import MAX_BODY_BYTES, parse_json_body, read_body
 from .cloudhsm_json import CloudHsmEndpoint
 from .sigv4 import REFUSALS, SigV4Verifier
 from .sts_query import StsQueryCodec

@@ -38,14 +38,16 @@ def throw(port: int, data: bytes) -> None:
 
 
 async def test_garbage_to_every_port_is_refused_and_every_process_keeps_serving(lab: Lab, tmp_path) -> None:
-    node_metrics, fe_metrics = free_port(), free_port()
+    node_metrics, fe_metrics, console = free_port(), free_port(), free_port()
     node = await lab.start_node(extra_args=["--metrics-listen", f"127.0.0.1:{node_metrics}"])
     await lab.init_active(node)
-    frontend = FrontendProcess(tmp_path, [node.endpoint], env={"KMS_METRICS_LISTEN": f"127.0.0.1:{fe_metrics}"})
+    frontend = FrontendProcess(tmp_path, [node.endpoint], env={"KMS_METRICS_LISTEN": f"127.0.0.1:{fe_metrics}",
+                                                                   "KMS_CONSOLE_LISTEN": f"127.0.0.1:{console}"})
     frontend.start()
     await frontend.wait_ready()
     ports = {"node client": node.port, "node peer": node.peer_port, "node metrics": node_metrics,
-             "frontend gRPC": frontend.port, "frontend AWS": frontend.aws_port, "frontend metrics": fe_metrics}
+             "frontend gRPC": frontend.port, "frontend AWS": frontend.aws_port, "frontend metrics": fe_metrics,
+             "frontend console": console}
     try:
         for port in ports.values():
             for _, data in GARBAGE:
@@ -55,6 +57,7 @@ async def test_garbage_to_every_port_is_refused_and_every_process_keeps_serving(
         await frontend.stub().DescribeCustomKeyStores(kms.DescribeCustomKeyStoresRequest(), timeout=10)
         for port in (node_metrics, fe_metrics):
             assert b"# HELP" in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+        assert b"Sign in" in urllib.request.urlopen(f"http://127.0.0.1:{console}/", timeout=10).read()
         for log in (node.log_path, frontend.log_path):
             text = log.read_text(errors="replace")
             assert "Traceback" not in text, text[-3000:]

@@ -40,12 +40,14 @@ def _items(lines: list[str], at: int) -> list[str]:
 
 
 def test_ports_are_on_loopback_by_default():
-    assert published() == ["127.0.0.1:7800:7800/tcp", "127.0.0.1:4599:4599/tcp", "127.0.0.1:9100:9100/tcp"]
+    assert published() == ["127.0.0.1:7800:7800/tcp", "127.0.0.1:4599:4599/tcp", "127.0.0.1:9100:9100/tcp",
+                           "127.0.0.1:4600:4600/tcp"]
 
 
 def test_a_variable_opens_them_and_moves_them():
     assert published(KMS_PUBLISH_ADDRESS="0.0.0.0", KMS_GRPC_PORT="17800") == \
-        ["0.0.0.0:17800:7800/tcp", "0.0.0.0:4599:4599/tcp", "0.0.0.0:9100:9100/tcp"]
+        ["0.0.0.0:17800:7800/tcp", "0.0.0.0:4599:4599/tcp", "0.0.0.0:9100:9100/tcp",
+         "127.0.0.1:4600:4600/tcp"]  # the console's sign-in form carries a secret key: loopback whatever is asked
 
 
 def test_no_other_service_publishes_a_port():
