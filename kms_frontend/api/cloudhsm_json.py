@@ -74,11 +74,13 @@ class CloudHsmEndpoint:
         token = observability.REQUEST_ID.set(request_id)
         name = observability.UNKNOWN_OPERATION
         outcome = observability.OK
+        principal = ""
         try:
             body = await read_body(request)
             verifier = self._verifier(request.headers)
             found = verifier.verify(request.method, request.raw_path, request.headers.items(), body)
             caller = Caller(found.principal, request.remote, "aws", request.secure)
+            principal = found.principal.arn
             operation = self._operation(request)
             name = operation
             result = await self.plane.call(operation, self.codec.decode(operation, parse_json_body(body)), verifier.region,
@@ -100,7 +102,7 @@ class CloudHsmEndpoint:
                                                                  f"request id {request_id}."}, request_id)
         finally:
             observability.REQUEST_ID.reset(token)
-            observability.finish("aws", name, outcome, time.perf_counter() - started, request_id)
+            observability.finish("aws", name, outcome, time.perf_counter() - started, request_id, principal)
 
     def _operation(self, request: web.Request) -> str:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()

@@ -325,4 +325,8 @@ async def test_afterwards_it_still_serves_and_logged_no_traceback(fe) -> None:
     assert status == 200 and "Clusters" in json.loads(body)
     assert fe.proc is not None and fe.proc.poll() is None
     log = fe.log_path.read_text(errors="replace")
-    assert "Traceback" not in log and '"level": "ERROR"' not in log, log[-3000:]
+    assert "Traceback" not in log and '"level": "error"' not in log, log[-3000:]
+    # the CloudHSM side's request lines name who called, as KMS's do
+    assert '"operation": "DescribeClusters", "outcome": "ok"' in log
+    assert all('"principal": "arn:aws:iam::111122223333:root"' in line for line in log.splitlines()
+               if '"operation": "DescribeClusters", "outcome": "ok"' in line)
