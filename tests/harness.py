@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -291,6 +292,18 @@ class FrontendProcess:
         await self.stop()
         self.start()
         await self.wait_ready()
+
+
+@contextlib.asynccontextmanager
+async def running_frontend(root: Path, hsm_endpoints: list[str], env: dict[str, str] | None = None):
+    """A frontend process that serves for the length of the block, stopped after it."""
+    frontend = FrontendProcess(root, hsm_endpoints, env=dict(env or {}))
+    frontend.start()
+    try:
+        await frontend.wait_ready()
+        yield frontend
+    finally:
+        await frontend.stop()
 
 
 async def three_node_cluster(lab: Lab, n: int = 3, kmsuser_password: str = CU_PASSWORD,

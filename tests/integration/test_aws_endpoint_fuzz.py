@@ -18,7 +18,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.harness import FrontendProcess
+from tests.harness import FrontendProcess, running_frontend
 
 JSON_11 = "application/x-amz-json-1.1"
 FORM = "application/x-www-form-urlencoded"
@@ -29,13 +29,8 @@ ROLE = "arn:aws:iam::111122223333:role/nobody"
 
 @pytest.fixture(scope="module")
 async def fe(tmp_path_factory):
-    frontend = FrontendProcess(tmp_path_factory.mktemp("fuzz"), [])
-    frontend.start()
-    try:
-        await frontend.wait_ready()
+    async with running_frontend(tmp_path_factory.mktemp("fuzz"), []) as frontend:
         yield frontend
-    finally:
-        await frontend.stop()
 
 
 # ------------------------------------------------------------------ requests

@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from hsm_node import certs
 from hsm_node.mgmt import provision
 from plumbing.files import write_private
-from tests.harness import FrontendProcess
+from tests.harness import FrontendProcess, running_frontend
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +35,9 @@ def tls_files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 async def fe(tmp_path_factory, tls_files):
-    frontend = FrontendProcess(tmp_path_factory.mktemp("fe"), [], env={
-        "KMS_AWS_TLS_CERT": str(tls_files / "aws.crt"), "KMS_AWS_TLS_KEY": str(tls_files / "aws.key")})
-    frontend.start()
-    try:
-        await frontend.wait_ready()
+    async with running_frontend(tmp_path_factory.mktemp("fe"), [], env={
+            "KMS_AWS_TLS_CERT": str(tls_files / "aws.crt"), "KMS_AWS_TLS_KEY": str(tls_files / "aws.key")}) as frontend:
         yield frontend
-    finally:
-        await frontend.stop()
 
 
 def client(fe: FrontendProcess, service: str, verify, host: str = "127.0.0.1"):
