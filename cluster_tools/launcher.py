@@ -303,6 +303,12 @@ class Cluster:
             self.state.pids.pop(name, None)
         self.state.save(self.state_path)
 
+    def stop_frontend(self, timeout: float = 15.0) -> None:
+        """Stop the frontend (it drains); its HSM nodes keep running."""
+        self._stop({name: pid for name, pid in self.processes().items() if name == "frontend"}, timeout)
+        self.state.pids.pop("frontend", None)
+        self.state.save(self.state_path)
+
     def _stop(self, pids: dict[str, int], timeout: float) -> None:
         for pid in pids.values():
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -686,6 +692,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"kms-cluster: {path} was open to other users (mode {mode:04o}); made it private", file=sys.stderr)
     if args.principals is not None:
         s.principals_file = str(Path(args.principals).resolve()) if args.principals else ""
+    tls_changed = args.aws_tls is not None and args.aws_tls != s.aws_tls
     if args.aws_tls is not None:
         s.aws_tls = args.aws_tls
     if s.principals_file:
@@ -714,6 +721,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         taken |= {s.frontend_port, s.aws_port, s.frontend_metrics_port}
         s.console_port = pick_port(args.console_port, taken)
     running = c.running()
+    if tls_changed and running.get("frontend"):  # it serves the other scheme: start it again
+        print(f"kms-cluster: restarting the frontend for {'HTTPS' if s.aws_tls else 'HTTP'} on the AWS endpoint")
+        c.stop_frontend()
+        running["frontend"] = False
     before = set(c.processes().values())
     kept = [name for name in [*(n.name for n in s.nodes), "frontend"] if running.get(name)]
     for name in [n for n, alive in running.items() if not alive]:
@@ -936,7 +947,7 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--aws-tls", action=argparse.BooleanOptionalAction, default=None,
                     help="serve the AWS endpoint over HTTPS, with a certificate issued by the cluster's CA; the env "
                          "file's AWS_CA_BUNDLE makes boto3 and the AWS CLI trust it (kept for later runs; "
-                         "--no-aws-tls goes back to HTTP; a running frontend changes at its next start)")
+                         "--no-aws-tls goes back to HTTP; a running frontend is restarted for the change)")
     up.add_argument("--principals", metavar="FILE",
                     help="IAM users and roles (JSON, see README) the frontend knows besides the account root; kept"
                          " for later runs, read again on every up (\"\" forgets it)")

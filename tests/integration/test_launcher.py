@@ -214,7 +214,7 @@ def watched_cluster(tmp_path_factory):
     root = tmp / "cluster"
     watched = Watched(tmp / "watch")
     ports = ["--port", str(free_port()), "--aws-port", str(free_port()), "--metrics-port", str(free_port()),
-             "--address-prefix", f"127.{150 + os.getpid() % 50}"]
+             "--console-port", str(free_port()), "--address-prefix", f"127.{150 + os.getpid() % 50}"]
     up = watched.run("--dir", str(root), "up", "--detach", "--aws-tls", *ports)
     assert up.returncode == 0, up.stderr
     yield root, watched
@@ -335,6 +335,22 @@ async def test_up_after_a_node_was_killed_starts_it_and_keeps_the_frontend(watch
     assert after["node2"] != before["node2"]
     status = json.loads(launcher(root, "status", "--json").stdout)
     assert [n["health"] for n in status["nodes"]] == ["ACTIVE"] * 3
+
+
+async def test_switching_aws_tls_on_a_running_cluster_restarts_the_frontend_and_keeps_the_nodes(watched_cluster):
+    root, _ = watched_cluster
+    nodes = {n: p for n, p in Cluster(root).processes().items() if n.startswith("node")}
+    for flag, scheme in (("--no-aws-tls", "http"), ("--aws-tls", "https")):
+        r = launcher(root, "up", "--detach", flag)
+        assert r.returncode == 0, r.stderr
+        assert "restarting the frontend" in r.stdout, r.stdout
+        env = env_file(root)
+        assert env["AWS_ENDPOINT_URL_KMS"].startswith(f"{scheme}://") and ("AWS_CA_BUNDLE" in env) == (scheme == "https")
+        clean = {"PATH": os.environ["PATH"], "HOME": str(root), **env}
+        check = subprocess.run([sys.executable, "-c", "import boto3; print(len(boto3.client('kms').list_keys()['Keys']))"],
+                               env=clean, capture_output=True, text=True, timeout=120)
+        assert check.returncode == 0, check.stderr
+    assert {n: p for n, p in Cluster(root).processes().items() if n.startswith("node")} == nodes
 
 
 async def test_provision_as_compose_init_runs_it_puts_no_password_on_a_command_line(lab, tmp_path) -> None:
