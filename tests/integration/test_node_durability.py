@@ -246,14 +246,22 @@ async def test_a_corrupted_data_dir_is_refused_and_left_untouched(lab: Lab, dama
     await add_user(stub, await co(stub), "survivor")
     await node.stop()
     db = node.data_dir / "node.db"
+    # Whatever a stop left in the write-ahead log goes into node.db first (what a clean close
+    # does), so that the page scribbled below is the one the node reads, not one the log shadows.
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        root, = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'records'").fetchone()
+        page_size, = conn.execute("PRAGMA page_size").fetchone()
     original = db.read_bytes()
     if damage == "garbage":
         db.write_bytes(os.urandom(16384))
     elif damage == "truncated":
         db.write_bytes(original[: len(original) // 2])
-    else:
+    else:  # the whole root page of the records table: a page that surely holds live rows (not a
+        # free page, as a fixed page number may be once writes have moved the tables around)
         scribbled = bytearray(original)
-        scribbled[4096 + 100: 4096 + 3000] = b"\x55" * 2900  # inside the second page
+        start = (root - 1) * page_size + (100 if root == 1 else 0)
+        scribbled[start: root * page_size] = b"\x55" * (root * page_size - start)
         db.write_bytes(bytes(scribbled))
     before = files_digest(node.data_dir)
 
