@@ -93,6 +93,7 @@ class State:
     pids: dict[str, int] = field(default_factory=dict)
     address_prefix: str = "127.0"        # HSMs of `up` listen on <prefix>.<zone>.<n>:2225
     hsm_replace_after: float = 300.0     # seconds before the control plane replaces a silent HSM (0: never)
+    up_pid: int = 0                      # a foreground `up` that `down` must stop too (0: none, or detached)
 
     @classmethod
     def load(cls, path: Path) -> State:
@@ -226,6 +227,7 @@ class Cluster:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
         self.state.pids.clear()
+        self.state.up_pid = 0
         self.state.save(self.state_path)
 
     def running(self) -> dict[str, bool]:
@@ -582,26 +584,56 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     print_summary(c)
     if args.detach:
+        print(f"Running in the background. Stop with: {_self_command(c, 'down')}"
+              f"  (state is kept; `{_self_command(c, 'up')}` resumes)")
         return 0
-    stop = {"now": False}
+    return _foreground(c)
+
+
+def _self_command(c: Cluster, command: str) -> str:
+    """How to run another kms-cluster command on this cluster from the current directory."""
+    default = Path(DEFAULT_DIR).resolve()
+    return f"kms-cluster {command}" if c.dir == default else f"kms-cluster --dir {shlex.quote(str(c.dir))} {command}"
+
+
+def _foreground(c: Cluster) -> int:
+    """Stay until Ctrl-C, SIGTERM or `kms-cluster down` (which sends SIGTERM to the pid recorded
+    here), then stop everything. Processes that die meanwhile (an experiment) are reported once."""
+    stop: dict[str, str] = {}
 
     def on_signal(signum: int, frame: Any) -> None:
-        stop["now"] = True
+        why = "Ctrl-C" if signum == signal.SIGINT else "kms-cluster down" if _down_requested(c) else "SIGTERM"
+        stop.setdefault("why", why)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    print("Running. Ctrl-C stops everything (state is kept; `kms-cluster up` resumes).")
-    while not stop["now"]:
+    c.state.up_pid = os.getpid()
+    c.state.save(c.state_path)
+    print(f"Running. Ctrl-C (or `{_self_command(c, 'down')}` from another shell) stops everything"
+          " (state is kept; `kms-cluster up` resumes).", flush=True)
+    while not stop:
         time.sleep(0.2)
+        if _down_requested(c):
+            stop["why"] = "kms-cluster down"
+            break
         dead = [n for n, p in c.procs.items() if p.poll() is not None]
         if dead:
             print(f"kms-cluster: {', '.join(dead)} exited (killed for an experiment?); the rest keep running",
-                  file=sys.stderr)
+                  file=sys.stderr, flush=True)
             for n in dead:
                 c.procs.pop(n)
-    print("Stopping...")
+    print(f"Stopping ({stop['why']})...", flush=True)
     c.stop_all()
-    print("Stopped.")
+    print("Stopped.", flush=True)
     return 0
+
+
+def _down_requested(c: Cluster) -> bool:
+    """`down` (also one older than the SIGTERM it sends now) clears the recorded pids and up_pid."""
+    try:
+        saved = State.load(c.state_path)
+    except (OSError, ValueError, TypeError):
+        return False
+    return saved.up_pid != os.getpid()
 
 
 def print_summary(c: Cluster) -> None:
@@ -666,7 +698,19 @@ def _node_health(c: Cluster, n: dict) -> str:
 
 def cmd_down(args: argparse.Namespace) -> int:
     c = Cluster(Path(args.dir))
-    if not c.state.pids:
+    up_pid = c.state.up_pid
+    if up_pid and _alive(up_pid, None) and up_pid != os.getpid():
+        # a foreground `up` owns the processes: it stops them and exits; wait for it, then sweep.
+        # Clearing up_pid first tells it who asked.
+        c.state.up_pid = 0
+        c.state.save(c.state_path)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(up_pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while _alive(up_pid, None) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        c = Cluster(Path(args.dir))
+    elif not c.state.pids:
         print("kms-cluster: nothing running")
         return 0
     c.stop_all()

@@ -176,7 +176,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    run_main("hsm-node", args.log_level, run(args), (StorageError, ValueError, OSError), log)
+    run_main("hsm-node", args.log_level, run(args), (StorageError, ValueError, OSError), log, args.log_file)
 
 
 if __name__ == "__main__":

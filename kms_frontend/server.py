@@ -289,7 +289,8 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    run_main("kms-frontend", args.log_level, run(args), (SchemaVersionError, ValueError, OSError), log)
+    run_main("kms-frontend", args.log_level, run(args), (SchemaVersionError, ValueError, OSError), log,
+             args.log_file)
 
 
 if __name__ == "__main__":

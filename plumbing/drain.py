@@ -64,12 +64,17 @@ async def serve_until_signalled(server: Server, grace: float, log: logging.Logge
 
 
 def run_main(prog: str, log_level: str, main: Coroutine[Any, Any, None],
-             startup_errors: tuple[type[BaseException], ...], log: logging.Logger) -> None:
+             startup_errors: tuple[type[BaseException], ...], log: logging.Logger, log_file: str = "") -> None:
     """Run a server process: JSON logs at ``log_level`` under the service name ``prog``, then its
     main coroutine. An error it cannot start past (bad configuration, a port taken, a locked data
     directory) ends the process with one log line, one line on stderr (``<prog>: <message>``) and
-    exit status 2; never a traceback."""
-    logs.setup(prog, log_level)
+    exit status 2; never a traceback. ``log_file``: the log lines go there instead of stderr."""
+    try:
+        logs.setup(prog, log_level, log_file)
+    except OSError as exc:
+        print(f"{prog}: cannot open the log file {log_file} (--log-file): {exc.strerror or exc}", file=sys.stderr)
+        main.close()
+        sys.exit(2)
     try:
         asyncio.run(main)
     except startup_errors as exc:

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 
 import boto3
@@ -40,6 +41,7 @@ async def test_up_status_down_and_resume(tmp_path):
         up = launcher(root, "up", "--detach", *ports)
         assert up.returncode == 0, up.stderr
         assert "CONNECTED" in up.stdout and "kms create-key" in up.stdout
+        assert f"Stop with: kms-cluster --dir {root} down" in up.stdout  # --detach says how to stop
         status = json.loads(launcher(root, "status", "--json").stdout)
         assert status["cluster_id"].startswith("cluster-") and status["custom_key_store_id"].startswith("cks-")
         assert [n["health"] for n in status["nodes"]] == ["ACTIVE"] * 3
@@ -91,4 +93,33 @@ async def test_up_status_down_and_resume(tmp_path):
         assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
         assert "AWS_ENDPOINT_URL_STS=" in (root / "env").read_text()
     finally:
+        launcher(root, "down")
+
+
+def test_down_stops_a_foreground_up(tmp_path):
+    """`kms-cluster down` from another shell ends a foreground `up` cleanly, not only its processes."""
+    root = tmp_path / "cluster"
+    ports = ["--port", str(free_port()), "--aws-port", str(free_port()), "--metrics-port", str(free_port()),
+             "--address-prefix", f"127.{150 + os.getpid() % 50}"]
+    out_path = tmp_path / "up.out"
+    with open(out_path, "w") as out:
+        up = subprocess.Popen([sys.executable, "-m", "cluster_tools.launcher", "--dir", str(root), "up", *ports],
+                              stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while "Running." not in out_path.read_text():
+            assert up.poll() is None, out_path.read_text()
+            assert time.monotonic() < deadline, out_path.read_text()
+            time.sleep(0.2)
+        down = launcher(root, "down")
+        assert down.returncode == 0, down.stderr
+        assert up.wait(timeout=60) == 0
+        shown = out_path.read_text()
+        assert "Stopping (kms-cluster down)..." in shown and "Stopped." in shown, shown
+        assert "killed for an experiment" not in shown, shown
+        status = json.loads(launcher(root, "status", "--json").stdout)
+        assert not status["frontend"]["running"] and not any(n["running"] for n in status["nodes"])
+    finally:
+        if up.poll() is None:
+            up.kill()
         launcher(root, "down")
