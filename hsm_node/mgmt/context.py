@@ -85,6 +85,7 @@ class HsmMgmtSettings:
     node_only: bool
     rpc_timeout: float
     env: dict[str, str]
+    wait: float = 0.0            # --wait: seconds to wait for the endpoints to serve before the command
 
 
 def settings(args: argparse.Namespace, env: Mapping[str, str]) -> HsmMgmtSettings:
@@ -102,6 +103,12 @@ def settings(args: argparse.Namespace, env: Mapping[str, str]) -> HsmMgmtSetting
         timeout = float(args.rpc_timeout or env.get("HSM_RPC_TIMEOUT") or DEFAULT_RPC_TIMEOUT)
     except ValueError:
         raise usage_error("HSM_RPC_TIMEOUT must be a number of seconds") from None
+    try:
+        wait = float(args.wait if args.wait is not None else env.get("HSM_WAIT") or 0)
+    except ValueError:
+        raise usage_error("HSM_WAIT must be a number of seconds") from None
+    if wait < 0:
+        raise usage_error(f"--wait must be 0 or more seconds (got {wait:g})")
     return HsmMgmtSettings(
         endpoints=list(dict.fromkeys(endpoints)),
         trust_anchor=args.trust_anchor or env.get("HSM_TRUST_ANCHOR") or None,
@@ -109,7 +116,7 @@ def settings(args: argparse.Namespace, env: Mapping[str, str]) -> HsmMgmtSetting
         session=args.session or env.get("HSM_SESSION"),
         json=args.json or truthy(env.get("HSM_JSON")),
         node_only=args.node_only or truthy(env.get("HSM_NODE_ONLY")),
-        rpc_timeout=timeout, env=dict(env))
+        rpc_timeout=timeout, env=dict(env), wait=wait)
 
 
 def parse_sessions(value: str | None) -> tuple[str, dict[str, str]]:
@@ -202,6 +209,23 @@ class Cli:
                 raise usage_error(f"the trust anchor {path} is not a PEM certificate") from None
             self._anchor_pem = pem
         return self._anchor_pem
+
+    async def wait_until_serving(self, seconds: float, *extra: str | None) -> None:
+        """``--wait``: until every endpoint of the command (and ``extra`` ones, such as the node
+        addNode adds) completes a TLS handshake, at most ``seconds``. A TLS handshake, not just
+        an open port: the node's gRPC server is up and answers."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        for endpoint in dict.fromkeys([*(srv.endpoint for srv in self.servers), *(e for e in extra if e)]):
+            while True:
+                try:
+                    await asyncio.to_thread(presented_certificate, endpoint, 2.0)
+                    break
+                except OSError as exc:
+                    if asyncio.get_running_loop().time() >= deadline:
+                        raise HsmMgmtError("UNAVAILABLE", f"{endpoint} did not answer within {seconds:g} s (--wait):"
+                                           f" {exc.strerror or exc or 'timed out'}; is the node running? Its log"
+                                           " says why it stopped") from None
+                    await asyncio.sleep(0.2)
 
     def use_anchor(self, path: Path) -> None:
         self.s.trust_anchor, self._anchor_pem = str(path), path.read_text()

@@ -370,3 +370,31 @@ async def test_decrypt_rejects_input_that_is_not_encrypt_output(tmp_path: Path) 
     r = await mgmt("decrypt", "--in", "-", stdin=b"not json")
     failed(r, "INVALID_ARGUMENT", rc=2)
     assert "JSON that encrypt wrote" in r.err
+
+
+async def test_wait_for_a_node_started_in_the_background(lab: Lab, tmp_path: Path) -> None:
+    """The README's first steps as a shell runs them: `hsm-node ... --log-file n1.log &`, then at once
+    `hsm-mgmt --wait 30 initialize --trust-anchor-dir ./ca`, in a directory whose environment names
+    another cluster's trust anchor. The command waits for the node instead of failing with
+    UNAVAILABLE, the explicit directory wins, and the node's log lines stay out of the terminal."""
+    work = tmp_path / "fresh"
+    (work / ".kms-cluster").mkdir(parents=True)
+    (work / ".kms-cluster" / "env").write_text(f"HSM_TRUST_ANCHOR={lab.anchor.cert_path}\n")   # another cluster's
+    node = lab.node(extra_args=["--log-file", str(tmp_path / "n1.log")])
+    mgmt = Mgmt(work)
+    node.start()
+    r = await mgmt.ok("--endpoint", node.endpoint, "--wait", "30", "initialize", "--trust-anchor-dir", "./ca")
+    assert r.out.startswith("Initialized") and node.endpoint in r.out.splitlines()[0]
+    assert (work / "ca" / "customerCA.crt").exists()
+    assert node.log_path.read_text() == ""                     # stdout/stderr: nothing
+    assert '"event": "listening"' in (tmp_path / "n1.log").read_text()
+    # a --trust-anchor flag that contradicts the directory is still refused
+    bad = await mgmt("--endpoint", node.endpoint, "--trust-anchor", str(lab.anchor.cert_path), "initialize",
+                     "--trust-anchor-dir", "./ca")
+    failed(bad, "INVALID_ARGUMENT", rc=2)
+    # nothing listening: --wait gives up after its time with one line saying so
+    port = free_port()
+    anchor = str(work / "ca" / "customerCA.crt")
+    gone = await mgmt(f"--endpoint=127.0.0.1:{port}", "--wait", "0.5", "status", HSM_TRUST_ANCHOR=anchor)
+    failed(gone, "UNAVAILABLE")
+    assert f"127.0.0.1:{port} did not answer within 0.5 s (--wait)" in gone.err
