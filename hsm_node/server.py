@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from plumbing.addresses import split_listen
-from plumbing.drain import run_main, serve_until_signalled
+from plumbing.drain import add_port, run_main, serve_until_signalled
 from plumbing.metrics import MetricsServer
 from plumbing.options import add_process_options
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
@@ -36,7 +36,10 @@ from .users import UserRules
 log = logging.getLogger("hsm_node.server")
 MAX_MESSAGE = 64 * 1024 * 1024
 LAME_DUCK_MAX_S = 2.0  # at most this long refusing new calls before gRPC stops (in-flight ones go on)
-GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
+# SO_REUSEPORT off (gRPC turns it on): a second node started on a port another one holds must fail
+# to start, not silently share the port and answer half the connections with its own certificate.
+GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE),
+                ("grpc.so_reuseport", 0)]
 
 
 class NodeServer:
@@ -82,8 +85,7 @@ class NodeServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self._served_version = self._tls_version
         creds = grpc.dynamic_ssl_server_credentials(self._cert_config(), self._fetch_cert_config)
-        if self.server.add_secure_port(self.listen, creds) == 0:
-            raise OSError(f"cannot listen on {self.listen}")
+        add_port(self.server, self.listen, creds, "--listen")
         await self.server.start()
         if self.metrics is not None:
             self.metrics.start()

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from plumbing.drain import Gate, run_main, serve_until_signalled
+from plumbing.drain import Gate, add_port, run_main, serve_until_signalled
 from plumbing.files import write_private
 from plumbing.metrics import MetricsServer
 from plumbing.options import add_process_options
@@ -91,7 +91,7 @@ class Frontend:
         if principals is not None:
             log.info("principals loaded", extra={"event": "principals_loaded", "path": str(args.principals),
                                                  "users": sorted(identities.users), "roles": sorted(identities.roles)})
-        self.server = grpc.aio.server()
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])   # a taken port is an error, not shared
         self.gate = Gate()
         self.tls = None
         if args.tls_cert and args.tls_key:
@@ -115,13 +115,8 @@ class Frontend:
         self.server.add_generic_rpc_handlers(tuple(GrpcApi(self.services, self.verifier, self.gate,
                                                            secure=self.tls is not None).handlers()))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, GenericHandlersOnly(self.server))
-        if self.tls is not None:
-            creds = grpc.ssl_server_credentials([self.tls])
-            port = self.server.add_secure_port(self.args.listen, creds)
-        else:
-            port = self.server.add_insecure_port(self.args.listen)
-        if port == 0:
-            raise OSError(f"cannot listen on {self.args.listen}")
+        add_port(self.server, self.args.listen, grpc.ssl_server_credentials([self.tls]) if self.tls else None,
+                 "--listen")
         await self.plane.start()  # HSM nodes it placed run again (adopted, or started on their data)
         with contextlib.suppress(Exception):
             await self.directory.refresh()

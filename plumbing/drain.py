@@ -81,3 +81,18 @@ def run_main(prog: str, log_level: str, main: Coroutine[Any, Any, None],
         log.error(str(exc), extra={"event": "startup_failed"})
         print(f"{prog}: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def add_port(server: Any, address: str, credentials: Any = None, what: str = "") -> int:
+    """Bind a gRPC server (``credentials`` None: plaintext) to ``address``; a port that is taken or
+    an address that is not local is an ``OSError`` saying which, not grpc's RuntimeError (the
+    servers turn SO_REUSEPORT off, so a second server on a taken port fails here)."""
+    try:
+        port = server.add_insecure_port(address) if credentials is None else server.add_secure_port(address,
+                                                                                                    credentials)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise OSError(f"cannot listen on {what or 'address'} {address}: it is in use (another process holds it?)"
+                      " or not an address of this machine")
+    return int(port)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from pathlib import Path
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client.core import GaugeMetricFamily
@@ -145,3 +145,20 @@ def test_run_main_with_a_log_file_keeps_stderr_for_the_error_that_stops_it(
         run_main("unit-server", "info", cannot_start(), (ValueError,), logging.getLogger("unit.server"),
                  str(tmp_path / "missing" / "node.log"))
     assert exc.value.code == 2 and "cannot open the log file" in capsys.readouterr().err
+
+
+async def test_add_port_refuses_a_port_another_server_holds() -> None:
+    """With SO_REUSEPORT off, a second server on a taken port fails with an OSError naming it (gRPC
+    would otherwise let both bind and split the connections between them)."""
+    import grpc
+
+    from plumbing.drain import add_port
+    first = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    port = add_port(first, "127.0.0.1:0")
+    await first.start()
+    try:
+        second = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        with pytest.raises(OSError, match=f"cannot listen on --listen 127.0.0.1:{port}: it is in use"):
+            add_port(second, f"127.0.0.1:{port}", None, "--listen")
+    finally:
+        await first.stop(None)
