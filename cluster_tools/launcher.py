@@ -536,7 +536,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     c = Cluster(Path(args.dir))
     s = c.state
     if any(c.running().values()):
-        print(f"kms-cluster: already running from {c.dir} (kms-cluster status; kms-cluster down)", file=sys.stderr)
+        if args.detach and c.running().get("frontend"):  # `up --detach` means "make sure it runs": it does
+            print(f"kms-cluster: already running from {c.dir} ({_self_command(c, 'status')};"
+                  f" {_self_command(c, 'down')} stops it)")
+            return 0
+        print(f"kms-cluster: already running from {c.dir} ({_self_command(c, 'status')};"
+              f" {_self_command(c, 'down')})", file=sys.stderr)
         return 1
     if args.principals is not None:
         s.principals_file = str(Path(args.principals).resolve()) if args.principals else ""

@@ -42,6 +42,8 @@ async def test_up_status_down_and_resume(tmp_path):
         assert up.returncode == 0, up.stderr
         assert "CONNECTED" in up.stdout and "kms create-key" in up.stdout
         assert f"Stop with: kms-cluster --dir {root} down" in up.stdout  # --detach says how to stop
+        again = launcher(root, "up", "--detach")          # "make sure it runs": it does, nothing else happens
+        assert again.returncode == 0 and "already running" in again.stdout, again
         status = json.loads(launcher(root, "status", "--json").stdout)
         assert status["cluster_id"].startswith("cluster-") and status["custom_key_store_id"].startswith("cks-")
         assert [n["health"] for n in status["nodes"]] == ["ACTIVE"] * 3
