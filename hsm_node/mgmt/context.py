@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import grpc
 from plumbing.addresses import split_endpoint
 from plumbing.envfile import EnvFileError, with_env_file
 from plumbing.files import write_private
-from plumbing.tls import presented_certificate
+from plumbing.tls import explain_verify_failure, presented_certificate
 from protos.hsm.v1 import hsm_pb2 as pb
 
 from .. import certs, client
@@ -159,7 +160,10 @@ def handshake_failed(exc: BaseException) -> bool:
         and "handshake" in (exc.details() or "").lower()
 
 
-def describe(exc: BaseException, anchor: str | None = None) -> tuple[str, str]:
+_PEER = re.compile(r"ipv[46]:(\[[^\]]+\]:\d+|[^:\s]+:\d+)")   # the peer in gRPC's "failed to connect" details
+
+
+def describe(exc: BaseException, anchor: str | None = None, endpoint: str = "") -> tuple[str, str]:
     """(status name, message) of an error, with a hint where one helps."""
     if isinstance(exc, grpc.aio.AioRpcError):
         code, message = exc.code().name, exc.details() or ""
@@ -168,8 +172,13 @@ def describe(exc: BaseException, anchor: str | None = None) -> tuple[str, str]:
     else:
         code, message = "INTERNAL", f"unexpected {type(exc).__name__}: {exc}"
     if handshake_failed(exc) and anchor:
-        message += (f" -- the HSM's certificate does not chain to the trust anchor {anchor}: wrong --trust-anchor,"
-                    " or the node is not initialised yet (see `hsm-mgmt status`)")
+        # one sentence instead of OpenSSL's ("CERTIFICATE_VERIFY_FAILED: self signed certificate: OK")
+        m = _PEER.search(message)
+        where = endpoint or (m.group(1) if m else "")
+        seen = explain_verify_failure(where, anchor) if where else "the TLS handshake failed"
+        message = (f"cannot verify the HSM: {seen}, so the certificate does not chain to the trust anchor."
+                   " Pass the cluster's customerCA.crt with --trust-anchor or HSM_TRUST_ANCHOR; a self-signed"
+                   " certificate is a node not initialised yet (`hsm-mgmt status` shows its state)")
     return code, message
 
 
@@ -332,14 +341,15 @@ class Cli:
             raise outcomes[0].error
         for o in outcomes:
             if o.error is not None:
-                code, message = describe(o.error, self.s.trust_anchor)
+                code, message = describe(o.error, self.s.trust_anchor, o.server.endpoint)
                 print(f"{PROG}: {o.server}: {code}: {message}", file=sys.stderr)
                 self.exit_code = max(self.exit_code, exit_code_of(o.error))
         return [o for o in outcomes if o.error is None]
 
     def error_entry(self, o: Outcome) -> dict[str, Any]:
         assert o.error is not None
-        return {**o.server.as_dict(), "error": out.error_dict(*describe(o.error, self.s.trust_anchor))}
+        return {**o.server.as_dict(), "error": out.error_dict(*describe(o.error, self.s.trust_anchor,
+                                                                            o.server.endpoint))}
 
     def show_servers(self, outcomes: list[Outcome], text: Callable[[Server, Any], list[str]],
                      data: Callable[[Any], dict[str, Any]], extra: dict[str, Any] | None = None) -> list[Outcome]:

@@ -228,6 +228,9 @@ async def test_missing_trust_anchor_is_refused_helpfully(lab: Lab, tmp_path: Pat
     r = await mgmt("--trust-anchor", str(other), "listUsers")
     failed(r, "UNAVAILABLE")
     assert "does not chain to the trust anchor" in r.err
+    # one sentence a person can act on: which anchor, what the node presented, what to pass
+    assert "CERTIFICATE_VERIFY_FAILED" not in r.err and "SSL_ERROR" not in r.err, r.err
+    assert f"the CA in {other} (CN=customerCA" in r.err and "did not issue" in r.err and "--trust-anchor" in r.err
     failed(await mgmt("--trust-anchor", str(tmp_path / "nope.crt"), "listUsers"), "INVALID_ARGUMENT", rc=2)
 
 
