@@ -15,6 +15,7 @@ A block skipped for any reason is printed with the reason (``pytest -rs`` lists 
 """
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
@@ -104,6 +105,24 @@ def copy_repository(dest: Path) -> None:
             shutil.copy2(src, dest / rel)
 
 
+def not_ignored(repo: Path, before: set[str]) -> tuple[list[str], list[str]]:
+    """Files the blocks made in the repository that .gitignore / .dockerignore let through (a CA
+    key or a master key must not be committed, nor reach an image's build context)."""
+    made = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*")
+                  if p.is_file() and p.relative_to(repo).as_posix() not in before and "__pycache__" not in p.parts)
+    git = subprocess.run(["git", "ls-files", "-o", "--exclude-standard"], cwd=repo, capture_output=True, text=True)
+    for_git = [f for f in git.stdout.split() if f in made]
+    patterns = [line.strip().lstrip("/") for line in (repo / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+
+    def docker_ignores(rel: str) -> bool:   # a pattern matching the path or one of its parent directories
+        parts = rel.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        return any(fnmatch.fnmatchcase(prefix, pat.removeprefix("**/")) or fnmatch.fnmatchcase(parts[-1], pat)
+                   for pat in patterns for prefix in prefixes)
+    return for_git, [f for f in made if not docker_ignores(f)]
+
+
 def docker_available() -> bool:
     return shutil.which("docker") is not None and subprocess.run(
         ["docker", "info"], capture_output=True, timeout=30).returncode == 0
@@ -171,6 +190,8 @@ def test_every_readme_block_works_word_for_word(tmp_path: Path, capsys: pytest.C
     for d in (repo, home, tmp):
         d.mkdir()
     copy_repository(repo)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)   # for .gitignore's verdict at the end
+    before = {p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file()}
     env = shell_env(home, tmp)
     ran, skipped, failures = [], [], []
     seen_headings: set[str] = set()
@@ -201,3 +222,6 @@ def test_every_readme_block_works_word_for_word(tmp_path: Path, capsys: pytest.C
                 print("README blocks not run here:\n  " + "\n  ".join(skipped))
     assert not failures, "\n\n".join(failures)
     assert len(ran) >= 5, ran
+    for_git, for_docker = not_ignored(repo, before)
+    assert not for_git, f"the README's commands make files .gitignore does not cover: {for_git}"
+    assert not for_docker, f"the README's commands make files .dockerignore does not cover: {for_docker}"
