@@ -82,6 +82,7 @@ class State:
     frontend_host: str = "127.0.0.1"
     frontend_metrics_port: int = 0
     aws_port: int = 4599
+    console_port: int = 0  # 0: no web console (a state.json from before the console)
     cluster_id: str = ""
     store_id: str = ""
     co_password: str = ""
@@ -192,6 +193,8 @@ class Cluster:
             cmd += ["--metrics-listen", f"127.0.0.1:{s.frontend_metrics_port}"]
         if s.principals_file:
             cmd += ["--principals", s.principals_file]
+        if s.console_port:
+            cmd += ["--console-listen", f"127.0.0.1:{s.console_port}"]
         env = {"KMS_AWS_LISTEN": f"127.0.0.1:{s.aws_port}",
                "KMS_AWS_ACCESS_KEYS": f"{s.aws_access_key_id}:{s.aws_secret_access_key}",
                # the CloudHSM control plane starts and keeps the HSM nodes
@@ -485,6 +488,7 @@ class Cluster:
         return {
             "directory": str(self.dir), "cluster_id": s.cluster_id, "custom_key_store_id": s.store_id,
             "kms_endpoint": f"127.0.0.1:{s.frontend_port}", "aws_endpoint_url": f"http://127.0.0.1:{s.aws_port}",
+            "console_url": f"http://127.0.0.1:{s.console_port}/" if s.console_port else None,
             "region": s.region, "aws_access_key_id": s.aws_access_key_id,
             "aws_secret_access_key": s.aws_secret_access_key,
             "trust_anchor": str(self.anchor), "env_file": str(self.env_path),
@@ -567,6 +571,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         s.aws_access_key_id = "AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(16))
         s.aws_secret_access_key = base64.b64encode(os.urandom(30)).decode()
         s.region = args.region
+    if not s.console_port:  # also for a directory from before the console
+        taken |= {s.frontend_port, s.aws_port, s.frontend_metrics_port}
+        s.console_port = pick_port(args.console_port, taken)
     s.save(c.state_path)
     try:
         if legacy:
@@ -652,6 +659,7 @@ KMS frontend (gRPC):   {st['kms_endpoint']}
 AWS endpoint (JSON):   {st['aws_endpoint_url']}   region {st['region']}
   aws_access_key_id     {st['aws_access_key_id']}
   aws_secret_access_key {st['aws_secret_access_key']}
+Web console:           {st['console_url'] or '-'}  (sign in with the key pair above)
 Custom key store:      {st['custom_key_store_id']} (CONNECTED)
 Trust anchor:          {st['trust_anchor']}
 Credentials and endpoints for kms / hsm-mgmt / AWS SDKs: {st['env_file']}
@@ -804,6 +812,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="seconds an HSM may not answer before the control plane replaces it; 0: never (first run)")
     up.add_argument("--port", type=int, default=7800, help="frontend gRPC port (first run)")
     up.add_argument("--aws-port", type=int, default=4599, help="AWS JSON endpoint port (first run)")
+    up.add_argument("--console-port", type=int, default=4600, help="web console port (first run)")
     up.add_argument("--metrics-port", type=int, default=9100,
                     help="frontend /metrics port (first run); nodes take the next ones")
     up.add_argument("--region", default="us-east-1")

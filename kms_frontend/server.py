@@ -28,6 +28,7 @@ from .clock import OffsetClock
 from .cluster.appliance import ApplianceClient
 from .cluster.directory import ClusterDirectory
 from .cluster.hsm_client import HsmClients
+from .console.app import Console
 from .controlplane.provisioners import LocalProcesses, Provisioner
 from .controlplane.remote import Supervised
 from .controlplane.service import Authorizer, ControlPlane, ControlPlaneSettings, Regions
@@ -102,6 +103,9 @@ class Frontend:
         if args.aws_listen:
             self.aws = AwsJsonEndpoint(self.services, self.verifier, args.aws_listen,
                                        cloudhsm=CloudHsmEndpoint(self.plane, self.services.identities.credential))
+        self.console: Console | None = None
+        if args.console_listen:
+            self.console = Console(self.services, args.console_listen, self.plane)
         self.metrics: MetricsServer | None = None
         if args.metrics_listen:
             self.metrics = MetricsServer(args.metrics_listen, FrontendCollector(
@@ -124,6 +128,8 @@ class Frontend:
         await self.server.start()
         if self.aws is not None:
             await self.aws.start()
+        if self.console is not None:
+            await self.console.start()
         if self.metrics is not None:
             self.metrics.start()
         loop = asyncio.get_running_loop()
@@ -153,6 +159,8 @@ class Frontend:
         if self.aws is not None:
             self.aws.grace = grace
             draining.append(self.aws.stop())
+        if self.console is not None:
+            draining.append(self.console.stop())
         await asyncio.gather(*draining)
         await finish_abandoned(deadline - asyncio.get_running_loop().time())
         for t in self._tasks:
@@ -217,6 +225,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="kms-frontend", description="Run the KMS frontend (custom key stores over gRPC).")
     p.add_argument("--listen", default=env("KMS_LISTEN", "127.0.0.1:7800"), help="gRPC address [KMS_LISTEN]")
+    p.add_argument("--console-listen", default=env("KMS_CONSOLE_LISTEN", ""),
+                   help="serve the web console on HOST:PORT (sign in with an access key pair); empty, the"
+                        " default, turns it off [KMS_CONSOLE_LISTEN]")
     p.add_argument("--aws-listen", default=env("KMS_AWS_LISTEN", "127.0.0.1:4599"),
                    help="AWS JSON 1.1 (boto3, AWS CLI) address; empty disables it [KMS_AWS_LISTEN]")
     p.add_argument("--aws-access-key", action="append",
@@ -290,3 +301,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+

@@ -55,6 +55,7 @@ class ClusterInfo:
     trust_anchor_pem: str
     member_endpoints: list[str] = field(default_factory=list)
     active_endpoints: list[str] = field(default_factory=list)
+    member_lag: dict[str, int] = field(default_factory=dict)  # endpoint -> writes it misses, as its peers see it
     zones: dict[str, str] = field(default_factory=dict)  # endpoint -> Availability Zone (control plane)
     subnet_zones: int = 0                                # AZs of its subnets (0: not known)
 
@@ -154,6 +155,9 @@ class ClusterDirectory:
                 if probe.state == "ACTIVE":
                     info.state = "ACTIVE"
                 info.member_endpoints = sorted(set(info.member_endpoints) | {m.endpoint for m in desc.members})
+                for m in desc.members:
+                    if m.endpoint:
+                        info.member_lag[m.endpoint] = max(info.member_lag.get(m.endpoint, 0), int(m.lag))
             for info in clusters.values():
                 info.active_endpoints = sorted(
                     e for e in info.member_endpoints

@@ -64,7 +64,8 @@ def ensure_engine() -> list[str]:
 class Compose:
     def __init__(self, command: list[str]) -> None:
         self.project = "kmsct" + uuid.uuid4().hex[:6]
-        self.ports = {"KMS_GRPC_PORT": free_port(), "KMS_AWS_PORT": free_port(), "KMS_METRICS_PORT": free_port()}
+        self.ports = {"KMS_GRPC_PORT": free_port(), "KMS_AWS_PORT": free_port(), "KMS_METRICS_PORT": free_port(),
+                      "KMS_CONSOLE_PORT": free_port()}
         self.base = [*command, "-p", self.project, "-f", str(ROOT / "compose.yaml")]
         self.env = {**os.environ, **{k: str(v) for k, v in self.ports.items()}}
 
@@ -87,11 +88,16 @@ class Compose:
 
     def root_channel(self) -> grpc.aio.Channel:
         """A channel to the frontend's gRPC port signed as the account root (the pair in the secrets volume)."""
+        key_id, secret = self.access_keys()
+        return kms_auth.aio_channel(f"127.0.0.1:{self.ports['KMS_GRPC_PORT']}", Credentials(key_id, secret),
+                                    "us-east-1")
+
+    def access_keys(self) -> tuple[str, str]:
+        """The account root's pair, from the secrets volume (what init prints)."""
         pair = subprocess.run(["docker", "exec", self.container("frontend"), "cat", "/secrets/aws-access-keys"],
                               capture_output=True, text=True, check=True, timeout=60).stdout.strip()
         key_id, _, secret = pair.partition(":")
-        return kms_auth.aio_channel(f"127.0.0.1:{self.ports['KMS_GRPC_PORT']}", Credentials(key_id, secret),
-                                    "us-east-1")
+        return key_id, secret
 
     def hsm_mgmt(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """hsm-mgmt inside the compose network, with the operator's state (trust anchor, env)."""
@@ -218,3 +224,18 @@ async def test_the_cloudhsm_api_serves_and_starts_hsm_containers(compose):
                      what="the HSM deleted")
     gone = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"name={name}"], capture_output=True, text=True)
     assert gone.stdout.strip() == ""
+
+
+async def test_the_console_is_served_on_the_loopback_port(compose):
+    """compose turns the web console on (KMS_CONSOLE_LISTEN) and publishes it on 127.0.0.1 only."""
+    import aiohttp
+
+    store_id = compose.init_result()["custom_key_store_id"]
+    key_id, secret = compose.access_keys()
+    url = f"http://127.0.0.1:{compose.ports['KMS_CONSOLE_PORT']}"
+    published = compose.run("port", "frontend", "4600").stdout.strip()
+    assert published.startswith("127.0.0.1:"), published
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(url + "/signin", data={"access_key_id": key_id, "secret_access_key": secret}) as r:
+            page = await r.text()
+        assert r.status == 200 and str(r.url).endswith("/stores") and store_id in page

@@ -36,6 +36,7 @@ async def describe(status: dict) -> kms.CustomKeyStoresListEntry:
 async def test_up_status_down_and_resume(tmp_path):
     root = tmp_path / "cluster"
     ports = ["--port", str(free_port()), "--aws-port", str(free_port()), "--metrics-port", str(free_port()),
+             "--console-port", str(free_port()),
              "--address-prefix", f"127.{200 + os.getpid() % 50}"]
     try:
         up = launcher(root, "up", "--detach", *ports)
@@ -54,6 +55,10 @@ async def test_up_status_down_and_resume(tmp_path):
         assert status["aws_endpoint_url"].startswith("http://127.0.0.1:") and status["aws_access_key_id"]
         metrics = urllib.request.urlopen(status["frontend"]["metrics"], timeout=10).read().decode()
         assert "kms_custom_key_store_state" in metrics
+        # the web console is on, printed, and in status
+        assert f"Web console:           {status['console_url']}" in up.stdout
+        signin = urllib.request.urlopen(status["console_url"] + "signin", timeout=10).read().decode()
+        assert 'id="access_key_id"' in signin
         assert "hsm_keys" in urllib.request.urlopen(status["nodes"][0]["metrics"], timeout=10).read().decode()
         store = await describe(status)
         assert store.connection_state == "CONNECTED" and store.custom_key_store_id == status["custom_key_store_id"]
