@@ -80,7 +80,8 @@ class State:
     nodes: list[NodeSpec] = field(default_factory=list)
     frontend_port: int = 7800
     frontend_host: str = "127.0.0.1"
-    frontend_metrics_port: int = 0
+    frontend_metrics_port: int = 0  # worker i of the frontend serves /metrics on this port + i
+    frontend_workers: int = 1
     aws_port: int = 4599
     console_port: int = 0  # 0: no web console (a state.json from before the console)
     cluster_id: str = ""
@@ -122,6 +123,15 @@ def pick_port(preferred: int, taken: set[int]) -> int:
     while port in taken or not port_free(port):
         port += 1
     taken.add(port)
+    return port
+
+
+def pick_block(preferred: int, size: int, taken: set[int]) -> int:
+    """The first of ``size`` consecutive free ports from ``preferred`` on."""
+    port = preferred
+    while any(p in taken or not port_free(p) for p in range(port, port + size)):
+        port += 1
+    taken.update(range(port, port + size))
     return port
 
 
@@ -191,6 +201,8 @@ class Cluster:
                 cmd += ["--hsm-endpoint", n.endpoint]
         if s.frontend_metrics_port:
             cmd += ["--metrics-listen", f"127.0.0.1:{s.frontend_metrics_port}"]
+        if s.frontend_workers > 1:
+            cmd += ["--workers", str(s.frontend_workers)]
         if s.principals_file:
             cmd += ["--principals", s.principals_file]
         if s.console_port:
@@ -493,12 +505,17 @@ class Cluster:
             "aws_secret_access_key": s.aws_secret_access_key,
             "trust_anchor": str(self.anchor), "env_file": str(self.env_path),
             "frontend": {"running": alive.get("frontend", False), "log": str(self.log("frontend")),
-                         "metrics": _metrics_url(s.frontend_metrics_port)},
+                         "metrics": _metrics_url(s.frontend_metrics_port), "workers": s.frontend_workers},
             "nodes": [{"name": n.name, "hsm_id": n.hsm_id, "endpoint": n.endpoint, "peer_endpoint": n.peer_endpoint,
                        "running": alive.get(n.name, False), "log": self.hsms.log(n.hsm_id) or str(self.log(n.name)),
                        "metrics": f"http://{n.host}:{n.metrics_port}/metrics" if n.metrics_port else ""}
                       for n in s.nodes],
         }
+
+
+def _workers_note(st: dict) -> str:
+    workers = st["frontend"].get("workers", 1)
+    return f" ({workers} frontend workers: worker i on the port + i)" if workers > 1 else ""
 
 
 def _metrics_url(port: int) -> str:
@@ -571,8 +588,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         s.aws_access_key_id = "AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(16))
         s.aws_secret_access_key = base64.b64encode(os.urandom(30)).decode()
         s.region = args.region
+    if args.workers is not None and args.workers != s.frontend_workers:
+        s.frontend_workers = max(1, args.workers)
+        if s.frontend_metrics_port and s.frontend_workers > 1:  # worker i serves /metrics on the port + i
+            others = {p for n in s.nodes for p in (n.port, n.peer_port, n.metrics_port)} | {
+                s.frontend_port, s.aws_port, s.console_port}
+            block = range(s.frontend_metrics_port, s.frontend_metrics_port + s.frontend_workers)
+            if any(p in others or not port_free(p) for p in block):
+                s.frontend_metrics_port = pick_block(s.frontend_metrics_port, s.frontend_workers, others)
     if not s.console_port:  # also for a directory from before the console
-        taken |= {s.frontend_port, s.aws_port, s.frontend_metrics_port}
+        taken |= {s.frontend_port, s.aws_port, *range(s.frontend_metrics_port, s.frontend_metrics_port + s.frontend_workers)}
         s.console_port = pick_port(args.console_port, taken)
     s.save(c.state_path)
     try:
@@ -664,7 +689,7 @@ Custom key store:      {st['custom_key_store_id']} (CONNECTED)
 Trust anchor:          {st['trust_anchor']}
 Credentials and endpoints for kms / hsm-mgmt / AWS SDKs: {st['env_file']}
 Logs:                  {c.dir / 'logs'}
-Metrics (Prometheus):  {st['frontend']['metrics'] or '-'} (nodes: kms-cluster status --json)
+Metrics (Prometheus):  {st['frontend']['metrics'] or '-'}{_workers_note(st)} (nodes: kms-cluster status --json)
 
 Next:
   kms create-key --origin AWS_CLOUDHSM --custom-key-store-id {st['custom_key_store_id']}
@@ -817,6 +842,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="frontend /metrics port (first run); nodes take the next ones")
     up.add_argument("--region", default="us-east-1")
     up.add_argument("--backup-interval", type=float, default=None, help="seconds between periodic backups")
+    up.add_argument("--workers", type=int, default=int(env("KMS_WORKERS")) if env("KMS_WORKERS") else None,
+                    help="frontend processes sharing its ports (kms-frontend --workers; kept for later runs)"
+                         " [KMS_WORKERS]")
     up.add_argument("--detach", action="store_true", help="return once everything is up")
     up.add_argument("--principals", metavar="FILE",
                     help="IAM users and roles (JSON, see README) the frontend knows besides the account root; kept"
