@@ -2,17 +2,25 @@
 
     python bench/crypto_path.py [--seconds 5] [--callers 1,16,64] [--rounds 3]
                                 [--client-processes 2] [--client-tls] [--json out.json]
+                                [--paths encrypt,aws,stream2,encrypt_w,aws_w --workers 2 --channels 4]
 
 Starts, on one machine: three hsm-node processes and a kms-frontend (a CONNECTED
 custom key store with one key), and a bare echo pair: an echo server and a proxy
 that forwards each unary call to it over the same TLS as the frontend -> node leg.
-Three paths are measured:
+The paths (``--paths``; by default the first four):
 
 * ``encrypt``  client -> kms-frontend -> hsm-node (Encrypt of 256 B, the real path)
 * ``echo2``    client -> proxy -> echo             (two hops, no work: the baseline)
 * ``echo1``    client -> echo                      (one hop: the stretch baseline)
 * ``stream2``  client -> stream proxy -> echo      (a reference: the frontend's design with no work,
                unary calls carried over one batching TLS stream; the most the frontend could reach)
+* ``aws``      client -> kms-frontend's AWS endpoint -> hsm-node (Encrypt as AWS JSON 1.1 over
+               HTTP/1.1 keep-alive, one connection per caller; SigV4-signed once per measurement,
+               so the client's signing is not what is measured)
+* ``encrypt_w``, ``aws_w``: the same two calls to a second stack whose frontend runs
+               ``--workers N`` (``--workers N``), measured interleaved with the single process;
+               give ``--channels`` > 1 so each load process opens several gRPC connections for
+               the kernel to spread over the workers (SO_REUSEPORT spreads connections, not calls)
 
 The client leg is plaintext gRPC on every path (as the test harness runs the
 frontend), or TLS on every path with ``--client-tls``. Encrypt calls are signed
@@ -37,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import multiprocessing as mp
 import os
@@ -74,42 +83,102 @@ from tests.harness import (  # noqa: E402
 
 PAYLOAD_BYTES = 256
 ECHO_METHOD = "/bench.Echo/Echo"
+STATS_METHOD = "/bench.Echo/Stats"
 ENCRYPT_METHOD = "/kms.v1.Kms/Encrypt"
-PATHS = {"encrypt": "Encrypt via frontend", "echo2": "bare 2-hop echo", "echo1": "bare 1-hop echo",
-         "stream2": "no-work stream proxy"}
+PATHS = {"encrypt": "Encrypt via frontend", "aws": "Encrypt, AWS endpoint", "echo2": "bare 2-hop echo",
+         "echo1": "bare 1-hop echo", "stream2": "no-work stream proxy",
+         "encrypt_w": "Encrypt, N workers", "aws_w": "AWS endpoint, N workers"}
+WORKER_PATHS = {"encrypt_w": "encrypt", "aws_w": "aws"}  # the same calls to the second stack (--workers N)
 BASES = {"echo2": "Encrypt / 2-hop echo", "echo1": "Encrypt / 1-hop echo", "stream2": "Encrypt / stream proxy"}
+DEFAULT_PATHS = "encrypt,echo2,echo1,stream2"
 
 
 # ---------------------------------------------------------------- client processes
 
 
 Target = tuple[str, "str | None", str, bytes, "tuple[str, str, str] | None"]  # address, CA, method, request, signer
+# A target whose method is HTTP_METHOD is the AWS endpoint: the request is Encrypt's JSON body, and the
+# callers send it as raw HTTP/1.1 (one keep-alive connection each), signed once per measurement.
+HTTP_METHOD = "http:TrentService.Encrypt"
 
 
-def client_process(conn: Any, targets: dict[str, Target]) -> None:
+def client_process(conn: Any, targets: dict[str, Target], channels: int = 1) -> None:
     """Entry point of a load process: run the commands the parent sends over ``conn``."""
-    asyncio.run(_client(conn, targets))
+    asyncio.run(_client(conn, targets, channels))
 
 
 def _signer(address: str, method: str, request: bytes, signer: tuple[str, str, str] | None) -> Any:
-    """Metadata for a measurement: SigV4 over ``request`` (kms.v1 calls), or nothing (echo)."""
+    """Metadata for a measurement: SigV4 over ``request`` (kms.v1 calls), or nothing; for the AWS
+    endpoint, the whole signed HTTP request."""
     if signer is None:
         return lambda: None
     key_id, secret, region = signer
     from botocore.credentials import Credentials
+    if method == HTTP_METHOD:
+        return lambda: http_request(address, request, Credentials(key_id, secret), region)
     return lambda: kms_auth.sign(method, request, Credentials(key_id, secret), region, address)
 
 
-async def _client(conn: Any, targets: dict[str, Target]) -> None:
+def http_request(address: str, body: bytes, credentials: Any, region: str) -> bytes:
+    """A complete, SigV4-signed AWS JSON 1.1 Encrypt request (as botocore signs it), as bytes on the wire."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    request = AWSRequest(method="POST", url=f"http://{address}/", data=body, headers={
+        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "TrentService.Encrypt"})
+    SigV4Auth(credentials, "kms", region).add_auth(request)
+    headers = {"Host": address, **{k: v for k, v in request.headers.items() if k.lower() != "host"},
+               "Content-Length": str(len(body))}
+    return ("POST / HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode() + body
+
+
+class HttpCall:
+    """One keep-alive HTTP/1.1 connection per caller, sending pre-built requests and reading the
+    answers with as little work as possible (status line, Content-Length, body): the client's cost
+    stays small beside the server's, as the gRPC callers' does."""
+
+    def __init__(self, address: str) -> None:
+        self.host, port = address.rsplit(":", 1)
+        self.port = int(port)
+
+    async def caller(self, request: bytes, stop: float, latencies: array, errors: Counter[str]) -> None:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        perf = time.perf_counter
+        try:
+            while time.monotonic() < stop:
+                t0 = perf()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.split(b"Content-Length: ", 1)[1].split(b"\r\n", 1)[0])
+                await reader.readexactly(length)
+                status = head[9:12]
+                if status != b"200":
+                    errors[f"HTTP{status.decode()}"] += 1
+                    continue
+                latencies.append(perf() - t0)
+        finally:
+            writer.close()
+
+
+async def _client(conn: Any, targets: dict[str, Target], connections: int) -> None:
     channels, calls = [], {}
+    # ``connections`` channels per path, each on its own connection: several frontend workers share
+    # a port and the kernel hands each connection to one of them (SO_REUSEPORT), so one would not spread.
+    options = [("grpc.use_local_subchannel_pool", 1)] if connections > 1 else []
     for name, (address, ca_pem, method, request, signer) in targets.items():
-        if ca_pem:
-            ch = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(ca_pem.encode()))
-        else:
-            ch = grpc.aio.insecure_channel(address)
-        channels.append(ch)
-        # no serializer and no deserializer: bytes in, bytes out, the same cost on every path
-        calls[name] = (ch.unary_unary(method), request, _signer(address, method, request, signer))
+        if method == HTTP_METHOD:  # one connection per caller already
+            calls[name] = (HttpCall(address), request, _signer(address, method, request, signer))
+            continue
+        stubs = []
+        for _ in range(connections):
+            if ca_pem:
+                ch = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(ca_pem.encode()), options=options)
+            else:
+                ch = grpc.aio.insecure_channel(address, options=options)
+            channels.append(ch)
+            # no serializer and no deserializer: bytes in, bytes out, the same cost on every path
+            stubs.append(ch.unary_unary(method))
+        calls[name] = (stubs, request, _signer(address, method, request, signer))
     loop = asyncio.get_running_loop()
     conn.send("ready")
     while True:
@@ -129,8 +198,12 @@ async def _closed_loop(call: Any, request: bytes, sign: Any, callers: int, secon
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))  # every process starts together
     stop = start_at + seconds
     perf = time.perf_counter
+    if isinstance(call, HttpCall):
+        started = time.monotonic()
+        await asyncio.gather(*(call.caller(metadata, stop, latencies, errors) for _ in range(callers)))
+        return {"latencies": latencies.tobytes(), "errors": dict(errors), "elapsed": time.monotonic() - started}
 
-    async def caller() -> None:
+    async def caller(call: Any) -> None:
         while time.monotonic() < stop:
             t0 = perf()
             try:
@@ -140,25 +213,50 @@ async def _closed_loop(call: Any, request: bytes, sign: Any, callers: int, secon
                 continue
             latencies.append(perf() - t0)
     started = time.monotonic()
-    await asyncio.gather(*(caller() for _ in range(callers)))
+    await asyncio.gather(*(caller(call[i % len(call)]) for i in range(callers)))
     return {"latencies": latencies.tobytes(), "errors": dict(errors), "elapsed": time.monotonic() - started}
 
 
-def batch_totals(metrics_url: str) -> tuple[float, float]:
-    """(operations, messages) the frontend has sent on its crypto streams so far, from its /metrics."""
+async def proxy_batch_totals(address: str) -> tuple[float, float]:
+    """(operations, messages) the stream proxy has sent on its stream so far."""
+    async with grpc.aio.insecure_channel(address) as ch:
+        ops, msgs = (await ch.unary_unary(STATS_METHOD)(b"", timeout=5)).split()
+    return float(ops), float(msgs)
+
+
+def served_per_worker(metrics_urls: list[str]) -> list[float]:
+    """Encrypt requests each worker has answered so far (its /metrics), to show how the kernel spread them."""
+    import urllib.request
+
+    out = []
+    for url in metrics_urls:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            out.append(0.0)
+            continue
+        out.append(sum(float(line.split()[-1]) for line in text.splitlines()
+                       if line.startswith("kms_requests_total{") and 'operation="Encrypt"' in line))
+    return out
+
+
+def batch_totals(metrics_urls: list[str]) -> tuple[float, float]:
+    """(operations, messages) the frontend (all its workers) has sent on its crypto streams so far, from /metrics."""
     import urllib.request
 
     ops = msgs = 0.0
-    try:
-        with urllib.request.urlopen(metrics_url, timeout=5) as r:
-            text = r.read().decode()
-    except OSError:
-        return 0.0, 0.0
-    for line in text.splitlines():
-        if line.startswith("kms_hsm_batch_size_sum"):
-            ops = float(line.split()[-1])
-        elif line.startswith("kms_hsm_batch_size_count"):
-            msgs = float(line.split()[-1])
+    for url in metrics_urls:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("kms_hsm_batch_size_sum"):
+                ops += float(line.split()[-1])
+            elif line.startswith("kms_hsm_batch_size_count"):
+                msgs += float(line.split()[-1])
     return ops, msgs
 
 
@@ -174,12 +272,12 @@ def cpu_seconds(pid: int) -> float:
 class Clients:
     """``n`` load processes, each with one channel per path, driven in lock step."""
 
-    def __init__(self, n: int, targets: dict[str, Target]) -> None:
+    def __init__(self, n: int, targets: dict[str, Target], channels: int = 1) -> None:
         ctx = mp.get_context("spawn")
         self.conns, self.procs = [], []
         for _ in range(n):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=client_process, args=(child, targets), daemon=True)
+            proc = ctx.Process(target=client_process, args=(child, targets, channels), daemon=True)
             proc.start()
             self.conns.append(parent)
             self.procs.append(proc)
@@ -268,7 +366,7 @@ class KmsStack:
     lab: Lab
     nodes: list[NodeProcess]
     fe: FrontendProcess
-    metrics_url: str
+    metrics_urls: list[str]  # one per worker
     key_id: str = ""
 
     async def stop(self) -> None:
@@ -276,21 +374,36 @@ class KmsStack:
         await self.lab.close()
 
 
-async def start_kms(root: Path, cert_pem: str, client_tls: bool, check: bool = True) -> KmsStack:
+def consecutive_ports(n: int) -> int:
+    """A free port P with P+1 .. P+n-1 free too (worker i serves /metrics on P+i)."""
+    import socket
+    while True:
+        p = free_port()
+        try:
+            for i in range(1, n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p + i))
+        except OSError:
+            continue
+        return p
+
+
+async def start_kms(root: Path, cert_pem: str, client_tls: bool, check: bool = True, workers: int = 1) -> KmsStack:
     """Start the stack under ``root`` (certificate ``root/bench.crt``, key ``root/bench.key``);
-    ``check``: make sure an Encrypt / Decrypt round trip works."""
+    ``check``: make sure an Encrypt / Decrypt round trip works; ``workers``: kms-frontend --workers."""
     lab = Lab(root)
     try:
         nodes = await three_node_cluster(lab)
     except BaseException:
         await lab.close()
         raise
-    metrics_port = free_port()
-    env = {"KMS_STORE_QUOTA": "1000000", "KMS_LOG_LEVEL": "warning", "KMS_METRICS_LISTEN": f"127.0.0.1:{metrics_port}"}
+    metrics_port = consecutive_ports(workers)
+    env = {"KMS_STORE_QUOTA": "1000000", "KMS_LOG_LEVEL": "warning", "KMS_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
+           "KMS_WORKERS": str(workers)}
     if client_tls:
         env.update(KMS_TLS_CERT=str(root / "bench.crt"), KMS_TLS_KEY=str(root / "bench.key"))
     fe = FrontendProcess(root, [n.endpoint for n in nodes], env=env)
-    stack = KmsStack(lab, nodes, fe, f"http://127.0.0.1:{metrics_port}/metrics")
+    stack = KmsStack(lab, nodes, fe, [f"http://127.0.0.1:{metrics_port + i}/metrics" for i in range(workers)])
     fe.start()
     try:
         tls = grpc.ssl_channel_credentials(cert_pem.encode()) if client_tls else None
@@ -349,17 +462,41 @@ def encrypt_target(stack: KmsStack, ca: str | None) -> Target:
     return (stack.fe.endpoint, ca, ENCRYPT_METHOD, request.SerializeToString(), (key_id, secret, stack.fe.region))
 
 
+def aws_target(stack: KmsStack) -> Target:
+    body = json.dumps({"KeyId": stack.key_id, "Plaintext": base64.b64encode(os.urandom(PAYLOAD_BYTES)).decode()})
+    key_id, secret = stack.fe.aws_credentials()
+    return (f"127.0.0.1:{stack.fe.aws_port}", None, HTTP_METHOD, body.encode(), (key_id, secret, stack.fe.region))
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process under it (a frontend with --workers: the supervisor and its workers)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
 def encrypt_watch(stack: KmsStack) -> dict[str, list[int]]:
-    return {"frontend": [stack.fe.proc.pid] if stack.fe.proc else [],
+    return {"frontend": descendants(stack.fe.proc.pid) if stack.fe.proc else [],
             "nodes": [n.proc.pid for n in stack.nodes if n.proc is not None]}
 
 
 async def measure_encrypt(clients: Clients, path: str, stack: KmsStack, callers: int, seconds: float) -> dict:
     """One Encrypt measurement, with the operations per stream message the frontend sent meanwhile."""
-    ops0, msgs0 = await asyncio.to_thread(batch_totals, stack.metrics_url)
+    ops0, msgs0 = await asyncio.to_thread(batch_totals, stack.metrics_urls)
+    served0 = await asyncio.to_thread(served_per_worker, stack.metrics_urls)
     result = await clients.run(path, callers, seconds, encrypt_watch(stack))
-    ops1, msgs1 = await asyncio.to_thread(batch_totals, stack.metrics_url)
+    ops1, msgs1 = await asyncio.to_thread(batch_totals, stack.metrics_urls)
+    served1 = await asyncio.to_thread(served_per_worker, stack.metrics_urls)
     result["ops_per_message"] = (ops1 - ops0) / (msgs1 - msgs0) if msgs1 > msgs0 else 0.0
+    if len(served0) > 1:  # the share of the requests each worker answered
+        total = sum(served1) - sum(served0)
+        result["worker_shares"] = [round((b - a) / total, 2) if total else 0.0 for a, b in zip(served0, served1, strict=True)]
     return result
 
 
@@ -369,8 +506,14 @@ async def main() -> None:
     p.add_argument("--callers", default="1,16,64", help="concurrent closed-loop callers per point")
     p.add_argument("--rounds", type=int, default=3, help="repeat the sweep; the table shows medians")
     p.add_argument("--client-processes", type=int, default=2, help="load processes the callers are spread over")
-    p.add_argument("--paths", default=",".join(PATHS), help=f"subset of {','.join(PATHS)}")
+    p.add_argument("--paths", default=DEFAULT_PATHS, help=f"subset of {','.join(PATHS)}")
+    p.add_argument("--unsigned-baselines", action="store_true",
+                   help="the echo paths' calls without the signature metadata Encrypt's calls carry (as before issue 16)")
     p.add_argument("--client-tls", action="store_true", help="TLS on the client leg of every path too")
+    p.add_argument("--workers", type=int, default=0,
+                   help="also start a second stack whose frontend runs N workers (paths encrypt_w, aws_w)")
+    p.add_argument("--channels", type=int, default=1,
+                   help="gRPC connections per load process and path (several workers: the kernel spreads connections)")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of load on each path before measuring")
     p.add_argument("--json", help="write the results here too")
     args = p.parse_args()
@@ -381,10 +524,18 @@ async def main() -> None:
     cert_pem = write_cert(root)
     ca = cert_pem if args.client_tls else None
     stack: KmsStack | None = None
+    stack_w: KmsStack | None = None
     echo_procs: list[subprocess.Popen] = []
     clients: Clients | None = None
     try:
         stack = await start_kms(root, cert_pem, args.client_tls)
+        if args.workers > 1:
+            (root / "w").mkdir()
+            for name in ("bench.crt", "bench.key"):
+                (root / "w" / name).write_bytes((root / name).read_bytes())
+            stack_w = await start_kms(root / "w", cert_pem, args.client_tls, workers=args.workers)
+            PATHS["encrypt_w"] = f"Encrypt, {args.workers} workers"
+            PATHS["aws_w"] = f"AWS endpoint, {args.workers} wkrs"
         echo_procs, addresses = start_echo(root, args.client_tls)
         for address in addresses.values():
             ch = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(cert_pem.encode())) if ca \
@@ -396,17 +547,34 @@ async def main() -> None:
             await wait_until(answers, timeout=20, what=f"the echo server at {address}")
             await ch.close()
         payload = os.urandom(PAYLOAD_BYTES)
-        targets = {"encrypt": encrypt_target(stack, ca),
-                   **{path: (address, ca, ECHO_METHOD, payload, None) for path, address in addresses.items()}}
-        clients = Clients(args.client_processes, {k: v for k, v in targets.items() if k in paths})
+        # The baselines' calls carry a signature like Encrypt's (same headers, same size), unless
+        # --unsigned-baselines: gRPC parses and hands over every call's metadata whether the server
+        # reads it or not, so that part of the cost belongs to the transport, which the baselines
+        # must pay too; checking the signature is the frontend's own work, which they do not do.
+        signer = None if args.unsigned_baselines else encrypt_target(stack, ca)[4]
+        targets = {"encrypt": encrypt_target(stack, ca), "aws": aws_target(stack),
+                   **{path: (address, ca, ECHO_METHOD, payload, signer) for path, address in addresses.items()}}
+        if stack_w is not None:
+            targets.update(encrypt_w=encrypt_target(stack_w, ca), aws_w=aws_target(stack_w))
+        paths = [x for x in paths if x in targets]
+        clients = Clients(args.client_processes, {k: v for k, v in targets.items() if k in paths}, args.channels)
         watch = {"echo2": {"proxy": [echo_procs[1].pid], "echo": [echo_procs[0].pid]},
                  "echo1": {"echo": [echo_procs[0].pid]},
                  "stream2": {"proxy": [echo_procs[2].pid], "echo": [echo_procs[0].pid]}}
 
         async def measure(path: str, callers: int, seconds: float) -> dict:
-            if path == "encrypt":
+            if path in ("encrypt", "aws"):
                 assert stack is not None
                 return await measure_encrypt(clients, path, stack, callers, seconds)
+            if path in WORKER_PATHS:
+                assert stack_w is not None
+                return await measure_encrypt(clients, path, stack_w, callers, seconds)
+            if path == "stream2" and not args.client_tls:
+                ops0, msgs0 = await proxy_batch_totals(addresses["stream2"])
+                result = await clients.run(path, callers, seconds, watch[path])
+                ops1, msgs1 = await proxy_batch_totals(addresses["stream2"])
+                result["ops_per_message"] = (ops1 - ops0) / (msgs1 - msgs0) if msgs1 > msgs0 else 0.0
+                return result
             return await clients.run(path, callers, seconds, watch[path])
         for path in paths:  # warm up every path (connections, caches, the frontend's streams)
             await measure(path, 16, args.warmup)
@@ -424,7 +592,9 @@ async def main() -> None:
                         point[f"ratio_{base}"] = point["encrypt"]["rps"] / point[base]["rps"]
                 points.append(point)
                 print(f"round {r + 1}/{args.rounds}, {callers} callers: " + ", ".join(
-                    f"{path} {point[path]['rps']:.0f} req/s" for path in paths), flush=True)
+                    f"{path} {point[path]['rps']:.0f} req/s" + (f" (workers' shares {point[path]['worker_shares']})"
+                                                               if "worker_shares" in point[path] else "")
+                    for path in paths), flush=True)
             rounds.append(points)
         table = medians(rounds, paths)
         report(info, args, table)
@@ -437,8 +607,9 @@ async def main() -> None:
             clients.close()
         for proc in echo_procs:
             proc.terminate()
-        if stack is not None:
-            await stack.stop()
+        for st in (stack, stack_w):
+            if st is not None:
+                await st.stop()
 
 
 def medians(rounds: list[list[dict]], paths: list[str]) -> list[dict]:
@@ -452,8 +623,20 @@ def medians(rounds: list[list[dict]], paths: list[str]) -> list[dict]:
             row[path]["errors"] = sum(pt[path]["errors"] for pt in pts)
             row[path]["cpu_us_per_req"] = {g: statistics.median(pt[path]["cpu_us_per_req"][g] for pt in pts)
                                            for g in first[path]["cpu_us_per_req"]}
-        if "encrypt" in paths:
-            row["encrypt"]["ops_per_message"] = statistics.median(pt["encrypt"]["ops_per_message"] for pt in pts)
+        for path in paths:
+            if "ops_per_message" in first[path]:
+                row[path]["ops_per_message"] = statistics.median(pt[path]["ops_per_message"] for pt in pts)
+        for path, base in (("encrypt", "stream2"), ("aws", "encrypt"), ("encrypt_w", "encrypt"), ("aws_w", "aws")):
+            if path in paths and base in paths:  # per-round ratios, then the median
+                groups = (("frontend", "proxy"), ("nodes", "echo")) if base == "stream2" else (("frontend", "frontend"),)
+                for group, base_group in groups:
+                    row[f"cpu_{path}_{base}_{group}"] = statistics.median(
+                        pt[path]["cpu_us_per_req"][group] / pt[base]["cpu_us_per_req"][base_group]
+                        for pt in pts if pt[base]["cpu_us_per_req"][base_group])
+                row[f"p99_{path}_{base}"] = statistics.median(pt[path]["p99_ms"] / pt[base]["p99_ms"] for pt in pts
+                                                              if pt[base]["p99_ms"])
+                row[f"rps_{path}_{base}"] = statistics.median(pt[path]["rps"] / pt[base]["rps"] for pt in pts
+                                                              if pt[base]["rps"])
         for base in BASES:
             key = f"ratio_{base}"
             if key in first:
@@ -484,6 +667,19 @@ def report(info: dict, args: argparse.Namespace, table: list[dict]) -> None:
             if key in row:
                 per_round = ", ".join(f"{x:.2f}" for x in row[f"{key}_rounds"])
                 print(f"{'':>7} | {label:<22} | {row[key]:>7.2f} | rounds: {per_round}")
+        for key, label in (("cpu_encrypt_stream2_frontend", "CPU: frontend / proxy"),
+                           ("cpu_encrypt_stream2_nodes", "CPU: nodes / echo"),
+                           ("p99_encrypt_stream2", "p99: Encrypt / proxy"),
+                           ("rps_aws_encrypt", "req/s: AWS / gRPC"),
+                           ("cpu_aws_encrypt_frontend", "CPU: AWS / gRPC fe"),
+                           ("p99_aws_encrypt", "p99: AWS / gRPC"),
+                           ("rps_encrypt_w_encrypt", "req/s: N workers / 1"),
+                           ("cpu_encrypt_w_encrypt_frontend", "CPU: N workers / 1"),
+                           ("p99_encrypt_w_encrypt", "p99: N workers / 1"),
+                           ("rps_aws_w_aws", "AWS req/s: N wkrs / 1"),
+                           ("cpu_aws_w_aws_frontend", "AWS CPU: N wkrs / 1")):
+            if key in row:
+                print(f"{'':>7} | {label:<22} | {row[key]:>7.2f} | median of per-round ratios")
 
 
 if __name__ == "__main__":

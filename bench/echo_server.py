@@ -28,6 +28,7 @@ import grpc
 
 METHOD = "/bench.Echo/Echo"
 BATCH_METHOD = "/bench.Echo/Batch"
+STATS_METHOD = "/bench.Echo/Stats"  # the stream proxy: "<operations> <messages>" it has sent so far
 _ITEM = struct.Struct(">IH")  # a batch is a run of (id, length, bytes)
 
 
@@ -63,6 +64,7 @@ class StreamProxy:
         self._queue: list[tuple[int, bytes]] = []
         self._wake, self._answered = asyncio.Event(), asyncio.Event()
         self._unanswered = 0
+        self.ops = self.messages = 0
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._send()), loop.create_task(self._receive())]
 
@@ -83,6 +85,8 @@ class StreamProxy:
                     await self._answered.wait()
                 batch, self._queue = self._queue, []
                 self._unanswered += 1
+                self.ops += len(batch)
+                self.messages += 1
                 await self._call.write(_pack(batch))
 
     async def _receive(self) -> None:
@@ -119,7 +123,13 @@ async def serve(args: argparse.Namespace) -> None:
             return await upstream(request)
         handler = proxy
     else:
-        handler = StreamProxy(args.upstream, Path(args.ca).read_bytes()).forward
+        proxy = StreamProxy(args.upstream, Path(args.ca).read_bytes())
+        handler = proxy.forward
+
+        async def stats(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            return f"{proxy.ops} {proxy.messages}".encode()
+        handlers["Stats"] = grpc.unary_unary_rpc_method_handler(stats, request_deserializer=_identity,
+                                                                response_serializer=_identity)
     handlers["Echo"] = grpc.unary_unary_rpc_method_handler(handler, request_deserializer=_identity,
                                                            response_serializer=_identity)
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bench.Echo", handlers)])

@@ -73,12 +73,14 @@ async def main() -> None:
         for name in stacks:
             await clients.run(name, args.callers, 2.0)  # warm up
         results: dict[str, list[tuple[float, float]]] = {"A": [], "B": []}
+        nodes: dict[str, list[float]] = {"A": [], "B": []}
         for r in range(args.rounds):
             for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
                 m = await clients.run(name, args.callers, args.seconds, bench.encrypt_watch(stacks[name]))
                 if m["errors"]:
                     raise RuntimeError(f"stack {name}: {m['error_codes']}")
                 results[name].append((m["rps"], m["cpu_us_per_req"]["frontend"]))
+                nodes[name].append(m["cpu_us_per_req"]["nodes"])
             print(f"round {r + 1}: A {results['A'][-1][1]:.0f} us/req, B {results['B'][-1][1]:.0f} us/req", flush=True)
         cpu = [b[1] / a[1] for a, b in zip(results["A"], results["B"], strict=True)]
         rps = [b[0] / a[0] for a, b in zip(results["A"], results["B"], strict=True)]
@@ -87,6 +89,8 @@ async def main() -> None:
                   f" median {statistics.median(r for r, _ in results[name]):.0f} req/s")
         print(f"B/A frontend CPU per request: median {statistics.median(cpu):.3f} (rounds: "
               + ", ".join(f"{x:.2f}" for x in cpu) + ")")
+        node_ratio = [b / a for a, b in zip(nodes["A"], nodes["B"], strict=True) if a]
+        print(f"B/A nodes' CPU per request: median {statistics.median(node_ratio):.3f}")
         print(f"B/A req/s: median {statistics.median(rps):.3f} (rounds: " + ", ".join(f"{x:.2f}" for x in rps) + ")")
     finally:
         if clients is not None:

@@ -85,7 +85,8 @@ class State:
     nodes: list[NodeSpec] = field(default_factory=list)
     frontend_port: int = 7800
     frontend_host: str = "127.0.0.1"
-    frontend_metrics_port: int = 0
+    frontend_metrics_port: int = 0  # worker i of the frontend serves /metrics on this port + i
+    frontend_workers: int = 1
     aws_port: int = 4599
     console_port: int = 0  # 0: no web console (a state.json from before the console)
     cluster_id: str = ""
@@ -97,6 +98,7 @@ class State:
     pids: dict[str, int] = field(default_factory=dict)
     address_prefix: str = "127.0"        # HSMs of `up` listen on <prefix>.<zone>.<n>:2225
     hsm_replace_after: float = 300.0     # seconds before the control plane replaces a silent HSM (0: never)
+    up_pid: int = 0                      # a foreground `up` that `down` must stop too (0: none, or detached)
 
     @classmethod
     def load(cls, path: Path) -> tuple[State, dict[str, str]]:
@@ -131,6 +133,15 @@ def pick_port(preferred: int, taken: set[int]) -> int:
     while port in taken or not port_free(port):
         port += 1
     taken.add(port)
+    return port
+
+
+def pick_block(preferred: int, size: int, taken: set[int]) -> int:
+    """The first of ``size`` consecutive free ports from ``preferred`` on."""
+    port = preferred
+    while any(p in taken or not port_free(p) for p in range(port, port + size)):
+        port += 1
+    taken.update(range(port, port + size))
     return port
 
 
@@ -252,6 +263,8 @@ class Cluster:
                 cmd += ["--hsm-endpoint", n.endpoint]
         if s.frontend_metrics_port:
             cmd += ["--metrics-listen", f"127.0.0.1:{s.frontend_metrics_port}"]
+        if s.frontend_workers > 1:
+            cmd += ["--workers", str(s.frontend_workers)]
         if s.principals_file:
             cmd += ["--principals", s.principals_file]
         if s.console_port:
@@ -292,6 +305,7 @@ class Cluster:
         (its HSM nodes outlive it by design), then the nodes."""
         self._stop(self.processes(), timeout)
         self.state.pids.clear()
+        self.state.up_pid = 0
         self.state.save(self.state_path)
 
     def stop_started(self, before: set[int], timeout: float = 15.0) -> None:
@@ -619,7 +633,7 @@ class Cluster:
             "aws_secret_access_key": self.aws_secret_access_key,
             "trust_anchor": str(self.anchor), "env_file": str(self.env_path),
             "frontend": {"running": alive.get("frontend", False), "log": str(self.log("frontend")),
-                         "metrics": _metrics_url(s.frontend_metrics_port)},
+                         "metrics": _metrics_url(s.frontend_metrics_port), "workers": s.frontend_workers},
             "nodes": [{"name": n.name, "hsm_id": n.hsm_id, "endpoint": n.endpoint, "peer_endpoint": n.peer_endpoint,
                        "running": alive.get(n.name, False), "log": self.hsms.log(n.hsm_id) or str(self.log(n.name)),
                        "metrics": f"http://{n.host}:{n.metrics_port}/metrics" if n.metrics_port else ""}
@@ -635,6 +649,11 @@ def _pipe_holding(secret: str) -> int:
     finally:
         os.close(w)
     return r
+
+
+def _workers_note(st: dict) -> str:
+    workers = st["frontend"].get("workers", 1)
+    return f" ({workers} frontend workers: worker i on the port + i)" if workers > 1 else ""
 
 
 def _metrics_url(port: int) -> str:
@@ -717,12 +736,22 @@ def cmd_up(args: argparse.Namespace) -> int:
         c.aws_secret_access_key = base64.b64encode(os.urandom(30)).decode()
         s.region = args.region
         c.write_env()  # the secret key's one home, before any process is given it
+    workers_changed = args.workers is not None and max(1, args.workers) != s.frontend_workers
+    if workers_changed:
+        s.frontend_workers = max(1, args.workers)
+        if s.frontend_metrics_port and s.frontend_workers > 1:  # worker i serves /metrics on the port + i
+            others = {p for n in s.nodes for p in (n.port, n.peer_port, n.metrics_port)} | {
+                s.frontend_port, s.aws_port, s.console_port}
+            block = range(s.frontend_metrics_port, s.frontend_metrics_port + s.frontend_workers)
+            if any(p in others or not port_free(p) for p in block):
+                s.frontend_metrics_port = pick_block(s.frontend_metrics_port, s.frontend_workers, others)
     if not s.console_port:  # also for a directory from before the console
-        taken |= {s.frontend_port, s.aws_port, s.frontend_metrics_port}
+        taken |= {s.frontend_port, s.aws_port, *range(s.frontend_metrics_port, s.frontend_metrics_port + s.frontend_workers)}
         s.console_port = pick_port(args.console_port, taken)
     running = c.running()
-    if tls_changed and running.get("frontend"):  # it serves the other scheme: start it again
-        print(f"kms-cluster: restarting the frontend for {'HTTPS' if s.aws_tls else 'HTTP'} on the AWS endpoint")
+    if (tls_changed or workers_changed) and running.get("frontend"):  # it runs as asked before: start it again
+        print(f"kms-cluster: restarting the frontend for {'HTTPS' if s.aws_tls else 'HTTP'} on the AWS endpoint"
+              f" and {s.frontend_workers} worker(s)")
         c.stop_frontend()
         running["frontend"] = False
     before = set(c.processes().values())
@@ -762,26 +791,56 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     print_summary(c)
     if args.detach:
+        print(f"Running in the background. Stop with: {_self_command(c, 'down')}"
+              f"  (state is kept; `{_self_command(c, 'up')}` resumes)")
         return 0
-    stop = {"now": False}
+    return _foreground(c)
+
+
+def _self_command(c: Cluster, command: str) -> str:
+    """How to run another kms-cluster command on this cluster from the current directory."""
+    default = Path(DEFAULT_DIR).resolve()
+    return f"kms-cluster {command}" if c.dir == default else f"kms-cluster --dir {shlex.quote(str(c.dir))} {command}"
+
+
+def _foreground(c: Cluster) -> int:
+    """Stay until Ctrl-C, SIGTERM or `kms-cluster down` (which sends SIGTERM to the pid recorded
+    here), then stop everything. Processes that die meanwhile (an experiment) are reported once."""
+    stop: dict[str, str] = {}
 
     def on_signal(signum: int, frame: Any) -> None:
-        stop["now"] = True
+        why = "Ctrl-C" if signum == signal.SIGINT else "kms-cluster down" if _down_requested(c) else "SIGTERM"
+        stop.setdefault("why", why)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    print("Running. Ctrl-C stops everything (state is kept; `kms-cluster up` resumes).")
+    c.state.up_pid = os.getpid()
+    c.state.save(c.state_path)
+    print(f"Running. Ctrl-C (or `{_self_command(c, 'down')}` from another shell) stops everything"
+          " (state is kept; `kms-cluster up` resumes).", flush=True)
     watched = set(c.running())
-    while not stop["now"]:
+    while not stop:
         time.sleep(0.2)
+        if _down_requested(c):
+            stop["why"] = "kms-cluster down"
+            break
         dead = [n for n, alive in c.running().items() if n in watched and not alive]
         if dead:
             print(f"kms-cluster: {', '.join(dead)} exited (killed for an experiment?); the rest keep running"
-                  " (`kms-cluster up` in another shell starts it again)", file=sys.stderr)
+                  " (`kms-cluster up` in another shell starts it again)", file=sys.stderr, flush=True)
             watched -= set(dead)
-    print("Stopping...")
+    print(f"Stopping ({stop['why']})...", flush=True)
     c.stop_all()
-    print("Stopped.")
+    print("Stopped.", flush=True)
     return 0
+
+
+def _down_requested(c: Cluster) -> bool:
+    """`down` (also one older than the SIGTERM it sends now) clears the recorded pids and up_pid."""
+    try:
+        saved, _ = State.load(c.state_path)
+    except (OSError, ValueError, TypeError):
+        return False
+    return saved.up_pid != os.getpid()
 
 
 def print_summary(c: Cluster) -> None:
@@ -800,7 +859,7 @@ Custom key store:      {st['custom_key_store_id']} (CONNECTED)
 Trust anchor:          {st['trust_anchor']}
 Credentials and endpoints for kms / hsm-mgmt / AWS SDKs: {st['env_file']}
 Logs:                  {c.dir / 'logs'}
-Metrics (Prometheus):  {st['frontend']['metrics'] or '-'} (nodes: kms-cluster status --json)
+Metrics (Prometheus):  {st['frontend']['metrics'] or '-'}{_workers_note(st)} (nodes: kms-cluster status --json)
 
 Next:
   kms create-key --origin AWS_CLOUDHSM --custom-key-store-id {st['custom_key_store_id']}
@@ -847,7 +906,19 @@ def _node_health(c: Cluster, n: dict) -> str:
 
 def cmd_down(args: argparse.Namespace) -> int:
     c = Cluster(Path(args.dir))
-    if not c.state.pids:
+    up_pid = c.state.up_pid
+    if up_pid and _alive(up_pid, None) and up_pid != os.getpid():
+        # a foreground `up` owns the processes: it stops them and exits; wait for it, then sweep.
+        # Clearing up_pid first tells it who asked.
+        c.state.up_pid = 0
+        c.state.save(c.state_path)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(up_pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while _alive(up_pid, None) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        c = Cluster(Path(args.dir))
+    elif not c.processes():  # nodes of the control plane may outlive a frontend that died
         print("kms-cluster: nothing running")
         return 0
     c.stop_all()
@@ -943,6 +1014,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="frontend /metrics port (first run); nodes take the next ones")
     up.add_argument("--region", default="us-east-1")
     up.add_argument("--backup-interval", type=float, default=None, help="seconds between periodic backups")
+    up.add_argument("--workers", type=int, default=int(env("KMS_WORKERS")) if env("KMS_WORKERS") else None,
+                    help="frontend processes sharing its ports (kms-frontend --workers; kept for later runs)"
+                         " [KMS_WORKERS]")
     up.add_argument("--detach", action="store_true", help="return once everything is up")
     up.add_argument("--aws-tls", action=argparse.BooleanOptionalAction, default=None,
                     help="serve the AWS endpoint over HTTPS, with a certificate issued by the cluster's CA; the env "

@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from plumbing.addresses import split_listen
-from plumbing.drain import new_server, run_main, serve_until_signalled
+from plumbing.drain import add_port, new_server, run_main, serve_until_signalled
 from plumbing.files import ensure_private
 from plumbing.metrics import MetricsServer
 from plumbing.options import add_process_options
@@ -37,7 +37,10 @@ from .users import UserRules
 log = logging.getLogger("hsm_node.server")
 MAX_MESSAGE = 64 * 1024 * 1024
 STOP_MARGIN_S = 0.5  # of the grace, left to gRPC's own stop after the lame duck
-GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
+# SO_REUSEPORT off (gRPC turns it on): a second node started on a port another one holds must fail
+# to start, not silently share the port and answer half the connections with its own certificate.
+GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE),
+                ("grpc.so_reuseport", 0)]
 
 
 class NodeServer:
@@ -83,8 +86,7 @@ class NodeServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self._served_version = self._tls_version
         creds = grpc.dynamic_ssl_server_credentials(self._cert_config(), self._fetch_cert_config)
-        if self.server.add_secure_port(self.listen, creds) == 0:
-            raise OSError(f"cannot listen on {self.listen}")
+        add_port(self.server, self.listen, creds, "--listen")
         await self.server.start()
         if self.metrics is not None:
             self.metrics.start()
@@ -188,7 +190,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    run_main("hsm-node", args.log_level, run(args), (StorageError, ValueError, OSError), log)
+    run_main("hsm-node", args.log_level, run(args), (StorageError, ValueError, OSError), log, args.log_file)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,14 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import ctypes
 import logging
 import os
+import signal
 import ssl
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,12 +21,14 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from plumbing.drain import Gate, new_server, run_main, serve_until_signalled
+from plumbing.addresses import split_listen
+from plumbing.drain import Gate, add_port, new_server, run_main, serve_until_signalled
 from plumbing.files import ensure_private, write_private
 from plumbing.metrics import MetricsServer
 from plumbing.options import add_process_options
 
 from .api.aws_json import AwsJsonEndpoint
+from .api.cloudhsm_forward import LeaderSocket, ToLeader
 from .api.cloudhsm_json import CloudHsmEndpoint
 from .api.grpc_service import GrpcApi
 from .api.sigv4 import SigV4Verifier, access_keys
@@ -29,16 +36,19 @@ from .clock import OffsetClock
 from .cluster.appliance import ApplianceClient
 from .cluster.directory import ClusterDirectory
 from .cluster.hsm_client import HsmClients
+from .console.activity import Activity, publish_totals, shared_totals
 from .console.app import Console
 from .controlplane.provisioners import LocalProcesses, Provisioner
 from .controlplane.remote import Supervised
-from .controlplane.service import Authorizer, ControlPlane, ControlPlaneSettings, Regions
+from .controlplane.service import Authorizer, ControlPlane, ControlPlaneSettings, Regions, allow_all
 from .controlplane.store import ControlPlaneStore
 from .observability import FrontendCollector
 from .secret_box import SecretBox
 from .service.context import Context, FrontendSettings
 from .service.frontend import Services, finish_abandoned
 from .service.principals import Identities, load_principals_file
+from .service.workers import Leadership, WorkerSync, lead_when_possible
+from .store.changes import ChangeCounter
 from .store.repository import SchemaVersionError
 from .store.sqlite import SqliteRepository
 
@@ -75,6 +85,14 @@ def instance_id(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def worker_address(listen: str, index: int) -> str:
+    """A worker's own address for what each worker serves apart (/metrics): the port plus its index."""
+    if not listen or index == 0:
+        return listen
+    host, port = split_listen(listen, "--metrics-listen")
+    return f"[{host}]:{port + index}" if ":" in host else f"{host}:{port + index}"
+
+
 class Frontend:
     def __init__(self, args: argparse.Namespace) -> None:
         data = Path(args.data_dir)
@@ -83,20 +101,35 @@ class Frontend:
         # stores and the HSM nodes it starts: its user's only, fixed (with a warning) when found open
         ensure_private(log, *private_paths(args, data))
         self.args = args
+        self.workers = max(1, args.workers)
         principals = load_principals_file(args.principals) if args.principals else None  # refused whole, or used
         box = SecretBox.from_key_file(os.path.expanduser(args.master_key_file), create=True)
         clock = OffsetClock(os.environ.get("KMS_CLOCK_OFFSET_FILE"))
         identities = Identities(args.account_id, access_keys(args.aws_access_key, data), principals, box, clock)
-        repo = SqliteRepository(data / "metadata.db")
-        self.ctx = Context(repo, box, FrontendSettings(args.account_id, args.region, args.store_quota), clock=clock)
+        # Several workers share the database, a change counter and each store's quota (service/workers.py).
+        self.counter = ChangeCounter(data / "metadata.changes") if self.workers > 1 else None
+        repo = SqliteRepository(data / "metadata.db", changes=self.counter)
+        settings = FrontendSettings(args.account_id, args.region, args.store_quota,
+                                    shared_quota_dir=str(data / "quota") if self.workers > 1 else None)
+        self.ctx = Context(repo, box, settings, clock=clock)
         self.directory = ClusterDirectory(args.hsm_endpoint)
-        self.hsms = HsmClients(self.directory, instance_id(data))
+        client_ids = [instance_id(data) + f"-w{i}" for i in range(self.workers)] if self.workers > 1 \
+            else [instance_id(data)]  # a session each on an HSM: one per user and client there
+        self.hsms = HsmClients(self.directory, client_ids[max(0, args.worker_index)])
         self.services = Services(self.ctx, self.hsms, identities)
+        self.services.connections.sibling_client_ids = [c for c in client_ids if c != self.hsms.client_id]
+        self.leadership: Leadership | None = None
+        if self.counter is not None:
+            self.services.sync = WorkerSync(self.ctx, self.counter, self.services.catalog, self.services.connections)
+            self.leadership = Leadership(data / "leader.lock")
+            self.services.keys.recover_after_ms = RECOVER_AFTER_MS
         self.verifier = SigV4Verifier(identities.credential, args.region, services=("kms", "sts"))
         if principals is not None:
             log.info("principals loaded", extra={"event": "principals_loaded", "path": str(args.principals),
                                                  "users": sorted(identities.users), "roles": sorted(identities.roles)})
-        self.server, self.core_calls = new_server()
+        # Several workers share the port; one process refuses to share it (gRPC's own default would let
+        # a second frontend started by mistake on the same port take half the connections unnoticed).
+        self.server, self.core_calls = new_server(options=[("grpc.so_reuseport", 1 if self.workers > 1 else 0)])
         self.gate = Gate()
         self.tls = None
         if args.tls_cert and args.tls_key:
@@ -104,15 +137,23 @@ class Frontend:
         self.health = health.aio.HealthServicer()
         self.plane = control_plane(args, data, self.directory, clock, self.services.authorizer.authorize_identity)
         self.aws: AwsJsonEndpoint | None = None
+        self.cloudhsm: CloudHsmEndpoint | None = None
         if args.aws_listen:
-            self.aws = AwsJsonEndpoint(self.services, self.verifier, args.aws_listen, ssl=aws_tls(args),
-                                       cloudhsm=CloudHsmEndpoint(self.plane, self.services.identities.credential))
+            # Several workers: the control plane runs in the leader; the others hand its requests over.
+            to_leader = ToLeader(data / LEADER_SOCKET) if self.workers > 1 else None
+            self.cloudhsm = CloudHsmEndpoint(self.plane, self.services.identities.credential, to_leader)
+            self.aws = AwsJsonEndpoint(self.services, self.verifier, args.aws_listen, cloudhsm=self.cloudhsm,
+                                       reuse_port=self.workers > 1, ssl=aws_tls(args))
+        self.leader_socket: LeaderSocket | None = None
+        # Several workers: the leader serves the console (its sign-in sessions live in one process)
+        # and charts every worker's requests, which each publishes once a second.
         self.console: Console | None = None
         if args.console_listen:
-            self.console = Console(self.services, args.console_listen, self.plane)
+            activity = Activity(totals=shared_totals(data / ACTIVITY_DIR)) if self.workers > 1 else None
+            self.console = Console(self.services, args.console_listen, self.plane, activity)
         self.metrics: MetricsServer | None = None
         if args.metrics_listen:
-            self.metrics = MetricsServer(args.metrics_listen, FrontendCollector(
+            self.metrics = MetricsServer(worker_address(args.metrics_listen, args.worker_index), FrontendCollector(
                 self.ctx, self.hsms.open_sessions, lambda: {"grpc": self.gate.in_flight,
                                                             "aws": self.aws.in_flight if self.aws is not None else 0}),
                 log=logging.getLogger("kms_frontend.metrics"))
@@ -123,33 +164,63 @@ class Frontend:
         self.server.add_generic_rpc_handlers(tuple(GrpcApi(self.services, self.verifier, self.gate,
                                                            secure=self.tls is not None).handlers()))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, GenericHandlersOnly(self.server))
-        if self.tls is not None:
-            creds = grpc.ssl_server_credentials([self.tls])
-            port = self.server.add_secure_port(self.args.listen, creds)
-        else:
-            port = self.server.add_insecure_port(self.args.listen)
-        if port == 0:
-            raise OSError(f"cannot listen on {self.args.listen}")
-        await self.plane.start()  # HSM nodes it placed run again (adopted, or started on their data)
+        add_port(self.server, self.args.listen, grpc.ssl_server_credentials([self.tls]) if self.tls else None,
+                 "--listen")
+        leading = self.leadership is None or self.leadership.try_acquire()
+        self.services.connections.leader = leading
+        self.plane.following = not leading
+        if leading:
+            await self._start_control_plane()
         with contextlib.suppress(Exception):
             await self.directory.refresh()
+        sync = self.services.sync
+        if sync is not None:
+            await sync.start()  # before the load: what other workers write from here on is applied after it
         await self.services.catalog.load()
         await self.server.start()
         if self.aws is not None:
             await self.aws.start()
-        if self.console is not None:
+        if self.console is not None and leading:
             await self.console.start()
         if self.metrics is not None:
             self.metrics.start()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.directory.run()))
-        await self.services.connections.resume()
-        self._tasks.append(loop.create_task(self.services.keys.run_deletions(self.args.sweep_interval)))
+        await self.services.connections.resume()  # a follower opens sessions of CONNECTED stores only
+        if leading:
+            self._tasks.append(loop.create_task(self.services.keys.run_deletions(self.args.sweep_interval)))
+        else:  # the leader's work if the leader goes
+            assert self.leadership is not None
+            self._tasks.append(loop.create_task(lead_when_possible(self.leadership, self._lead)))
+        if sync is not None:
+            self._tasks.append(loop.create_task(sync.run()))
+            if self.console is not None:
+                self._tasks.append(loop.create_task(publish_totals(
+                    Path(self.args.data_dir) / ACTIVITY_DIR / f"w{self.args.worker_index}.json")))
         self._tasks.append(loop.create_task(self.services.audit.run()))
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("kms.v1.Kms", health_pb2.HealthCheckResponse.SERVING)
         log.info("listening", extra={"event": "listening", "listen": self.args.listen,
-                                     "hsm_endpoints": self.args.hsm_endpoint})
+                                     "hsm_endpoints": self.args.hsm_endpoint, "worker": self.args.worker_index,
+                                     "pid": os.getpid(), "leader": self.services.connections.leader})
+
+    async def _start_control_plane(self) -> None:
+        """The leader's: HSM nodes it placed run again (adopted, or started on their data), and with
+        several workers the others reach its API through a socket (api/cloudhsm_forward.py)."""
+        await (self.plane.lead() if self.plane.following else self.plane.start())
+        if self.workers > 1 and self.cloudhsm is not None:
+            self.leader_socket = LeaderSocket(self.cloudhsm, Path(self.args.data_dir) / LEADER_SOCKET)
+            await self.leader_socket.start()
+
+    async def _lead(self) -> None:
+        """This follower took the leader's lock (the leader ended): finish what it left, sweep."""
+        self.services.connections.leader = True
+        await self._start_control_plane()
+        if self.console is not None:
+            await self.console.start()  # sessions of the old leader's console are gone: sign in again
+        await self.services.connections.resume(sessions=False)
+        self._tasks.append(asyncio.get_running_loop().create_task(
+            self.services.keys.run_deletions(self.args.sweep_interval)))
 
     async def stop(self, grace: float = 10.0) -> None:
         """Drain: refuse new requests (UNAVAILABLE; health NOT_SERVING), let in-flight ones finish
@@ -182,11 +253,17 @@ class Frontend:
             t.cancel()
         await self.services.audit.close()
         await self.services.connections.close()
+        if self.leader_socket is not None:
+            await self.leader_socket.stop()
+        if self.cloudhsm is not None and self.cloudhsm.to_leader is not None:
+            await self.cloudhsm.to_leader.close()
         await self.plane.stop()  # its HSM nodes keep running: the next start re-adopts them
         await self.directory.close()
         if self.metrics is not None:
             await asyncio.to_thread(self.metrics.stop)
         self.ctx.close()
+        if self.leadership is not None:
+            self.leadership.close()
         log.info("stopped", extra={"event": "stopped"})
 
 
@@ -339,6 +416,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cp.add_argument("--hsm-backup-interval", type=float, default=float(env("KMS_HSM_BACKUP_INTERVAL", "0")),
                     help="periodic backup interval of the nodes it starts, seconds (0: their default) "
                          "[KMS_HSM_BACKUP_INTERVAL]")
+    p.add_argument("--workers", type=int, default=int(env("KMS_WORKERS", "1")),
+                   help="serving processes sharing the ports (SO_REUSEPORT), the metadata and each store's quota;"
+                        " worker i serves /metrics on the metrics port + i [KMS_WORKERS]")
+    p.add_argument("--worker-index", type=int, default=-1, help=argparse.SUPPRESS)  # set by the supervisor
     add_process_options(p, "KMS", grace_s=10, in_flight="requests")
     return p.parse_args(argv)
 
@@ -347,9 +428,95 @@ async def run(args: argparse.Namespace) -> None:
     await serve_until_signalled(Frontend(args), args.shutdown_grace, log)
 
 
+LEADER_SOCKET = "controlplane.sock"
+ACTIVITY_DIR = "activity"  # several workers: each one's request totals, for the leader's console  # several workers: the leader's control plane, for the others
+RECOVER_AFTER_MS = 60_000  # several workers: a key in Creating is another worker's until this old
+WORKER_RESTART_S = 1.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """What the first start creates, done once before the workers start (they would race for it):
+    the data directory, the master key, the root's access keys, the instance id, the schemas."""
+    data = Path(args.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    if args.principals:
+        load_principals_file(args.principals)
+    SecretBox.from_key_file(os.path.expanduser(args.master_key_file), create=True)
+    access_keys(args.aws_access_key, data)
+    instance_id(data)
+    SqliteRepository(data / "metadata.db").close()
+    # the control plane's database and (local provisioner) the appliance key; its flags are checked here too
+    control_plane(args, data, ClusterDirectory([]), time.time, allow_all).store.close()
+
+
+def supervise(args: argparse.Namespace, argv: list[str]) -> int:
+    """``--workers N``: start N worker processes with the same flags (they share the ports), pass
+    SIGTERM/SIGINT on to them, restart one that dies, and end when they have all stopped."""
+    prepare(args)
+    stopping = False
+    supervisor = os.getpid()
+
+    def die_with_supervisor() -> None:
+        """In the worker, before it runs: SIGTERM (a drain) when the supervisor ends, however it ends
+        (SIGKILL included), so that no orphan keeps the ports, the leader's lock or HSM sessions."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != supervisor:  # it ended before prctl took effect
+            os._exit(1)
+
+    def spawn(index: int) -> subprocess.Popen:
+        # Its own process group: what a terminal sends its foreground group (Ctrl-C, Ctrl-Z) reaches the
+        # supervisor only, which alone decides what the workers get; PDEATHSIG covers the supervisor's end.
+        return subprocess.Popen([sys.executable, "-m", "kms_frontend.server", *argv, "--worker-index", str(index)],
+                                preexec_fn=die_with_supervisor if sys.platform == "linux" else None, process_group=0)
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    procs = [spawn(i) for i in range(args.workers)]
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("workers started", extra={"event": "workers_started", "pids": [p.pid for p in procs]})
+    while True:
+        if all(p.poll() is not None for p in procs) and stopping:
+            return 0
+        for i, proc in enumerate(procs):
+            code = proc.poll()
+            if code is not None and not stopping:
+                if code == 2:  # a worker that cannot start (a port taken, bad flags): so would the others
+                    stop(signal.SIGTERM, None)
+                    for p in procs:
+                        p.wait()
+                    return 2
+                log.warning("worker exited; restarting it", extra={"event": "worker_restart", "worker": i,
+                                                                   "exit_code": code})
+                time.sleep(WORKER_RESTART_S)
+                if not stopping:
+                    procs[i] = spawn(i)
+        time.sleep(0.1)
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    run_main("kms-frontend", args.log_level, run(args), (SchemaVersionError, ValueError, OSError), log)
+    if args.workers > 1 and args.worker_index < 0:
+        from plumbing import logs
+
+        try:
+            logs.setup("kms-frontend", args.log_level, args.log_file)   # the workers append to it too
+            sys.exit(supervise(args, argv))
+        except (SchemaVersionError, ValueError, OSError) as exc:
+            log.error(str(exc), extra={"event": "startup_failed"})
+            print(f"kms-frontend: {exc}", file=sys.stderr)
+            sys.exit(2)
+    args.worker_index = max(0, args.worker_index)
+    run_main("kms-frontend", args.log_level, run(args), (SchemaVersionError, ValueError, OSError), log,
+             args.log_file)
 
 
 if __name__ == "__main__":

@@ -116,17 +116,38 @@ async def serve_until_signalled(server: Server, grace: float, log: logging.Logge
 
 
 def run_main(prog: str, log_level: str, main: Coroutine[Any, Any, None],
-             startup_errors: tuple[type[BaseException], ...], log: logging.Logger) -> None:
-    """Run a server process: JSON logs at ``log_level`` under the service name ``prog``, no core
-    dumps and private files (:func:`files.harden_process`), then its main coroutine. An error it
-    cannot start past (bad configuration, a port taken, a locked data directory, a data file it
-    may not make private) ends the process with one log line, one line on stderr
-    (``<prog>: <message>``) and exit status 2; never a traceback."""
-    logs.setup(prog, log_level)
+             startup_errors: tuple[type[BaseException], ...], log: logging.Logger, log_file: str = "") -> None:
+    """Run a server process: no core dumps and private files (:func:`files.harden_process`, first,
+    so that a log file it opens is born private), JSON logs at ``log_level`` under the service name
+    ``prog``, then its main coroutine. An error it cannot start past (bad configuration, a port
+    taken, a locked data directory, a data file it may not make private) ends the process with one
+    log line, one line on stderr (``<prog>: <message>``) and exit status 2; never a traceback.
+    ``log_file``: the log lines go there instead of stderr."""
     files.harden_process()
+    try:
+        logs.setup(prog, log_level, log_file)
+    except OSError as exc:
+        print(f"{prog}: cannot open the log file {log_file} (--log-file): {exc.strerror or exc}", file=sys.stderr)
+        main.close()
+        sys.exit(2)
     try:
         asyncio.run(main)
     except startup_errors as exc:
         log.error(str(exc), extra={"event": "startup_failed"})
         print(f"{prog}: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def add_port(server: Any, address: str, credentials: Any = None, what: str = "") -> int:
+    """Bind a gRPC server (``credentials`` None: plaintext) to ``address``; a port that is taken or
+    an address that is not local is an ``OSError`` saying which, not grpc's RuntimeError (the
+    servers turn SO_REUSEPORT off, so a second server on a taken port fails here)."""
+    try:
+        port = server.add_insecure_port(address) if credentials is None else server.add_secure_port(address,
+                                                                                                    credentials)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise OSError(f"cannot listen on {what or 'address'} {address}: it is in use (another process holds it?)"
+                      " or not an address of this machine")
+    return int(port)

@@ -105,6 +105,9 @@ def add_global_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
                         " [HSM_NODE_ONLY=1]")
     g.add_argument("--rpc-timeout", type=float, metavar="SECONDS", default=default(None),
                    help=f"deadline of each call [HSM_RPC_TIMEOUT; {DEFAULT_RPC_TIMEOUT:g}]")
+    g.add_argument("--wait", type=float, metavar="SECONDS", default=default(None),
+                   help="first wait up to SECONDS until every endpoint the command names serves TLS (a node"
+                        " just started in the background); then run the command [HSM_WAIT; 0: do not wait]")
 
 
 SECRET_VALUED = ("--session", "--password", "--preco-password")
@@ -142,6 +145,8 @@ async def dispatch(args: argparse.Namespace, s: HsmMgmtSettings) -> int:
             raise usage_error(f"--node-only applies to {', '.join(sorted(user_commands.NODE_ONLY))}")
         if args.command not in node_commands.NO_ANCHOR | cluster_commands.NO_ANCHOR:
             cli.anchor_pem()
+        if s.wait > 0:
+            await cli.wait_until_serving(s.wait, getattr(args, "new_endpoint", None))
         await args.func(cli, args)
         return cli.exit_code
     except (grpc.aio.AioRpcError, HsmMgmtError) as exc:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import getpass
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import grpc
 from plumbing.addresses import split_endpoint
 from plumbing.envfile import EnvFileError, with_env_file
 from plumbing.files import write_private
-from plumbing.tls import presented_certificate
+from plumbing.tls import explain_verify_failure, presented_certificate
 from protos.hsm.v1 import hsm_pb2 as pb
 
 from .. import certs, client
@@ -89,6 +90,7 @@ class HsmMgmtSettings:
     node_only: bool
     rpc_timeout: float
     env: dict[str, str]
+    wait: float = 0.0            # --wait: seconds to wait for the endpoints to serve before the command
 
 
 def settings(args: argparse.Namespace, env: Mapping[str, str]) -> HsmMgmtSettings:
@@ -106,6 +108,12 @@ def settings(args: argparse.Namespace, env: Mapping[str, str]) -> HsmMgmtSetting
         timeout = float(args.rpc_timeout or env.get("HSM_RPC_TIMEOUT") or DEFAULT_RPC_TIMEOUT)
     except ValueError:
         raise usage_error("HSM_RPC_TIMEOUT must be a number of seconds") from None
+    try:
+        wait = float(args.wait if args.wait is not None else env.get("HSM_WAIT") or 0)
+    except ValueError:
+        raise usage_error("HSM_WAIT must be a number of seconds") from None
+    if wait < 0:
+        raise usage_error(f"--wait must be 0 or more seconds (got {wait:g})")
     return HsmMgmtSettings(
         endpoints=list(dict.fromkeys(endpoints)),
         trust_anchor=args.trust_anchor or env.get("HSM_TRUST_ANCHOR") or None,
@@ -114,7 +122,7 @@ def settings(args: argparse.Namespace, env: Mapping[str, str]) -> HsmMgmtSetting
         session=args.session or env.get("HSM_SESSION"),
         json=args.json or truthy(env.get("HSM_JSON")),
         node_only=args.node_only or truthy(env.get("HSM_NODE_ONLY")),
-        rpc_timeout=timeout, env=dict(env))
+        rpc_timeout=timeout, env=dict(env), wait=wait)
 
 
 def parse_sessions(value: str | None) -> tuple[str, dict[str, str]]:
@@ -157,7 +165,10 @@ def handshake_failed(exc: BaseException) -> bool:
         and "handshake" in (exc.details() or "").lower()
 
 
-def describe(exc: BaseException, anchor: str | None = None) -> tuple[str, str]:
+_PEER = re.compile(r"ipv[46]:(\[[^\]]+\]:\d+|[^:\s]+:\d+)")   # the peer in gRPC's "failed to connect" details
+
+
+def describe(exc: BaseException, anchor: str | None = None, endpoint: str = "") -> tuple[str, str]:
     """(status name, message) of an error, with a hint where one helps."""
     if isinstance(exc, grpc.aio.AioRpcError):
         code, message = exc.code().name, exc.details() or ""
@@ -166,8 +177,13 @@ def describe(exc: BaseException, anchor: str | None = None) -> tuple[str, str]:
     else:
         code, message = "INTERNAL", f"unexpected {type(exc).__name__}: {exc}"
     if handshake_failed(exc) and anchor:
-        message += (f" -- the HSM's certificate does not chain to the trust anchor {anchor}: wrong --trust-anchor,"
-                    " or the node is not initialised yet (see `hsm-mgmt status`)")
+        # one sentence instead of OpenSSL's ("CERTIFICATE_VERIFY_FAILED: self signed certificate: OK")
+        m = _PEER.search(message)
+        where = endpoint or (m.group(1) if m else "")
+        seen = explain_verify_failure(where, anchor) if where else "the TLS handshake failed"
+        message = (f"cannot verify the HSM: {seen}, so the certificate does not chain to the trust anchor."
+                   " Pass the cluster's customerCA.crt with --trust-anchor or HSM_TRUST_ANCHOR; a self-signed"
+                   " certificate is a node not initialised yet (`hsm-mgmt status` shows its state)")
     return code, message
 
 
@@ -208,6 +224,23 @@ class Cli:
                 raise usage_error(f"the trust anchor {path} is not a PEM certificate") from None
             self._anchor_pem = pem
         return self._anchor_pem
+
+    async def wait_until_serving(self, seconds: float, *extra: str | None) -> None:
+        """``--wait``: until every endpoint of the command (and ``extra`` ones, such as the node
+        addNode adds) completes a TLS handshake, at most ``seconds``. A TLS handshake, not just
+        an open port: the node's gRPC server is up and answers."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        for endpoint in dict.fromkeys([*(srv.endpoint for srv in self.servers), *(e for e in extra if e)]):
+            while True:
+                try:
+                    await asyncio.to_thread(presented_certificate, endpoint, 2.0)
+                    break
+                except OSError as exc:
+                    if asyncio.get_running_loop().time() >= deadline:
+                        raise HsmMgmtError("UNAVAILABLE", f"{endpoint} did not answer within {seconds:g} s (--wait):"
+                                           f" {exc.strerror or exc or 'timed out'}; is the node running? Its log"
+                                           " says why it stopped") from None
+                    await asyncio.sleep(0.2)
 
     def use_anchor(self, path: Path) -> None:
         self.s.trust_anchor, self._anchor_pem = str(path), path.read_text()
@@ -355,14 +388,15 @@ class Cli:
             raise outcomes[0].error
         for o in outcomes:
             if o.error is not None:
-                code, message = describe(o.error, self.s.trust_anchor)
+                code, message = describe(o.error, self.s.trust_anchor, o.server.endpoint)
                 print(f"{PROG}: {o.server}: {code}: {message}", file=sys.stderr)
                 self.exit_code = max(self.exit_code, exit_code_of(o.error))
         return [o for o in outcomes if o.error is None]
 
     def error_entry(self, o: Outcome) -> dict[str, Any]:
         assert o.error is not None
-        return {**o.server.as_dict(), "error": out.error_dict(*describe(o.error, self.s.trust_anchor))}
+        return {**o.server.as_dict(), "error": out.error_dict(*describe(o.error, self.s.trust_anchor,
+                                                                            o.server.endpoint))}
 
     def show_servers(self, outcomes: list[Outcome], text: Callable[[Server, Any], list[str]],
                      data: Callable[[Any], dict[str, Any]], extra: dict[str, Any] | None = None) -> list[Outcome]:

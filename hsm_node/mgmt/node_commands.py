@@ -46,7 +46,10 @@ async def cmd_initialize(cli: Cli, args: argparse.Namespace) -> None:
     server = cli.servers[0]
     if len(cli.servers) > 1:
         note(f"initialize acts on the first endpoint only ({server.endpoint}): the cluster's first HSM")
-    anchor_dir = trust_anchor_dir(args.trust_anchor_dir, cli.s.trust_anchor)
+    # An explicit --trust-anchor-dir is what this run asked for: only a --trust-anchor flag can
+    # contradict it, not HSM_TRUST_ANCHOR from the environment or ./.kms-cluster/env (another cluster's).
+    given = args.trust_anchor if args.trust_anchor_dir else cli.s.trust_anchor
+    anchor_dir = trust_anchor_dir(args.trust_anchor_dir, given)
     cert_path, key_path = anchor_dir / "customerCA.crt", anchor_dir / "customerCA.key"
     node = await cli.connect(server, tofu=True)
     status = await node.stub.GetStatus(pb.Empty(), timeout=cli.timeout)

@@ -60,9 +60,11 @@ class AwsJsonEndpoint:
     """The aiohttp application serving the KMS API in the frontend's event loop."""
 
     def __init__(self, services: Services, verifier: SigV4Verifier, listen: str, *, grace: float = 10.0,
-                 cloudhsm: CloudHsmEndpoint | None = None, ssl: ssl_.SSLContext | None = None) -> None:
+                 cloudhsm: CloudHsmEndpoint | None = None, reuse_port: bool = False,
+                 ssl: ssl_.SSLContext | None = None) -> None:
         self.services = services
         self.cloudhsm = cloudhsm  # the CloudHSM v2 control plane, a second service on this endpoint
+        self.reuse_port = reuse_port  # several workers share the port (SO_REUSEPORT)
         self.listen, self.grace = listen, grace
         self.ssl = ssl  # HTTPS (kms-frontend --aws-tls-cert/--aws-tls-key), else plain HTTP
         self.host, self.port = split_listen(listen, "--aws-listen")
@@ -92,7 +94,8 @@ class AwsJsonEndpoint:
         self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=self.grace,
                                     logger=HttpServerLog(log))
         await self.runner.setup()
-        self.site = web.TCPSite(self.runner, self.host, self.port, ssl_context=self.ssl)
+        self.site = web.TCPSite(self.runner, self.host, self.port, ssl_context=self.ssl,
+                                reuse_port=self.reuse_port or None)
         await self.site.start()
         log.info("AWS JSON endpoint listening", extra={
             "event": "aws_listening", "endpoint_url": self.url, "region": self.services.ctx.settings.region,

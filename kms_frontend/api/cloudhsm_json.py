@@ -30,6 +30,7 @@ from ..controlplane.service import ControlPlane
 from ..service.authorization import Caller
 from .aws_model import AwsJsonCodec
 from .aws_wire import parse_json_body, read_body
+from .cloudhsm_forward import ToLeader
 from .sigv4 import REFUSALS, CredentialLookup, SigV4Verifier
 
 log = logging.getLogger("kms_frontend.aws.cloudhsm")
@@ -49,8 +50,9 @@ class CloudHsmUnknownOperationException(errors.KmsError):
 
 
 class CloudHsmEndpoint:
-    def __init__(self, plane: ControlPlane, credentials: CredentialLookup) -> None:
+    def __init__(self, plane: ControlPlane, credentials: CredentialLookup, to_leader: ToLeader | None = None) -> None:
         self.plane = plane
+        self.to_leader = to_leader  # several workers: a follower hands requests to the leader's control plane
         self.codec = AwsJsonCodec(plane.model)
         self.verifiers = {region: SigV4Verifier(credentials, region, services=(SIGNING_NAME,))
                           for region in plane.regions.stores}
@@ -68,6 +70,17 @@ class CloudHsmEndpoint:
         return self.verifiers.get(region) or self.verifiers[self.plane.regions.home]
 
     async def handle(self, request: web.Request) -> web.Response:
+        if self.to_leader is not None and self.plane.following:
+            try:
+                return await self.to_leader.forward(request)
+            except errors.KmsError as exc:
+                request_id = observability.new_request_id(None)
+                return _response(exc.http_status, exc.aws_json_body(), request_id)
+        return await self.serve(request, request.remote, request.secure)
+
+    async def serve(self, request: web.Request, remote: str | None, secure: bool) -> web.Response:
+        """One request, from a client (``handle``) or handed over by another worker (its client's
+        address and transport in ``remote``, ``secure``)."""
         started = time.perf_counter()
         request_id = observability.new_request_id(
             request.headers.get("X-Request-Id") or request.headers.get("X-Amzn-RequestId"))
@@ -79,7 +92,7 @@ class CloudHsmEndpoint:
             body = await read_body(request)
             verifier = self._verifier(request.headers)
             found = verifier.verify(request.method, request.raw_path, request.headers.items(), body)
-            caller = Caller(found.principal, request.remote, "aws", request.secure)
+            caller = Caller(found.principal, remote, "aws", secure)
             principal = found.principal.arn
             operation = self._operation(request)
             name = operation
@@ -93,7 +106,7 @@ class CloudHsmEndpoint:
             outcome = exc.name
             if isinstance(exc, REFUSALS):
                 log.info("request refused", extra={"event": "aws_auth_refused", "error": exc.name,
-                                                   "remote": request.remote, "request_id": request_id})
+                                                   "remote": remote, "request_id": request_id})
             return _response(exc.http_status, exc.aws_json_body(), request_id)
         except Exception:
             errors.unexpected(log, name, request_id)  # the traceback goes to the log under an incident id

@@ -228,6 +228,13 @@ class StoreHsmClient:
                 raise KmsuserLockedOut(exc.details() or "locked out") from None
             raise _failed(exc) from None
 
+    async def end_sessions_of(self, endpoint: str, client_ids: list[str], password: str) -> None:
+        """Best effort: end kmsuser's sessions of these other clients on this node (the sessions a
+        worker that died left behind would refuse the password change as "logged in elsewhere")."""
+        for client_id in client_ids:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await self.sessions.end_session_of(endpoint, client_id, password)
+
     async def try_login(self, endpoint: str) -> None:
         """Log in to this node too if it already holds the current password; never spend a
         failed login (a node that missed the last change is picked up later by the upkeep)."""

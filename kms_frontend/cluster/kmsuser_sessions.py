@@ -96,6 +96,14 @@ class KmsuserSessions:
         s.token, s.node_id, s.last_used = r.session_token, r.node_id, time.monotonic()
         return s
 
+    async def end_session_of(self, endpoint: str, client_id: str, password: str) -> None:
+        """End kmsuser's session of another client on this node, if any: a login as that client
+        replaces its session (one per user and client on a node), and the logout ends ours."""
+        s = self.node(endpoint)
+        r = await s.stub.Login(hsm.LoginRequest(user_type=hsm.CU, username=KMSUSER, password=password,
+                                                client_id=client_id), timeout=RPC_TIMEOUT_S)
+        await s.stub.Logout(hsm.SessionRequest(session_token=r.session_token), timeout=RPC_TIMEOUT_S)
+
     def healthy(self) -> list[NodeSession]:
         return [s for s in self.nodes.values() if s.open]
 

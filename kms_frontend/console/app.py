@@ -64,11 +64,12 @@ def _when(ms: int | float | None) -> str:
 
 
 class Console:
-    def __init__(self, services: Services, listen: str, plane: ControlPlane | None = None) -> None:
+    def __init__(self, services: Services, listen: str, plane: ControlPlane | None = None,
+                 activity: Activity | None = None) -> None:
         self.services, self.listen = services, listen
         self.host, self.port = split_listen(listen, "--console-listen")
         self.sessions = ConsoleSessions(services.identities)
-        self.activity = Activity()
+        self.activity = activity or Activity()  # several workers: every worker's traffic (shared_totals)
         self.views = Views(services, plane)
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,

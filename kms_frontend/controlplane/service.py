@@ -120,6 +120,9 @@ class ControlPlane:
         self._sync_task: asyncio.Task | None = None
         self._sync_again = False
         self.lock = asyncio.Lock()               # one change of clusters/HSMs at a time
+        # Several frontend workers: only the leader runs the control plane (its API, its background
+        # work, the nodes it starts); a following worker reads its records (api/cloudhsm_forward.py).
+        self.following = False
 
     # ------------------------------------------------------------ the entry point
 
@@ -210,6 +213,13 @@ class ControlPlane:
         loop = asyncio.get_running_loop()
         self._tasks.add(loop.create_task(run_replacement(self)))
 
+    async def lead(self) -> None:
+        """A following worker becomes the leader (the previous one ended): the records as it left
+        them, then what :meth:`start` does."""
+        self.store.reload_if_changed()
+        self.following = False
+        await self.start()
+
     async def stop(self) -> None:
         """Stop the control plane's own work. HSM nodes keep running (a restart re-adopts them)."""
         for t in list(self._tasks):
@@ -225,7 +235,10 @@ class ControlPlane:
 
     def _observe(self) -> None:
         """Called by discovery after every probe round: adopt clusters and HSMs found there, and
-        record transitions the nodes made themselves (activation)."""
+        record transitions the nodes made themselves (activation). A following worker records
+        nothing: the leader does, and its records reach this one (:meth:`.view.ClusterView.endpoints`)."""
+        if self.following:
+            return
         if self._sync_task is not None and not self._sync_task.done():
             self._sync_again = True
             return

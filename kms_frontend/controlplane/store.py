@@ -1,5 +1,5 @@
 """The control plane's records on disk: one SQLite file (``<data dir>/cloudhsm.db``), owned by this
-process, WAL with ``synchronous=FULL``: a change is acknowledged only once it is on disk.
+process (with several workers, the leader's; the others read it: :meth:`ControlPlaneStore.reload_if_changed`), WAL with ``synchronous=FULL``: a change is acknowledged only once it is on disk.
 
 Every record is also kept in memory (there are few: clusters, HSMs, tagged backups), so the
 cluster view KMS reads on every key store operation costs no query. Writes go to the database
@@ -33,13 +33,27 @@ class ControlPlaneStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         path.chmod(0o600)
-        self.clusters: dict[str, ClusterRecord] = {
-            cid: ClusterRecord.from_json(doc) for cid, doc in self._db.execute("SELECT cluster_id, doc FROM clusters")}
-        self.hsms: dict[str, HsmRecord] = {
-            hid: HsmRecord.from_json(doc) for hid, doc in self._db.execute("SELECT hsm_id, doc FROM hsms")}
-        self.backups: dict[str, BackupAttributes] = {
-            bid: BackupAttributes.from_json(doc) for bid, doc in self._db.execute("SELECT backup_id, doc FROM backups")}
+        self.clusters: dict[str, ClusterRecord] = {}
+        self.hsms: dict[str, HsmRecord] = {}
+        self.backups: dict[str, BackupAttributes] = {}
+        self._version = -1
+        self.reload_if_changed()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloudhsm-db")
+
+    def reload_if_changed(self) -> bool:
+        """Read every record again if another process committed since the last read (several
+        workers: the leader writes, the others read; ``PRAGMA data_version`` moves only then, and
+        costs no disk read). The records are few (clusters, HSMs, tagged backups)."""
+        version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._version:
+            return False
+        self._version = version
+        self.clusters = {cid: ClusterRecord.from_json(doc)
+                         for cid, doc in self._db.execute("SELECT cluster_id, doc FROM clusters")}
+        self.hsms = {hid: HsmRecord.from_json(doc) for hid, doc in self._db.execute("SELECT hsm_id, doc FROM hsms")}
+        self.backups = {bid: BackupAttributes.from_json(doc)
+                        for bid, doc in self._db.execute("SELECT backup_id, doc FROM backups")}
+        return True
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn)

@@ -47,7 +47,10 @@ class ClusterView:
 
     def endpoints(self) -> list[str]:
         """Every HSM the control plane placed, of every Region (KMS sees only the home Region's clusters:
-        :meth:`overlay` leaves the others out)."""
+        :meth:`overlay` leaves the others out). Called first in every probe round: a following
+        worker takes the leader's newest records here, so KMS there sees what the leader placed."""
+        if self.plane.following:
+            self.plane.store.reload_if_changed()
         return [h.endpoint for h in self.plane.store.hsms.values() if h.endpoint]
 
     def overlay(self, clusters: dict[str, ClusterInfo], probes: dict[str, Probe]) -> dict[str, ClusterInfo]:

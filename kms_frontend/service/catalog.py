@@ -2,7 +2,8 @@
 
 The crypto path must not query the metadata database per request, so every key,
 alias and grant lives here as well; mutations write the database first, then the
-catalogue (one process owns the database). References accept what AWS accepts:
+catalogue; with several workers, each applies the others' writes before its next call
+(:mod:`.workers`). References accept what AWS accepts:
 key id, key ARN, alias name, alias ARN (``allow_alias`` off for operations that
 take only a key id or ARN).
 """
@@ -96,12 +97,29 @@ class Catalog:
             await self.ctx.db(self.ctx.repo.delete_key, key_id)
         except NotFoundError:
             pass
+        self.forget_key(key_id)
+
+    def forget_key(self, key_id: str) -> None:
+        """A key is gone (deleted here, or by another worker): out of memory with its aliases and grants."""
         self.keys.pop(key_id, None)
         self._unsettled.pop(key_id, None)
         for name in [n for n, a in self.aliases.items() if a.key_id == key_id]:
             del self.aliases[name]
         for grant_id in self.grants.pop(key_id, {}):
             self._grant_keys.pop(grant_id, None)
+
+    def apply_key(self, key: KeyRecord) -> None:
+        """Another worker changed a key: take the stored record unless this one already holds a newer one."""
+        held = self.keys.get(key.key_id)
+        if held is None or held.version <= key.version:
+            self._put(key)
+
+    def set_grants(self, key_id: str, grants: list[GrantRecord]) -> None:
+        """Another worker changed the grants of a key: these are all of them now."""
+        for grant_id in self.grants.pop(key_id, {}):
+            self._grant_keys.pop(grant_id, None)
+        for grant in grants:
+            self._put_grant(grant)
 
     def _put(self, key: KeyRecord) -> KeyRecord:
         self.keys[key.key_id] = key

@@ -38,6 +38,7 @@ from .context import Context
 log = logging.getLogger("kms_frontend.connections")
 ALPHANUMERIC = string.ascii_letters + string.digits
 PASSWORD_LENGTH = 32
+FOLLOW_OPEN_S = 5.0  # several workers: how long a worker waits for its own sessions of a store just CONNECTED
 
 
 class ConnectFailure(Exception):
@@ -73,6 +74,10 @@ class Connections:
         self.ctx, self.clients = ctx, clients
         self.directory: ClusterDirectory = clients.directory
         self.on_keys_changed: Callable[[str], Awaitable[None]] | None = None  # keys of a store changed state
+        # Several workers (service/workers.py): only the leader connects stores and rotates the
+        # kmsuser password; a follower opens sessions of CONNECTED stores with the stored password.
+        self.leader = True
+        self.sibling_client_ids: list[str] = []  # the other workers' HSM client ids
         self._tasks: dict[str, asyncio.Task] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -86,7 +91,10 @@ class Connections:
     # ------------------------------------------------------------ entry points
 
     def start_connect(self, store_id: str) -> None:
-        """Run the connection in the background (the caller already set CONNECTING)."""
+        """Run the connection in the background (the caller already set CONNECTING). In a follower
+        nothing: the leader sees the store CONNECTING (the change log) and connects it."""
+        if not self.leader:
+            return
         if store_id in self._tasks and not self._tasks[store_id].done():
             return
         self._tasks[store_id] = asyncio.get_running_loop().create_task(self._connect(store_id), name=f"connect-{store_id}")
@@ -106,17 +114,40 @@ class Connections:
             await self.ctx.update_store(store_id, connection_state=ConnectionState.DISCONNECTED, connection_error_code=None)
         log.info("disconnected", extra={"event": "store_disconnected", "store": store_id})
 
-    async def resume(self) -> None:
-        """At start: finish what a previous run left, re-open sessions of CONNECTED stores."""
+    async def resume(self, sessions: bool = True) -> None:
+        """At start (and when a worker becomes the leader): finish what a previous run left (the
+        leader), re-open sessions of CONNECTED stores (``sessions``)."""
         page = await self.ctx.db(self.ctx.repo.list_custom_key_stores, limit=1000)
         for store in page.items:
-            if store.connection_state == ConnectionState.CONNECTING:
+            if store.connection_state == ConnectionState.CONNECTING and self.leader:
                 self.start_connect(store.custom_key_store_id)
-            elif store.connection_state == ConnectionState.DISCONNECTING:
+            elif store.connection_state == ConnectionState.DISCONNECTING and self.leader:
                 await self.disconnect(store.custom_key_store_id)
-            elif store.connection_state == ConnectionState.CONNECTED:
+            elif store.connection_state == ConnectionState.CONNECTED and sessions:
                 self._tasks[store.custom_key_store_id] = asyncio.get_running_loop().create_task(
                     self._reestablish(store.custom_key_store_id))
+
+    async def follow(self, store_id: str, store: CustomKeyStoreRecord | None) -> None:
+        """Another worker changed a store (several workers): the leader connects a store left
+        CONNECTING (and stops connecting one being disconnected); every worker opens sessions of a
+        CONNECTED store it has none for, and closes them when the store is disconnected or gone."""
+        state = store.connection_state if store is not None else None
+        task = self._tasks.get(store_id)
+        running = task is not None and not task.done()
+        if state == ConnectionState.CONNECTING:
+            self.start_connect(store_id)
+        elif state == ConnectionState.CONNECTED:
+            if self.clients.get(store_id) is None and not running:
+                task = self._tasks[store_id] = asyncio.get_running_loop().create_task(self._reestablish(store_id))
+                await asyncio.wait([task], timeout=FOLLOW_OPEN_S)  # the first attempt; later ones go on alone
+        elif state in (None, ConnectionState.DISCONNECTING, ConnectionState.DISCONNECTED):
+            if running:
+                assert task is not None
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if self.clients.get(store_id) is not None:
+                await self.clients.drop(store_id)
 
     async def close(self) -> None:
         for task in self._tasks.values():
@@ -173,6 +204,8 @@ class Connections:
                 store = await self.ctx.store_or_none(store_id)
                 if store is None or store.connection_state != ConnectionState.CONNECTED:
                     return
+                if not self.leader and store.pending_sealed_password is not None:
+                    return  # the leader settles the rotation; its write brings this worker back here
                 try:
                     client = await self._open(store, rotate=False)
                     self.clients.publish(client)
@@ -212,6 +245,11 @@ class Connections:
             first, newest = max(found.items(), key=lambda kv: kv[1].version)
             credential = await self._resolve_pending(store, newest.version)
             await _login(client, first, credential.password)
+            if rotate and self.sibling_client_ids:
+                # A store is connected only from DISCONNECTED, when no worker should hold a session:
+                # any left is a dead worker's, and would refuse the rotation (USER_LOGGED_IN).
+                for endpoint in info.active_endpoints:
+                    await client.end_sessions_of(endpoint, self.sibling_client_ids, credential.password)
             if rotate:
                 credential = await self._rotate(store_id, client, first, newest.version)
             client.credential = credential

@@ -31,6 +31,7 @@ class FrontendSettings:
     account_id: str = "111122223333"
     region: str = "us-east-1"
     store_request_quota: int = 1800  # crypto requests per second per custom key store
+    shared_quota_dir: str | None = None  # several workers: each store's bucket is a file here, shared
 
 
 class Context:

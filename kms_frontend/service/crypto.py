@@ -15,11 +15,13 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import errors
 from ..ciphertext import CiphertextFormatError, aad_of_encoded, header_bytes, pack_encoded, unpack
 from ..cluster.errors import BackingKeyMissing, BadCiphertext, NoHsmAvailable
 from ..cluster.hsm_client import HsmClients, StoreHsmClient
+from ..store.changes import SharedRateLimiter
 from ..store.repository import KeyRecord, KeyState
 from .catalog import Catalog
 from .context import Context
@@ -61,7 +63,7 @@ class Decrypted:
 class Crypto:
     def __init__(self, ctx: Context, catalog: Catalog, hsms: HsmClients) -> None:
         self.ctx, self.catalog, self.hsms = ctx, catalog, hsms
-        self._limits: dict[str, RateLimiter] = {}
+        self._limits: dict[str, RateLimiter | SharedRateLimiter] = {}
 
     # ------------------------------------------------------------ shared rules
 
@@ -76,9 +78,18 @@ class Crypto:
     def _throttle(self, store_id: str) -> None:
         limiter = self._limits.get(store_id)
         if limiter is None:
-            limiter = self._limits[store_id] = RateLimiter(self.ctx.settings.store_request_quota)
+            limiter = self._limits[store_id] = self._limiter(store_id)
         if not limiter.allow():
             raise errors.throttled()
+
+    def _limiter(self, store_id: str) -> RateLimiter | SharedRateLimiter:
+        """The store's quota: in this process, or shared by every worker (``--workers``)."""
+        settings = self.ctx.settings
+        if settings.shared_quota_dir is None:
+            return RateLimiter(settings.store_request_quota)
+        folder = Path(settings.shared_quota_dir)
+        folder.mkdir(mode=0o700, exist_ok=True)  # only this user's processes share (or drain) a bucket
+        return SharedRateLimiter(folder / store_id, settings.store_request_quota)
 
     def _hsm(self, key: KeyRecord, throttle: bool = True) -> StoreHsmClient:
         """The HSMs that hold ``key``, after the store's request quota."""

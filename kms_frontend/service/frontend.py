@@ -26,6 +26,7 @@ from .principals import Identities
 from .shapes import Shape
 from .sts import Sts
 from .tags import Tags
+from .workers import WorkerSync
 
 T = TypeVar("T")
 _finishing: set[asyncio.Task] = set()
@@ -46,6 +47,8 @@ def run_to_end(operation: Awaitable[T]) -> Awaitable[T]:
 
 
 class Services:
+    sync: WorkerSync | None = None  # several workers: the others' writes, applied before a call
+
     def __init__(self, ctx: Context, hsms: HsmClients, identities: Identities, model: ServiceModel | None = None,
                  operations: dict[str, Operation] = OPERATIONS) -> None:
         self.ctx, self.hsms, self.directory = ctx, hsms, hsms.directory
@@ -76,6 +79,9 @@ class Services:
         violation in one ValidationException), then the evaluator, then its rules. An operation
         that changes state runs to its end even if the caller hangs up."""
         op = self.operations[operation]
+        sync = self.sync
+        if sync is not None and sync.stale():  # one memory load per call; a reload only after a change
+            await sync.catch_up()
         self.model.validate(operation, params)
         if op.changes_state:
             return await run_to_end(self._run(op, params, caller))

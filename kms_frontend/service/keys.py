@@ -80,6 +80,8 @@ class KmsKeys:
         self.ctx, self.catalog, self.directory, self.hsms = ctx, catalog, directory, hsms
         self.policies = policies
         self._in_flight: set[str] = set()  # keys a CreateKey of this process is creating right now
+        # Several workers: a key in Creating younger than this may be another worker's CreateKey.
+        self.recover_after_ms = 0
 
     # ------------------------------------------------------------ CreateKey
 
@@ -158,7 +160,9 @@ class KmsKeys:
     async def recover(self) -> None:
         """Settle keys a crash left in ``Creating``: finish them if the cluster holds a
         backing key with their label, otherwise drop the record."""
-        for key in [k for k in self.catalog.in_state(KeyState.CREATING) if k.key_id not in self._in_flight]:
+        settled_before = self.ctx.now_ms() - self.recover_after_ms if self.recover_after_ms else None
+        for key in [k for k in self.catalog.in_state(KeyState.CREATING) if k.key_id not in self._in_flight
+                    and (settled_before is None or k.creation_date <= settled_before)]:
             try:
                 found = await self.hsms.require(key.custom_key_store_id).find_keys(label=key.arn)
             except HsmClientError:

@@ -41,6 +41,8 @@ from kms_frontend.store.repository import (
 )
 from plumbing.files import fsync_dir
 
+from .changes import ChangeCounter
+
 _V1 = [
     """CREATE TABLE custom_key_stores (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -121,9 +123,20 @@ _V2 = [
     "CREATE INDEX audit_by_principal ON audit_log(principal)",
 ]
 
+# Several worker processes (issue 16): each write that changes what a worker holds in memory logs
+# (kind, id) here in its own transaction, so the other workers reload only what changed
+# (kms_frontend/store/changes.py).
+_V3 = [
+    """CREATE TABLE change_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        ident TEXT NOT NULL
+    )""",
+]
+
 T = TypeVar("T")
 
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 """MIGRATIONS[n] takes a database from user_version n to n+1."""
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -237,8 +250,11 @@ def _seq_position(kind: str, marker: str | None) -> int:
 class SqliteRepository:
     """The metadata repository in one SQLite file (``":memory:"`` works for tests)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5000,
+                 changes: ChangeCounter | None = None) -> None:
         self.path = str(path)
+        self.changes = changes  # raised after each commit that logged a change (several workers)
+        self._logged = 0  # the newest change_log row of the transaction in progress
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
@@ -275,6 +291,7 @@ class SqliteRepository:
         """One transaction; a write transaction takes the write lock up front (BEGIN IMMEDIATE)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            self._logged = 0
             try:
                 yield self._db
                 self._db.execute("COMMIT")
@@ -282,6 +299,36 @@ class SqliteRepository:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
+            if self._logged and self.changes is not None:
+                self.changes.advance(self._logged)
+
+    def _changed(self, db: sqlite3.Connection, kind: str, ident: str) -> None:
+        """Log a change other workers must see (in the caller's transaction): ``store``, ``store_keys``
+        (every key of a store), ``key``, ``alias``, ``grants`` (of the key ``ident``)."""
+        if self.changes is None:
+            return  # one process: nobody to tell (the log stays empty)
+        cursor = db.execute("INSERT INTO change_log (kind, ident) VALUES (?, ?)", (kind, ident))
+        self._logged = int(cursor.lastrowid or 0)
+
+    def changes_since(self, seq: int, limit: int = 10_000) -> tuple[list[tuple[int, str, str]], bool]:
+        """The changes after ``seq``, oldest first, and whether some are missing (pruned, or more
+        than ``limit``: the caller then reloads everything)."""
+        with self._tx(write=False) as db:
+            rows = db.execute("SELECT seq, kind, ident FROM change_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                              (seq, limit + 1)).fetchall()
+            oldest = db.execute("SELECT MIN(seq) FROM change_log").fetchone()[0]
+        gap = len(rows) > limit or (seq > 0 and oldest is not None and oldest > seq + 1)
+        return [(int(r[0]), r[1], r[2]) for r in rows[:limit]], gap
+
+    def last_change(self) -> int:
+        with self._tx(write=False) as db:
+            return int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM change_log").fetchone()[0])
+
+    def prune_changes(self, keep: int = 10_000) -> int:
+        """Drop all but the newest ``keep`` changes (a worker further behind reloads everything)."""
+        with self._tx() as db:
+            return db.execute("DELETE FROM change_log WHERE seq <= (SELECT MAX(seq) FROM change_log) - ?",
+                              (keep,)).rowcount
 
     def schema_version(self) -> int:
         with self._lock:
@@ -320,6 +367,7 @@ class SqliteRepository:
                         r.version,
                     ),
                 )
+                self._changed(db, "store", r.custom_key_store_id)
         except sqlite3.IntegrityError as exc:
             if "custom_key_stores.name" in str(exc):
                 raise DuplicateStoreNameError(r.custom_key_store_name) from exc
@@ -394,6 +442,8 @@ class SqliteRepository:
                         "UPDATE keys SET cluster_id = ?, version = version + 1 WHERE store_id = ?",
                         (r.cloud_hsm_cluster_id, r.custom_key_store_id),
                     )
+                    self._changed(db, "store_keys", r.custom_key_store_id)
+                self._changed(db, "store", r.custom_key_store_id)
                 return self._get_store(db, r.custom_key_store_id)
         except sqlite3.IntegrityError as exc:
             if "custom_key_stores.name" in str(exc):
@@ -409,6 +459,7 @@ class SqliteRepository:
             if count:
                 raise StoreHasKeysError(custom_key_store_id, int(count))
             db.execute("DELETE FROM custom_key_stores WHERE id = ?", (custom_key_store_id,))
+            self._changed(db, "store", custom_key_store_id)
 
     def begin_password_rotation(
         self, custom_key_store_id: str, pending_sealed: bytes
@@ -424,6 +475,7 @@ class SqliteRepository:
                 "WHERE id = ?",
                 (pending_sealed, custom_key_store_id),
             )
+            self._changed(db, "store", custom_key_store_id)
             return self._get_store(db, custom_key_store_id)
 
     def commit_password_rotation(self, custom_key_store_id: str) -> CustomKeyStoreRecord:
@@ -435,6 +487,7 @@ class SqliteRepository:
                 "pending_sealed_password = NULL, version = version + 1 WHERE id = ?",
                 (custom_key_store_id,),
             )
+            self._changed(db, "store", custom_key_store_id)
             return self._get_store(db, custom_key_store_id)
 
     def abort_password_rotation(self, custom_key_store_id: str) -> CustomKeyStoreRecord:
@@ -445,6 +498,7 @@ class SqliteRepository:
                     "WHERE id = ?",
                     (custom_key_store_id,),
                 )
+                self._changed(db, "store", custom_key_store_id)
             return self._get_store(db, custom_key_store_id)
 
     # ------------------------------------------------------------ keys
@@ -475,6 +529,7 @@ class SqliteRepository:
                         r.version,
                     ),
                 )
+                self._changed(db, "key", r.key_id)
         except sqlite3.IntegrityError as exc:
             if "keys.id" in str(exc):
                 raise AlreadyExistsError("key id", r.key_id) from exc
@@ -549,15 +604,18 @@ class SqliteRepository:
                     r.key_id,
                 ),
             )
+            self._changed(db, "key", r.key_id)
             return self._get_key(db, r.key_id)
 
     def delete_key(self, key_id: str) -> None:
         with self._tx() as db:
             if db.execute("DELETE FROM keys WHERE id = ?", (key_id,)).rowcount == 0:
                 raise NotFoundError("key", key_id)
+            self._changed(db, "key", key_id)  # its aliases and grants went with it
 
     def mark_store_keys_unavailable(self, custom_key_store_id: str) -> int:
         with self._tx() as db:
+            self._changed(db, "store_keys", custom_key_store_id)
             return db.execute(
                 "UPDATE keys SET desired_state = key_state, key_state = 'Unavailable', version = version + 1 "
                 "WHERE store_id = ? AND key_state IN ('Enabled', 'Disabled')",
@@ -566,6 +624,7 @@ class SqliteRepository:
 
     def restore_store_keys(self, custom_key_store_id: str) -> int:
         with self._tx() as db:
+            self._changed(db, "store_keys", custom_key_store_id)
             return db.execute(
                 "UPDATE keys SET key_state = COALESCE(desired_state, 'Enabled'), desired_state = NULL, "
                 "version = version + 1 WHERE store_id = ? AND key_state = 'Unavailable'",
@@ -583,6 +642,7 @@ class SqliteRepository:
                     f"INSERT INTO aliases ({_ALIAS_COLS}) VALUES (?,?,?,?)",
                     (r.alias_name, r.key_id, r.creation_date, r.last_updated_date),
                 )
+                self._changed(db, "alias", r.alias_name)
         except sqlite3.IntegrityError as exc:
             if "aliases.name" in str(exc):
                 raise DuplicateAliasError(r.alias_name) from exc
@@ -625,12 +685,14 @@ class SqliteRepository:
                 "UPDATE aliases SET key_id = ?, last_updated_date = ? WHERE name = ?",
                 (key_id, last_updated_date, alias_name),
             )
+            self._changed(db, "alias", alias_name)
             return self._get_alias(db, alias_name)
 
     def delete_alias(self, alias_name: str) -> None:
         with self._tx() as db:
             if db.execute("DELETE FROM aliases WHERE name = ?", (alias_name,)).rowcount == 0:
                 raise NotFoundError("alias", alias_name)
+            self._changed(db, "alias", alias_name)
 
     # ------------------------------------------------------------ grants
 
@@ -645,6 +707,7 @@ class SqliteRepository:
                      json.dumps(list(r.operations)), r.constraint_type, json.dumps(r.constraint_context),
                      r.issuing_account, r.creation_date),
                 )
+                self._changed(db, "grants", r.key_id)
         except sqlite3.IntegrityError as exc:
             if "grants.id" in str(exc):
                 raise AlreadyExistsError("grant id", r.grant_id) from exc
@@ -659,8 +722,10 @@ class SqliteRepository:
 
     def delete_grant(self, grant_id: str) -> None:
         with self._tx() as db:
-            if db.execute("DELETE FROM grants WHERE id = ?", (grant_id,)).rowcount == 0:
+            row = db.execute("SELECT key_id FROM grants WHERE id = ?", (grant_id,)).fetchone()
+            if row is None or db.execute("DELETE FROM grants WHERE id = ?", (grant_id,)).rowcount == 0:
                 raise NotFoundError("grant", grant_id)
+            self._changed(db, "grants", row[0])
 
     # ------------------------------------------------------------ audit log
 

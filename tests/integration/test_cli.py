@@ -228,6 +228,9 @@ async def test_missing_trust_anchor_is_refused_helpfully(lab: Lab, tmp_path: Pat
     r = await mgmt("--trust-anchor", str(other), "listUsers")
     failed(r, "UNAVAILABLE")
     assert "does not chain to the trust anchor" in r.err
+    # one sentence a person can act on: which anchor, what the node presented, what to pass
+    assert "CERTIFICATE_VERIFY_FAILED" not in r.err and "SSL_ERROR" not in r.err, r.err
+    assert f"the CA in {other} (CN=customerCA" in r.err and "did not issue" in r.err and "--trust-anchor" in r.err
     failed(await mgmt("--trust-anchor", str(tmp_path / "nope.crt"), "listUsers"), "INVALID_ARGUMENT", rc=2)
 
 
@@ -471,3 +474,31 @@ async def test_passwords_from_a_descriptor_the_environment_or_a_prompt(lab: Lab,
                                 [CO_PASSWORD, "alicePassword3", "alicePassword4"])
     assert r.rc == 2 and "differ" in r.out, r
     await mgmt.ok("--username", "alice", "genRandom", "4", HSM_CU_PASSWORD="alicePassword2")
+
+
+async def test_wait_for_a_node_started_in_the_background(lab: Lab, tmp_path: Path) -> None:
+    """The README's first steps as a shell runs them: `hsm-node ... --log-file n1.log &`, then at once
+    `hsm-mgmt --wait 30 initialize --trust-anchor-dir ./ca`, in a directory whose environment names
+    another cluster's trust anchor. The command waits for the node instead of failing with
+    UNAVAILABLE, the explicit directory wins, and the node's log lines stay out of the terminal."""
+    work = tmp_path / "fresh"
+    (work / ".kms-cluster").mkdir(parents=True)
+    (work / ".kms-cluster" / "env").write_text(f"HSM_TRUST_ANCHOR={lab.anchor.cert_path}\n")   # another cluster's
+    node = lab.node(extra_args=["--log-file", str(tmp_path / "n1.log")])
+    mgmt = Mgmt(work)
+    node.start()
+    r = await mgmt.ok("--endpoint", node.endpoint, "--wait", "30", "initialize", "--trust-anchor-dir", "./ca")
+    assert r.out.startswith("Initialized") and node.endpoint in r.out.splitlines()[0]
+    assert (work / "ca" / "customerCA.crt").exists()
+    assert node.log_path.read_text() == ""                     # stdout/stderr: nothing
+    assert '"event": "listening"' in (tmp_path / "n1.log").read_text()
+    # a --trust-anchor flag that contradicts the directory is still refused
+    bad = await mgmt("--endpoint", node.endpoint, "--trust-anchor", str(lab.anchor.cert_path), "initialize",
+                     "--trust-anchor-dir", "./ca")
+    failed(bad, "INVALID_ARGUMENT", rc=2)
+    # nothing listening: --wait gives up after its time with one line saying so
+    port = free_port()
+    anchor = str(work / "ca" / "customerCA.crt")
+    gone = await mgmt(f"--endpoint=127.0.0.1:{port}", "--wait", "0.5", "status", HSM_TRUST_ANCHOR=anchor)
+    failed(gone, "UNAVAILABLE")
+    assert f"127.0.0.1:{port} did not answer within 0.5 s (--wait)" in gone.err

@@ -47,6 +47,9 @@ async def test_up_status_down_and_resume(tmp_path):
         up = launcher(root, "up", "--detach", *ports)
         assert up.returncode == 0, up.stderr
         assert "CONNECTED" in up.stdout and "kms create-key" in up.stdout
+        assert f"Stop with: kms-cluster --dir {root} down" in up.stdout  # --detach says how to stop
+        again = launcher(root, "up", "--detach")          # "make sure it runs": it does, nothing else happens
+        assert again.returncode == 0 and "already running" in again.stdout, again
         status = json.loads(launcher(root, "status", "--json").stdout)
         assert status["cluster_id"].startswith("cluster-") and status["custom_key_store_id"].startswith("cks-")
         assert [n["health"] for n in status["nodes"]] == ["ACTIVE"] * 3
@@ -214,7 +217,7 @@ def watched_cluster(tmp_path_factory):
     root = tmp / "cluster"
     watched = Watched(tmp / "watch")
     ports = ["--port", str(free_port()), "--aws-port", str(free_port()), "--metrics-port", str(free_port()),
-             "--console-port", str(free_port()), "--address-prefix", f"127.{150 + os.getpid() % 50}"]
+             "--console-port", str(free_port()), "--address-prefix", f"127.{100 + os.getpid() % 50}"]
     up = watched.run("--dir", str(root), "up", "--detach", "--aws-tls", *ports)
     assert up.returncode == 0, up.stderr
     yield root, watched
@@ -375,3 +378,32 @@ async def test_provision_as_compose_init_runs_it_puts_no_password_on_a_command_l
                                                                              .read_text()))
     finally:
         await frontend.stop()
+
+
+def test_down_stops_a_foreground_up(tmp_path):
+    """`kms-cluster down` from another shell ends a foreground `up` cleanly, not only its processes."""
+    root = tmp_path / "cluster"
+    ports = ["--port", str(free_port()), "--aws-port", str(free_port()), "--metrics-port", str(free_port()),
+             "--console-port", str(free_port()), "--address-prefix", f"127.{150 + os.getpid() % 50}"]
+    out_path = tmp_path / "up.out"
+    with open(out_path, "w") as out:
+        up = subprocess.Popen([sys.executable, "-m", "cluster_tools.launcher", "--dir", str(root), "up", *ports],
+                              stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while "Running." not in out_path.read_text():
+            assert up.poll() is None, out_path.read_text()
+            assert time.monotonic() < deadline, out_path.read_text()
+            time.sleep(0.2)
+        down = launcher(root, "down")
+        assert down.returncode == 0, down.stderr
+        assert up.wait(timeout=60) == 0
+        shown = out_path.read_text()
+        assert "Stopping (kms-cluster down)..." in shown and "Stopped." in shown, shown
+        assert "killed for an experiment" not in shown, shown
+        status = json.loads(launcher(root, "status", "--json").stdout)
+        assert not status["frontend"]["running"] and not any(n["running"] for n in status["nodes"])
+    finally:
+        if up.poll() is None:
+            up.kill()
+        launcher(root, "down")

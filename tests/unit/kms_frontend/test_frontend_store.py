@@ -72,10 +72,10 @@ def test_satisfies_protocol(repo):
 
 
 def test_pragmas_and_schema_version(tmp_path, repo):
-    assert repo.schema_version() == SCHEMA_VERSION == 2
+    assert repo.schema_version() == SCHEMA_VERSION == 3
     raw = sqlite3.connect(tmp_path / "meta.db")
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
     assert repo._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert repo._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     raw.close()
@@ -92,7 +92,7 @@ def test_a_version_1_file_is_migrated_keeping_its_records(tmp_path):
     raw.execute("INSERT INTO audit_log (ts, event, key_id, store_id, details_json) VALUES (1, 'DeleteKey', 'k', 's', '{}')")
     raw.close()
     with SqliteRepository(path) as r:
-        assert r.schema_version() == 2
+        assert r.schema_version() == 3
         r.create_custom_key_store(store())
         r.create_key(key(1))
         grant = GrantRecord(grant_id="a" * 64, key_id=key(1).key_id, grantee_principal="arn:aws:iam::111122223333:root",

@@ -8,6 +8,7 @@ import json
 import logging
 import time
 import urllib.request
+from pathlib import Path
 
 import grpc
 import pytest
@@ -158,10 +159,10 @@ def test_process_options_and_their_environment(monkeypatch: pytest.MonkeyPatch) 
         p = argparse.ArgumentParser()
         add_process_options(p, "UNIT", grace_s=5, in_flight="calls")
         return p.parse_args(list(argv))
-    assert vars(parse()) == {"metrics_listen": "", "shutdown_grace": 5.0, "log_level": "info"}
+    assert vars(parse()) == {"metrics_listen": "", "shutdown_grace": 5.0, "log_level": "info", "log_file": ""}
     monkeypatch.setenv("UNIT_SHUTDOWN_GRACE", "2.5")
     monkeypatch.setenv("UNIT_METRICS_LISTEN", ":9100")
-    assert vars(parse()) == {"metrics_listen": ":9100", "shutdown_grace": 2.5, "log_level": "info"}
+    assert vars(parse()) == {"metrics_listen": ":9100", "shutdown_grace": 2.5, "log_level": "info", "log_file": ""}
     assert parse("--log-level", "debug", "--shutdown-grace", "1").shutdown_grace == 1.0
 
 
@@ -181,3 +182,50 @@ def test_run_main_turns_a_startup_error_into_one_line_and_exit_2(capsys: pytest.
     err = capsys.readouterr().err.splitlines()
     assert err[-1] == "unit-server: --listen wants HOST:PORT, got 'x'"
     assert json.loads(err[-2])["event"] == "startup_failed"
+
+
+def test_run_main_with_a_log_file_keeps_stderr_for_the_error_that_stops_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--log-file``: log lines go to the file (a node in the background of an operator's shell
+    stays quiet); the one line saying why it could not start still reaches stderr."""
+    from plumbing.drain import run_main
+
+    async def cannot_start() -> None:
+        logging.getLogger("unit.server").info("starting", extra={"event": "starting"})
+        raise ValueError("the data directory is locked")
+    log_file = tmp_path / "node.log"
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        with pytest.raises(SystemExit) as exc:
+            run_main("unit-server", "info", cannot_start(), (ValueError,), logging.getLogger("unit.server"),
+                     str(log_file))
+    finally:
+        for h in root.handlers:
+            h.close()
+        root.handlers[:], root.level = handlers, level
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == "unit-server: the data directory is locked\n"
+    events = [json.loads(line)["event"] for line in log_file.read_text().splitlines()]
+    assert events == ["starting", "startup_failed"]
+    with pytest.raises(SystemExit) as exc:
+        run_main("unit-server", "info", cannot_start(), (ValueError,), logging.getLogger("unit.server"),
+                 str(tmp_path / "missing" / "node.log"))
+    assert exc.value.code == 2 and "cannot open the log file" in capsys.readouterr().err
+
+
+async def test_add_port_refuses_a_port_another_server_holds() -> None:
+    """With SO_REUSEPORT off, a second server on a taken port fails with an OSError naming it (gRPC
+    would otherwise let both bind and split the connections between them)."""
+    import grpc
+
+    from plumbing.drain import add_port
+    first = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    port = add_port(first, "127.0.0.1:0")
+    await first.start()
+    try:
+        second = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        with pytest.raises(OSError, match=f"cannot listen on --listen 127.0.0.1:{port}: it is in use"):
+            add_port(second, f"127.0.0.1:{port}", None, "--listen")
+    finally:
+        await first.stop(None)
