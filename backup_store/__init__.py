@@ -246,7 +246,7 @@ class BackupStore:
         lock_timeout_s: float = 60.0,
     ) -> None:
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._clock = clock
         self._lock_timeout_s = lock_timeout_s
         self._thread_lock = _thread_lock_for(self.path)

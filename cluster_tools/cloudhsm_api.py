@@ -33,11 +33,13 @@ def endpoint(hsm: dict) -> str:
 
 
 class Api:
-    def __init__(self, url: str, region: str, key_id: str, secret: str) -> None:
+    def __init__(self, url: str, region: str, key_id: str, secret: str, ca_bundle: str | None = None) -> None:
+        """``ca_bundle``: the CA to trust for an https ``url`` (None: botocore's default)."""
         self.region = region
         self.client = botocore.session.get_session().create_client(
             "cloudhsmv2", endpoint_url=url, region_name=region, aws_access_key_id=key_id,
-            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 2}, read_timeout=60))
+            aws_secret_access_key=secret, verify=ca_bundle,
+            config=Config(retries={"max_attempts": 2}, read_timeout=60))
 
     def _call(self, name: str, **params: Any) -> dict:
         try:

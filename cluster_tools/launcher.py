@@ -38,10 +38,15 @@ from typing import Any
 
 import grpc
 from botocore.credentials import Credentials
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from hsm_node import certs
+from hsm_node.errors import InvalidArgument
+from hsm_node.mgmt import provision
 from kms_frontend.service.principals import load_principals_file
 from plumbing.addresses import split_endpoint
-from plumbing.files import write_private
+from plumbing.envfile import EnvFileError, read_env_file
+from plumbing.files import harden_process, make_private, write_private
 from protos.kms.v1 import auth as kms_auth
 from protos.kms.v1 import kms_pb2 as kms
 from protos.kms.v1 import kms_pb2_grpc as kms_grpc
@@ -86,26 +91,32 @@ class State:
     console_port: int = 0  # 0: no web console (a state.json from before the console)
     cluster_id: str = ""
     store_id: str = ""
-    co_password: str = ""
-    kmsuser_initial_password: str = ""
     aws_access_key_id: str = ""
-    aws_secret_access_key: str = ""
     region: str = "us-east-1"
     principals_file: str = ""  # absolute path given to `up --principals`, read on every start
+    aws_tls: bool = False      # the AWS endpoint serves HTTPS with a certificate under the cluster's CA
     pids: dict[str, int] = field(default_factory=dict)
     address_prefix: str = "127.0"        # HSMs of `up` listen on <prefix>.<zone>.<n>:2225
     hsm_replace_after: float = 300.0     # seconds before the control plane replaces a silent HSM (0: never)
+    up_pid: int = 0                      # a foreground `up` that `down` must stop too (0: none, or detached)
 
     @classmethod
-    def load(cls, path: Path) -> State:
+    def load(cls, path: Path) -> tuple[State, dict[str, str]]:
+        """The state, and the secrets an earlier version kept in it (to move to the env file)."""
         if not path.exists():
-            return cls()
+            return cls(), {}
         doc = json.loads(path.read_text())
         doc["nodes"] = [NodeSpec(**n) for n in doc.get("nodes", [])]
-        return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__})
+        legacy = {k: doc[k] for k in LEGACY_SECRETS if doc.get(k)}
+        return cls(**{k: v for k, v in doc.items() if k in cls.__dataclass_fields__}), legacy
 
     def save(self, path: Path) -> None:
         write_private(path, json.dumps(asdict(self), indent=2).encode())
+
+
+# Secrets state.json held before they moved to the env file (or, for kmsuser's first
+# password, out of every file: KMS replaces it when it connects).
+LEGACY_SECRETS = ("co_password", "kmsuser_initial_password", "aws_secret_access_key")
 
 
 def port_free(port: int) -> bool:
@@ -139,17 +150,69 @@ def password(n: int = 24) -> str:
 
 
 class Cluster:
+    """What ``up`` keeps on disk (README, "Files on disk"): ``state.json`` holds no secret (ports,
+    ids, pids); the two secrets the tools need again, the CO password and the AWS secret key,
+    live only in the ``env`` file (0600), which hands them to ``hsm-mgmt``, ``kms`` and the AWS
+    SDKs anyway; kmsuser's first password is never written down (KMS replaces it on connect)."""
+
     def __init__(self, directory: Path) -> None:
         self.dir = directory.resolve()
         self.state_path = self.dir / "state.json"
-        self.state = State.load(self.state_path)
+        self.state, legacy = State.load(self.state_path)
         self.procs: dict[str, subprocess.Popen] = {}
+        known = self._read_env()
+        self.co_password = known.get("HSM_CO_PASSWORD", "") or legacy.get("co_password", "")
+        self.aws_secret_access_key = known.get("AWS_SECRET_ACCESS_KEY", "") \
+            or legacy.get("aws_secret_access_key", "")
+        self.kmsuser_password = ""  # in memory only, from createUser until the store holds it
+        if legacy:  # move them out of state.json, into the one file that keeps them
+            self.write_env()
+            self.state.save(self.state_path)
+
+    def _read_env(self) -> dict[str, str]:
+        try:
+            return read_env_file(self.env_path)
+        except (OSError, EnvFileError):
+            return {}
 
     # ------------------------------------------------------------ paths
 
     @property
     def anchor(self) -> Path:
         return self.dir / "ca" / "customerCA.crt"
+
+    @property
+    def aws_url(self) -> str:
+        s = self.state
+        return f"{'https' if s.aws_tls else 'http'}://127.0.0.1:{s.aws_port}"
+
+    @property
+    def aws_ca_bundle(self) -> str:
+        """What AWS_CA_BUNDLE names for the SDKs to trust the endpoint (empty: plain HTTP)."""
+        return str(self.anchor) if self.state.aws_tls else ""
+
+    @property
+    def aws_tls_files(self) -> tuple[Path, Path]:
+        return self.dir / "tls" / "aws-endpoint.crt", self.dir / "tls" / "aws-endpoint.key"
+
+    def ensure_aws_tls(self) -> None:
+        """The AWS endpoint's certificate (127.0.0.1, localhost), issued by the cluster's CA (the
+        trust anchor, made now if this is the first run), so that one CA file is all the SDKs need."""
+        cert_path, key_path = self.aws_tls_files
+        anchor = provision.make_trust_anchor(self.anchor.parent)
+        ca_cert = certs.load_cert(anchor.cert_pem)
+        if cert_path.exists() and key_path.exists():
+            try:
+                certs.verify_issued_by(certs.load_cert(cert_path.read_bytes()), ca_cert, "the AWS endpoint certificate")
+                return
+            except (InvalidArgument, ValueError):
+                pass  # another CA's (the ca directory was replaced): issue a new one
+        key = certs.new_key()
+        cert = certs.issue_tls_cert(certs.load_key(anchor.key_path.read_bytes()), ca_cert, key,
+                                    "kms-frontend AWS endpoint", ["127.0.0.1", "localhost"],
+                                    [ExtendedKeyUsageOID.SERVER_AUTH])
+        write_private(key_path, certs.key_pem(key))
+        write_private(cert_path, certs.cert_pem(cert).encode())
 
     @property
     def env_path(self) -> Path:
@@ -161,8 +224,8 @@ class Cluster:
     # ------------------------------------------------------------ processes
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
-        self.log(name).parent.mkdir(parents=True, exist_ok=True)
-        logf = open(self.log(name), "ab")  # noqa: SIM115 - owned by the child from here on
+        self.log(name).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        logf = os.fdopen(os.open(self.log(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=logf, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         logf.close()
@@ -207,7 +270,7 @@ class Cluster:
         if s.console_port:
             cmd += ["--console-listen", f"127.0.0.1:{s.console_port}"]
         env = {"KMS_AWS_LISTEN": f"127.0.0.1:{s.aws_port}",
-               "KMS_AWS_ACCESS_KEYS": f"{s.aws_access_key_id}:{s.aws_secret_access_key}",
+               "KMS_AWS_ACCESS_KEYS": f"{s.aws_access_key_id}:{self.aws_secret_access_key}",  # never argv
                # the CloudHSM control plane starts and keeps the HSM nodes
                "KMS_CLOUDHSM_PROVISIONER": "local", "KMS_CLOUDHSM_DIR": str(self.dir / "hsms"),
                "KMS_CLOUDHSM_ADDRESS_PREFIX": s.address_prefix, "KMS_BACKUP_DIR": str(self.dir / "backups"),
@@ -216,20 +279,51 @@ class Cluster:
                "KMS_HSM_REPLACE_AFTER": str(s.hsm_replace_after)}
         if backup_interval is not None:
             env["KMS_HSM_BACKUP_INTERVAL"] = str(backup_interval)
+        if s.aws_tls:
+            cert, key = self.aws_tls_files
+            env.update({"KMS_AWS_TLS_CERT": str(cert), "KMS_AWS_TLS_KEY": str(key)})
         self._spawn("frontend", cmd, env)
 
     def api(self) -> cloudhsm_api.Api:
         s = self.state
-        return cloudhsm_api.Api(f"http://127.0.0.1:{s.aws_port}", s.region, s.aws_access_key_id,
-                                s.aws_secret_access_key)
+        return cloudhsm_api.Api(self.aws_url, s.region, s.aws_access_key_id, self.aws_secret_access_key,
+                                self.aws_ca_bundle or None)
+
+    def processes(self) -> dict[str, int]:
+        """The processes of this cluster that run now, by name: those ``up`` started (checked to be
+        ours: a pid recorded before a crash may belong to another program now) and the HSM nodes of
+        the frontend's control plane (found by their data directories)."""
+        pids = {name: pid for name, pid in self.state.pids.items()
+                if _alive(pid, self.procs.get(name)) and self._is_ours(pid)}
+        pids.update({n.name: pid for n in self.state.nodes if n.hsm_id and (pid := self.hsms.pid(n.hsm_id))})
+        pids.update({f"hsm {hsm_id}": pid for hsm_id in self.hsms.ids() if (pid := self.hsms.pid(hsm_id))
+                     and pid not in pids.values()})
+        return pids
 
     def stop_all(self, timeout: float = 15.0) -> None:
         """SIGTERM (the processes drain and exit), then SIGKILL whatever is left: the frontend first
         (its HSM nodes outlive it by design), then the nodes."""
-        pids = dict(self.state.pids)
-        pids.update({n.name: pid for n in self.state.nodes if n.hsm_id and (pid := self.hsms.pid(n.hsm_id))})
-        pids.update({f"hsm {hsm_id}": pid for hsm_id in self.hsms.ids() if (pid := self.hsms.pid(hsm_id))
-                     and pid not in pids.values()})
+        self._stop(self.processes(), timeout)
+        self.state.pids.clear()
+        self.state.up_pid = 0
+        self.state.save(self.state_path)
+
+    def stop_started(self, before: set[int], timeout: float = 15.0) -> None:
+        """Stop the processes that run now but did not before (pids ``before``): what a failed
+        ``up`` started, itself or through the frontend it started; the others keep running."""
+        started = {name: pid for name, pid in self.processes().items() if pid not in before}
+        self._stop(started, timeout)
+        for name in started:
+            self.state.pids.pop(name, None)
+        self.state.save(self.state_path)
+
+    def stop_frontend(self, timeout: float = 15.0) -> None:
+        """Stop the frontend (it drains); its HSM nodes keep running."""
+        self._stop({name: pid for name, pid in self.processes().items() if name == "frontend"}, timeout)
+        self.state.pids.pop("frontend", None)
+        self.state.save(self.state_path)
+
+    def _stop(self, pids: dict[str, int], timeout: float) -> None:
         for pid in pids.values():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGTERM)
@@ -240,13 +334,20 @@ class Cluster:
             if _alive(pid, self.procs.get(name)):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-        self.state.pids.clear()
-        self.state.save(self.state_path)
 
     def running(self) -> dict[str, bool]:
-        alive = {name: _alive(pid, None) for name, pid in self.state.pids.items()}
-        alive.update({n.name: self.node_running(n.name) for n in self.state.nodes if n.hsm_id})
-        return alive
+        """Whether each process runs: those ``up`` recorded (the same program on the same
+        directory: after a crash its pid may have gone to another process), and the HSM nodes
+        the frontend's control plane started (found by their data directories)."""
+        running = self.processes()
+        return {name: name in running for name in [*self.state.pids, *(n.name for n in self.state.nodes if n.hsm_id)]}
+
+    def _is_ours(self, pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return str(self.dir).encode() in f.read()
+        except OSError:  # no /proc here, or no permission: trust the pid
+            return True
 
     # ------------------------------------------------------------ one node (used by kms-chaos)
 
@@ -319,9 +420,10 @@ class Cluster:
             api.wait_state(s.cluster_id, ("INITIALIZED", "ACTIVE"), timeout)
         cluster = api.cluster(s.cluster_id)
         if cluster["State"] == "INITIALIZED":
-            s.co_password = s.co_password or password()
-            s.save(self.state_path)
-            self.hsm_mgmt("activate", s.co_password, endpoint=cloudhsm_api.endpoint(cluster["Hsms"][0]))
+            if not self.co_password:
+                self.co_password = password()
+                self.write_env()  # on disk before the cluster knows it
+            self.hsm_mgmt("activate", new_password=self.co_password, endpoint=cloudhsm_api.endpoint(cluster["Hsms"][0]))
             api.wait_state(s.cluster_id, ("ACTIVE",), timeout)
         cluster = api.wait_settled(s.cluster_id, timeout)
         for i in range(len(cluster["Hsms"]), nodes):
@@ -332,9 +434,8 @@ class Cluster:
         users = self.hsm_mgmt("listUsers", endpoint=first)
         names = {u.get("username") for server in users.get("servers", []) for u in server.get("users", [])}
         if "kmsuser" not in names:
-            s.kmsuser_initial_password = password()
-            s.save(self.state_path)
-            self.hsm_mgmt("createUser", "CU", "kmsuser", s.kmsuser_initial_password, endpoint=first)
+            self.kmsuser_password = password()
+            self.hsm_mgmt("createUser", "CU", "kmsuser", new_password=self.kmsuser_password, endpoint=first)
 
     def adopt_nodes(self, cluster: dict) -> None:
         """Name the cluster's HSMs node1, node2... (kms-chaos and status use the names); an HSM keeps
@@ -358,14 +459,30 @@ class Cluster:
 
     # ------------------------------------------------------------ operator steps (hsm-mgmt)
 
-    def hsm_mgmt(self, *args: str, endpoint: str | None = None, anchor: bool = True) -> Any:
+    def hsm_mgmt(self, *args: str, endpoint: str | None = None, anchor: bool = True,
+                 new_password: str | None = None) -> Any:
+        """Run hsm-mgmt as an operator would. Passwords go through pipes (``--password-fd``,
+        ``--new-password-fd``), never on its command line, where every user would see them."""
         cmd = [sys.executable, "-m", "hsm_node.mgmt", "--json"]
         cmd += ["--endpoint", endpoint or self.state.nodes[0].endpoint]
         if anchor and self.anchor.exists():
             cmd += ["--trust-anchor", str(self.anchor)]
-        env = {**os.environ, "HSM_ENV_FILE": os.devnull, "HSM_CO_USERNAME": "admin",
-               "HSM_CO_PASSWORD": self.state.co_password}
-        r = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=120)
+        env = {k: v for k, v in os.environ.items() if not (k.startswith("HSM_") and k.endswith("PASSWORD"))}
+        env.update({"HSM_ENV_FILE": os.devnull, "HSM_CO_USERNAME": "admin"})
+        fds: list[int] = []
+        try:
+            if self.co_password:
+                fds.append(_pipe_holding(self.co_password))
+                cmd += ["--password-fd", str(fds[-1])]
+            tail: list[str] = []
+            if new_password is not None:
+                fds.append(_pipe_holding(new_password))
+                tail = ["--new-password-fd", str(fds[-1])]
+            r = subprocess.run([*cmd, *args, *tail], env=env, capture_output=True, text=True, timeout=120,
+                               pass_fds=fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
         if r.returncode != 0:
             shown = " ".join(shlex.quote(a) for a in args[:1])
             raise LauncherError(f"hsm-mgmt {shown} failed: {r.stderr.strip() or r.stdout.strip()}")
@@ -401,9 +518,10 @@ class Cluster:
         status = self.wait_node(first)
         if status.get("state") == "UNINITIALIZED":
             self.hsm_mgmt("initialize", "--trust-anchor-dir", str(self.anchor.parent), anchor=False)
-            s.co_password = s.co_password or password()
-            s.save(self.state_path)
-            self.hsm_mgmt("activate", s.co_password)
+            if not self.co_password:
+                self.co_password = password()
+                self.write_env()  # on disk before the cluster knows it
+            self.hsm_mgmt("activate", new_password=self.co_password)
         s.cluster_id = self.node_status(first)["cluster_id"]
         for spec in s.nodes[1:]:
             if self.wait_node(spec).get("state") == "UNINITIALIZED":
@@ -411,15 +529,14 @@ class Cluster:
         users = self.hsm_mgmt("listUsers")
         names = {u.get("username") for server in users.get("servers", []) for u in server.get("users", [])}
         if "kmsuser" not in names:
-            s.kmsuser_initial_password = password()
-            s.save(self.state_path)
-            self.hsm_mgmt("createUser", "CU", "kmsuser", s.kmsuser_initial_password)
+            self.kmsuser_password = password()
+            self.hsm_mgmt("createUser", "CU", "kmsuser", new_password=self.kmsuser_password)
 
     # ------------------------------------------------------------ the key store (kms.v1 over gRPC)
 
     async def ensure_store(self, timeout: float = 60.0) -> None:
         s = self.state
-        credentials = Credentials(s.aws_access_key_id, s.aws_secret_access_key)
+        credentials = Credentials(s.aws_access_key_id, self.aws_secret_access_key)
         async with kms_auth.aio_channel(f"{s.frontend_host}:{s.frontend_port}", credentials, s.region) as ch:
             stub = kms_grpc.KmsStub(ch)
             deadline = time.monotonic() + timeout
@@ -434,10 +551,20 @@ class Cluster:
                         raise
                     await asyncio.sleep(0.2)
             if not s.store_id:
-                r = await _retry_until(deadline, lambda: stub.CreateCustomKeyStore(kms.CreateCustomKeyStoreRequest(
-                    custom_key_store_name=STORE_NAME, cloud_hsm_cluster_id=s.cluster_id,
-                    trust_anchor_certificate=self.anchor.read_text(), key_store_password=s.kmsuser_initial_password)))
-                s.store_id = r.custom_key_store_id
+                named = await _stores_named(stub, STORE_NAME)
+                if named:  # created by a run that stopped before it could note the id
+                    s.store_id = named[0].custom_key_store_id
+                else:
+                    if not self.kmsuser_password:
+                        # kmsuser was created by a run that stopped before the store took its password,
+                        # which nobody wrote down: set a new one, as an operator would (a CO may)
+                        self.kmsuser_password = password()
+                        self.hsm_mgmt("changePswd", "CU", "kmsuser", new_password=self.kmsuser_password)
+                    r = await _retry_until(deadline, lambda: stub.CreateCustomKeyStore(kms.CreateCustomKeyStoreRequest(
+                        custom_key_store_name=STORE_NAME, cloud_hsm_cluster_id=s.cluster_id,
+                        trust_anchor_certificate=self.anchor.read_text(), key_store_password=self.kmsuser_password)))
+                    s.store_id = r.custom_key_store_id
+                self.kmsuser_password = ""  # the store holds it now (sealed); KMS replaces it on connect
                 s.save(self.state_path)
             store = (await stub.DescribeCustomKeyStores(kms.DescribeCustomKeyStoresRequest(
                 custom_key_store_id=s.store_id))).custom_key_stores[0]
@@ -460,18 +587,20 @@ class Cluster:
         s = self.state
         lines = {
             "HSM_ENDPOINTS": ",".join(n.endpoint for n in s.nodes),
-            "AWS_ENDPOINT_URL_CLOUDHSM_V2": f"http://127.0.0.1:{s.aws_port}",
+            "AWS_ENDPOINT_URL_CLOUDHSM_V2": self.aws_url,
             "HSM_TRUST_ANCHOR": str(self.anchor),
             "HSM_CO_USERNAME": "admin",
-            "HSM_CO_PASSWORD": s.co_password,
+            "HSM_CO_PASSWORD": self.co_password,
             "KMS_ENDPOINT": f"{s.frontend_host}:{s.frontend_port}",
-            "AWS_ENDPOINT_URL_KMS": f"http://127.0.0.1:{s.aws_port}",
-            "AWS_ENDPOINT_URL_STS": f"http://127.0.0.1:{s.aws_port}",
+            "AWS_ENDPOINT_URL_KMS": self.aws_url,
+            "AWS_ENDPOINT_URL_STS": self.aws_url,
             "AWS_ACCESS_KEY_ID": s.aws_access_key_id,
-            "AWS_SECRET_ACCESS_KEY": s.aws_secret_access_key,
+            "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key,
             "AWS_REGION": s.region,
             "AWS_DEFAULT_REGION": s.region,
         }
+        if self.aws_ca_bundle:  # boto3, the AWS CLI and the Encryption SDK trust the endpoint through it
+            lines["AWS_CA_BUNDLE"] = self.aws_ca_bundle
         write_private(self.env_path, "".join(f"{k}={v}\n" for k, v in lines.items()).encode())
 
     def describe_cluster(self) -> dict | None:
@@ -497,10 +626,11 @@ class Cluster:
         alive = self.running()
         return {
             "directory": str(self.dir), "cluster_id": s.cluster_id, "custom_key_store_id": s.store_id,
-            "kms_endpoint": f"127.0.0.1:{s.frontend_port}", "aws_endpoint_url": f"http://127.0.0.1:{s.aws_port}",
+            "kms_endpoint": f"127.0.0.1:{s.frontend_port}", "aws_endpoint_url": self.aws_url,
+            "aws_ca_bundle": self.aws_ca_bundle,
             "console_url": f"http://127.0.0.1:{s.console_port}/" if s.console_port else None,
             "region": s.region, "aws_access_key_id": s.aws_access_key_id,
-            "aws_secret_access_key": s.aws_secret_access_key,
+            "aws_secret_access_key": self.aws_secret_access_key,
             "trust_anchor": str(self.anchor), "env_file": str(self.env_path),
             "frontend": {"running": alive.get("frontend", False), "log": str(self.log("frontend")),
                          "metrics": _metrics_url(s.frontend_metrics_port), "workers": s.frontend_workers},
@@ -509,6 +639,16 @@ class Cluster:
                        "metrics": f"http://{n.host}:{n.metrics_port}/metrics" if n.metrics_port else ""}
                       for n in s.nodes],
         }
+
+
+def _pipe_holding(secret: str) -> int:
+    """The read end of a pipe that holds ``secret`` (and a newline), its write end closed."""
+    r, w = os.pipe()
+    try:
+        os.write(w, secret.encode() + b"\n")
+    finally:
+        os.close(w)
+    return r
 
 
 def _workers_note(st: dict) -> str:
@@ -534,6 +674,16 @@ def _alive(pid: int, proc: subprocess.Popen | None) -> bool:
         return True
 
 
+async def _stores_named(stub: kms_grpc.KmsStub, name: str) -> list[Any]:
+    try:
+        r = await stub.DescribeCustomKeyStores(kms.DescribeCustomKeyStoresRequest(custom_key_store_name=name))
+    except grpc.aio.AioRpcError as exc:
+        if dict(exc.trailing_metadata() or ()).get("x-aws-exception") == "CustomKeyStoreNotFoundException":
+            return []  # as AWS answers a name it does not know
+        raise
+    return list(r.custom_key_stores)
+
+
 async def _retry_until(deadline: float, call: Any) -> Any:
     """Right after start the frontend may not have discovered the cluster yet."""
     while True:
@@ -552,20 +702,24 @@ async def _retry_until(deadline: float, call: Any) -> Any:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    """Start what is not running (all of it the first time; after a crash, only what died) and
+    keep what runs; then make sure the cluster is provisioned and the store CONNECTED."""
     c = Cluster(Path(args.dir))
     s = c.state
-    if any(c.running().values()):
-        print(f"kms-cluster: already running from {c.dir} (kms-cluster status; kms-cluster down)", file=sys.stderr)
-        return 1
+    c.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path, mode in make_private(c.dir):  # logs, state, secrets, data: this user's only
+        print(f"kms-cluster: {path} was open to other users (mode {mode:04o}); made it private", file=sys.stderr)
     if args.principals is not None:
         s.principals_file = str(Path(args.principals).resolve()) if args.principals else ""
+    tls_changed = args.aws_tls is not None and args.aws_tls != s.aws_tls
+    if args.aws_tls is not None:
+        s.aws_tls = args.aws_tls
     if s.principals_file:
         try:  # refused here, before anything starts, with the frontend's own message
             load_principals_file(s.principals_file)
         except ValueError as exc:
             print(f"kms-cluster: --principals: {exc}", file=sys.stderr)
             return 1
-    c.dir.mkdir(parents=True, exist_ok=True)
     secrets_dir = c.dir / "secrets"
     for name in ("hsm-master.key", "appliance.key"):  # the nodes' deployment secret; the appliance user's
         if not (secrets_dir / name).exists():
@@ -579,9 +733,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         s.aws_port = pick_port(args.aws_port, taken)
         s.frontend_metrics_port = pick_port(args.metrics_port, taken)
         s.aws_access_key_id = "AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(16))
-        s.aws_secret_access_key = base64.b64encode(os.urandom(30)).decode()
+        c.aws_secret_access_key = base64.b64encode(os.urandom(30)).decode()
         s.region = args.region
-    if args.workers is not None and args.workers != s.frontend_workers:
+        c.write_env()  # the secret key's one home, before any process is given it
+    workers_changed = args.workers is not None and max(1, args.workers) != s.frontend_workers
+    if workers_changed:
         s.frontend_workers = max(1, args.workers)
         if s.frontend_metrics_port and s.frontend_workers > 1:  # worker i serves /metrics on the port + i
             others = {p for n in s.nodes for p in (n.port, n.peer_port, n.metrics_port)} | {
@@ -592,48 +748,99 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not s.console_port:  # also for a directory from before the console
         taken |= {s.frontend_port, s.aws_port, *range(s.frontend_metrics_port, s.frontend_metrics_port + s.frontend_workers)}
         s.console_port = pick_port(args.console_port, taken)
+    running = c.running()
+    if (tls_changed or workers_changed) and running.get("frontend"):  # it runs as asked before: start it again
+        print(f"kms-cluster: restarting the frontend for {'HTTPS' if s.aws_tls else 'HTTP'} on the AWS endpoint"
+              f" and {s.frontend_workers} worker(s)")
+        c.stop_frontend()
+        running["frontend"] = False
+    before = set(c.processes().values())
+    kept = [name for name in [*(n.name for n in s.nodes), "frontend"] if running.get(name)]
+    for name in [n for n, alive in running.items() if not alive]:
+        s.pids.pop(name, None)
     s.save(c.state_path)
+    if kept:
+        print(f"kms-cluster: {', '.join(kept)} already running from {c.dir}: kept")
     try:
+        if s.aws_tls:
+            c.ensure_aws_tls()
         if legacy:
             for spec in s.nodes:
-                c.start_node(spec, args.backup_interval)
+                if spec.name not in kept:
+                    c.start_node(spec, args.backup_interval)
             s.save(c.state_path)
             c.provision()
-            c.start_frontend(args.backup_interval)
+            if "frontend" not in kept:
+                c.start_frontend(args.backup_interval)
         else:
-            c.start_frontend(args.backup_interval)  # its control plane starts (again) the HSM nodes
+            if "frontend" not in kept:  # its control plane starts (again) the HSM nodes that do not run
+                c.start_frontend(args.backup_interval)
+            else:  # the frontend runs, and starts its nodes only when it starts: start those that died
+                for spec in s.nodes:
+                    if spec.name not in kept:
+                        c.start_node(spec)
             s.save(c.state_path)
             c.create_cluster(args.nodes)
         s.save(c.state_path)
         asyncio.run(c.ensure_store())
         c.write_env()
-    except BaseException as exc:  # whatever happened, leave no process behind
+    except BaseException as exc:  # whatever happened, leave none of the processes this run started
         detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else (str(exc) or type(exc).__name__)
         print(f"kms-cluster: {detail}\nlogs: {c.dir / 'logs'}", file=sys.stderr)
-        c.stop_all()
+        c.stop_started(before)
         return 1
     print_summary(c)
     if args.detach:
+        print(f"Running in the background. Stop with: {_self_command(c, 'down')}"
+              f"  (state is kept; `{_self_command(c, 'up')}` resumes)")
         return 0
-    stop = {"now": False}
+    return _foreground(c)
+
+
+def _self_command(c: Cluster, command: str) -> str:
+    """How to run another kms-cluster command on this cluster from the current directory."""
+    default = Path(DEFAULT_DIR).resolve()
+    return f"kms-cluster {command}" if c.dir == default else f"kms-cluster --dir {shlex.quote(str(c.dir))} {command}"
+
+
+def _foreground(c: Cluster) -> int:
+    """Stay until Ctrl-C, SIGTERM or `kms-cluster down` (which sends SIGTERM to the pid recorded
+    here), then stop everything. Processes that die meanwhile (an experiment) are reported once."""
+    stop: dict[str, str] = {}
 
     def on_signal(signum: int, frame: Any) -> None:
-        stop["now"] = True
+        why = "Ctrl-C" if signum == signal.SIGINT else "kms-cluster down" if _down_requested(c) else "SIGTERM"
+        stop.setdefault("why", why)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    print("Running. Ctrl-C stops everything (state is kept; `kms-cluster up` resumes).")
-    while not stop["now"]:
+    c.state.up_pid = os.getpid()
+    c.state.save(c.state_path)
+    print(f"Running. Ctrl-C (or `{_self_command(c, 'down')}` from another shell) stops everything"
+          " (state is kept; `kms-cluster up` resumes).", flush=True)
+    watched = set(c.running())
+    while not stop:
         time.sleep(0.2)
-        dead = [n for n, p in c.procs.items() if p.poll() is not None]
+        if _down_requested(c):
+            stop["why"] = "kms-cluster down"
+            break
+        dead = [n for n, alive in c.running().items() if n in watched and not alive]
         if dead:
-            print(f"kms-cluster: {', '.join(dead)} exited (killed for an experiment?); the rest keep running",
-                  file=sys.stderr)
-            for n in dead:
-                c.procs.pop(n)
-    print("Stopping...")
+            print(f"kms-cluster: {', '.join(dead)} exited (killed for an experiment?); the rest keep running"
+                  " (`kms-cluster up` in another shell starts it again)", file=sys.stderr, flush=True)
+            watched -= set(dead)
+    print(f"Stopping ({stop['why']})...", flush=True)
     c.stop_all()
-    print("Stopped.")
+    print("Stopped.", flush=True)
     return 0
+
+
+def _down_requested(c: Cluster) -> bool:
+    """`down` (also one older than the SIGTERM it sends now) clears the recorded pids and up_pid."""
+    try:
+        saved, _ = State.load(c.state_path)
+    except (OSError, ValueError, TypeError):
+        return False
+    return saved.up_pid != os.getpid()
 
 
 def print_summary(c: Cluster) -> None:
@@ -644,7 +851,7 @@ def print_summary(c: Cluster) -> None:
 Cluster {st['cluster_id']} with {len(st['nodes'])} HSMs (aws cloudhsmv2 describe-clusters --endpoint-url {st['aws_endpoint_url']}):
 {nodes}
 KMS frontend (gRPC):   {st['kms_endpoint']}
-AWS endpoint (JSON):   {st['aws_endpoint_url']}   region {st['region']}
+AWS endpoint (JSON):   {st['aws_endpoint_url']}   region {st['region']}{'   CA ' + st['aws_ca_bundle'] if st['aws_ca_bundle'] else ''}
   aws_access_key_id     {st['aws_access_key_id']}
   aws_secret_access_key {st['aws_secret_access_key']}
 Web console:           {st['console_url'] or '-'}  (sign in with the key pair above)
@@ -699,7 +906,19 @@ def _node_health(c: Cluster, n: dict) -> str:
 
 def cmd_down(args: argparse.Namespace) -> int:
     c = Cluster(Path(args.dir))
-    if not c.state.pids:
+    up_pid = c.state.up_pid
+    if up_pid and _alive(up_pid, None) and up_pid != os.getpid():
+        # a foreground `up` owns the processes: it stops them and exits; wait for it, then sweep.
+        # Clearing up_pid first tells it who asked.
+        c.state.up_pid = 0
+        c.state.save(c.state_path)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(up_pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while _alive(up_pid, None) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        c = Cluster(Path(args.dir))
+    elif not c.processes():  # nodes of the control plane may outlive a frontend that died
         print("kms-cluster: nothing running")
         return 0
     c.stop_all()
@@ -759,7 +978,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
     s.nodes = list(args.node)
     s.frontend_host, s.frontend_port = args.frontend
     if args.aws_access_keys_file:
-        s.aws_access_key_id, _, s.aws_secret_access_key = Path(args.aws_access_keys_file).read_text().strip().partition(":")
+        s.aws_access_key_id, _, c.aws_secret_access_key = \
+            Path(args.aws_access_keys_file).read_text().strip().partition(":")
     s.save(c.state_path)
     try:
         c.provision()
@@ -776,6 +996,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    harden_process()  # it handles the CO password and the AWS secret key; what it writes is private
     env = os.environ.get
     p = argparse.ArgumentParser(prog="kms-cluster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dir", default=env("KMS_CLUSTER_DIR", DEFAULT_DIR), help="state directory [KMS_CLUSTER_DIR]")
@@ -797,6 +1018,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="frontend processes sharing its ports (kms-frontend --workers; kept for later runs)"
                          " [KMS_WORKERS]")
     up.add_argument("--detach", action="store_true", help="return once everything is up")
+    up.add_argument("--aws-tls", action=argparse.BooleanOptionalAction, default=None,
+                    help="serve the AWS endpoint over HTTPS, with a certificate issued by the cluster's CA; the env "
+                         "file's AWS_CA_BUNDLE makes boto3 and the AWS CLI trust it (kept for later runs; "
+                         "--no-aws-tls goes back to HTTP; a running frontend is restarted for the change)")
     up.add_argument("--principals", metavar="FILE",
                     help="IAM users and roles (JSON, see README) the frontend knows besides the account root; kept"
                          " for later runs, read again on every up (\"\" forgets it)")

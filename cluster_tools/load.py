@@ -2,7 +2,7 @@
 throughput, latency percentiles and errors by exception name, per operation.
 
     kms-load --duration 30s --concurrency 32                       closed loop, 32 callers
-    kms-load --rate 2000 --duration 1m --processes 2               open loop at 2000 req/s from two processes
+    kms-load --rate 200 --duration 1m --processes 2                open loop at 200 req/s from two processes
     kms-load --protocol aws --mix encrypt=50,decrypt=50 --json-report load.json
 
 With --json-report FILE, a self-contained page (FILE with .html, opens offline) and its PNGs

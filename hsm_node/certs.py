@@ -121,16 +121,29 @@ def issue_node_cert(
     node_key: ec.EllipticCurvePrivateKey, node_id: str, hosts: list[str],
 ) -> x509.Certificate:
     """A node's TLS certificate, good as server (client port) and client (peer port)."""
+    return issue_tls_cert(cluster_key, cluster_cert, node_key, f"hsm-node {node_id}", hosts,
+                          [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+
+
+def issue_tls_cert(
+    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, key: ec.EllipticCurvePrivateKey,
+    cn: str, hosts: list[str], usages: list[x509.ObjectIdentifier],
+) -> x509.Certificate:
+    """A leaf TLS certificate for ``hosts`` (IP addresses or names) issued by ``ca_cert``. It names
+    its issuer's key (authority key identifier), which strict verifiers (Python 3.13's default
+    context, for one) require."""
     return (
         x509.CertificateBuilder()
-        .subject_name(_name(f"hsm-node {node_id}")).issuer_name(cluster_cert.subject)
-        .public_key(node_key.public_key())
+        .subject_name(_name(cn)).issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(_now()).not_valid_after(_now() + dt.timedelta(days=VALID_DAYS_NODE))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_sans(hosts), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(cluster_key, hashes.SHA256())
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
     )
 
 

@@ -69,6 +69,12 @@ class StorageFull(HsmError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class StorageFailed(HsmError):
+    """The node's storage was found damaged or altered while serving: nothing was changed,
+    and the node must be restored from a backup."""
+    code = grpc.StatusCode.DATA_LOSS
+
+
 DEFAULT_MAX_KEYS = 3300  # CloudHSM quota "Maximum keys per cluster" (hsm1.medium)
 
 

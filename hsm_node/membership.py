@@ -32,6 +32,7 @@ from backup_store import (
     validate_retention_days,
 )
 from plumbing.addresses import split_endpoint
+from plumbing.drain import add_port
 from plumbing.tls import presented_certificate
 from protos.hsm.v1 import hsm_pb2 as pb
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
@@ -85,13 +86,13 @@ class Membership:
         n = self.node
         if self.peer_server is None and n.cluster_cert_pem:
             server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20),
-                                              ("grpc.max_send_message_length", 64 << 20)])
+                                              ("grpc.max_send_message_length", 64 << 20),
+                                              ("grpc.so_reuseport", 0)])   # a taken port is an error
             pb_grpc.add_HsmPeerServicer_to_server(PeerServicer(n, self.replicator), server)
             creds = grpc.ssl_server_credentials(
                 [(n.node_key_pem, (n.node_cert_pem + n.cluster_cert_pem).encode())],
                 root_certificates=n.trust_anchor_pem.encode(), require_client_auth=True)
-            if server.add_secure_port(self.peer_listen, creds) == 0:
-                raise OSError(f"cannot listen on peer port {self.peer_listen}")
+            add_port(server, self.peer_listen, creds, "the peer port")
             await server.start()
             self.peer_server = server
             log.info("peer port open", extra={"event": "peer_listening", "listen": self.peer_listen})

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import certs
 from . import records as rec
-from .errors import DEFAULT_MAX_KEYS, InvalidArgument, StorageFull, WrongState
+from .errors import DEFAULT_MAX_KEYS, InvalidArgument, StorageFailed, StorageFull, WrongState
 from .login_sessions import LoginSessions
 from .rules import CLUSTER_ID_RE, PRECO_DEFAULT_PASSWORD, PRECO_USERNAME
 from .state import RecordState
-from .storage import OplogEntry, RecordChange, Storage, is_storage_full
+from .storage import DAMAGE, OplogEntry, RecordChange, Storage, StorageError, is_storage_full
 from .storage_sealing import hash_password, seal
 
 if TYPE_CHECKING:
@@ -79,7 +79,6 @@ class HsmNode:
         self.node_id = self.storage.node_id
         self.records = RecordState()
         self.sessions = LoginSessions(config.session_idle_timeout_s)
-        self.login_failures: dict[str, int] = {}
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hsm-db")
         self._write_lock = asyncio.Lock()
         self._hlc = 0
@@ -87,7 +86,13 @@ class HsmNode:
         self.replication: Replicator | None = None  # set by membership when the node serves its peer port
         self._finishing: set[asyncio.Task] = set()  # state changes in progress (see uncancellable)
         self.on_identity_change: list[Callable[[], None]] = []
-        self._load()
+        try:
+            self._load()
+        except BaseException as exc:
+            self.storage.close()
+            if isinstance(exc, DAMAGE):  # a damaged page that only a read reached
+                raise self.storage.corrupted(exc) from None
+            raise
 
     # ------------------------------------------------------------ loading
 
@@ -116,7 +121,6 @@ class HsmNode:
         self.positions = s.positions()
         self._seq = self.positions.get(self.node_id, 0)
         self._hlc = max(s.max_hlc(), max((e.hlc for e in s.read_oplog(self.node_id, self._seq - 1, 1)), default=0))
-        self.login_failures = s.login_failures()
 
     def _create_identity(self) -> None:
         node_key, cluster_key = certs.new_key(), certs.new_key()
@@ -138,12 +142,14 @@ class HsmNode:
         """Run a blocking storage call on the node's single storage thread."""
         try:
             return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)
-        except (sqlite3.Error, OSError) as exc:
-            if not is_storage_full(exc):
-                raise
-            log.error("storage full", extra={"event": "storage_full", "data_dir": self.config.data_dir})
-            raise StorageFull(f"the HSM's storage is full ({self.config.data_dir}): nothing was changed;"
-                              " free space on that file system and retry") from None
+        except (sqlite3.Error, OSError, StorageError, UnicodeDecodeError) as exc:
+            if is_storage_full(exc):
+                log.error("storage full", extra={"event": "storage_full", "data_dir": self.config.data_dir})
+                raise StorageFull(f"the HSM's storage is full ({self.config.data_dir}): nothing was changed;"
+                                  " free space on that file system and retry") from None
+            failed = exc if isinstance(exc, StorageError) else self.storage.corrupted(exc)
+            log.error("storage failed", extra={"event": "storage_failed", "detail": str(failed)[:500]})
+            raise StorageFailed(str(failed)) from None
 
     def uncancellable(self, change: Coroutine[Any, Any, T]) -> Awaitable[T]:
         """Run a state change to its end even if the caller is cancelled.

@@ -1,4 +1,5 @@
-"""The replicated records of a node: users, keys, members and cluster config.
+"""The replicated records of a node: users, keys, members, cluster config, and
+the failed-login counts of users.
 
 Every record is a whole-state value with a version ``(hlc, origin)``; a write
 replaces the record only if its version is newer (last writer wins), and a
@@ -30,6 +31,48 @@ class UserRecord:
     @property
     def entity(self) -> str:
         return self.name
+
+
+@dataclass
+class LoginFailuresRecord:
+    """The failed logins one node counted for a user since the user's last reset.
+
+    Only the node named here writes this record, so last-writer-wins never loses a
+    count: concurrent failures on two nodes land in two records, and a user's count
+    is the sum over nodes of the records that count from the current reset (see
+    :class:`LoginResetRecord`), in effect a grow-only counter per node.
+    """
+    KIND: ClassVar[str] = "login_failures"
+    name: str
+    node_id: str
+    count: int
+    since_hlc: int = 0      # version of the LoginResetRecord these failures follow (0, "" = none)
+    since_origin: str = ""
+
+    @property
+    def entity(self) -> str:
+        return failures_entity(self.name, self.node_id)
+
+    @property
+    def since(self) -> Version:
+        return (self.since_hlc, self.since_origin)
+
+
+@dataclass
+class LoginResetRecord:
+    """Sets a user's failed-login count back to zero everywhere: written by a successful
+    login after failures, a password change (a CO reset unlocks) and the user's creation.
+    Its version is the epoch that :class:`LoginFailuresRecord` counts from."""
+    KIND: ClassVar[str] = "login_reset"
+    name: str
+
+    @property
+    def entity(self) -> str:
+        return self.name
+
+
+def failures_entity(name: str, node_id: str) -> str:
+    return f"{name}@{node_id}"  # user names are [a-z0-9_]: the '@' cannot be part of one
 
 
 @dataclass
@@ -73,8 +116,9 @@ class ConfigRecord:
         return "cluster"
 
 
-RECORD_TYPES: dict[str, type] = {cls.KIND: cls for cls in (UserRecord, KeyRecord, MemberRecord, ConfigRecord)}
-Record = UserRecord | KeyRecord | MemberRecord | ConfigRecord
+RECORD_TYPES: dict[str, type] = {cls.KIND: cls for cls in (UserRecord, KeyRecord, MemberRecord, ConfigRecord,
+                                                             LoginFailuresRecord, LoginResetRecord)}
+Record = UserRecord | KeyRecord | MemberRecord | ConfigRecord | LoginFailuresRecord | LoginResetRecord
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls)) for cls in RECORD_TYPES.values()}

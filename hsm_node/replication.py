@@ -26,6 +26,7 @@ from protos.hsm.v1 import hsm_pb2 as pb
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
 from . import records as rec
+from .errors import HsmError
 from .node import ACTIVE, DELETED, HsmNode
 from .storage import OplogEntry, RecordChange
 from .storage_sealing import SealError, open_sealed, seal
@@ -219,6 +220,10 @@ class Replicator:
                     if channel is not None:
                         await channel.close()
                 backoff = min(backoff * 2, 2.0)
+            except HsmError as exc:  # e.g. storage that failed: node.db() logged it, in words
+                log.error("replication stopped", extra={"event": "replication_error", "peer": link.member.node_id,
+                                                        "detail": exc.message[:300]})
+                await asyncio.sleep(1.0)
             except Exception:
                 log.exception("replication loop error", extra={"event": "replication_error", "peer": link.member.node_id})
                 await asyncio.sleep(1.0)
@@ -355,6 +360,11 @@ class Replicator:
         for c in changes:
             if c.kind == "user" and c.record is None:
                 node.sessions.drop_user(c.entity)
+            elif c.kind in ("user", "login_failures"):  # locked elsewhere: its sessions here end too
+                name = c.entity.partition("@")[0]
+                user = node.records.users.get(name)
+                if user is not None and node.records.is_locked(user):
+                    node.sessions.drop_user(name)
         self.notify()  # forward to other peers what they may lack
         async with self._progress:
             self._progress.notify_all()

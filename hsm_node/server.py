@@ -18,7 +18,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from plumbing.addresses import split_listen
-from plumbing.drain import run_main, serve_until_signalled
+from plumbing.drain import add_port, new_server, run_main, serve_until_signalled
+from plumbing.files import ensure_private
 from plumbing.metrics import MetricsServer
 from plumbing.options import add_process_options
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
@@ -35,8 +36,11 @@ from .users import UserRules
 
 log = logging.getLogger("hsm_node.server")
 MAX_MESSAGE = 64 * 1024 * 1024
-LAME_DUCK_MAX_S = 2.0  # at most this long refusing new calls before gRPC stops (in-flight ones go on)
-GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)]
+STOP_MARGIN_S = 0.5  # of the grace, left to gRPC's own stop after the lame duck
+# SO_REUSEPORT off (gRPC turns it on): a second node started on a port another one holds must fail
+# to start, not silently share the port and answer half the connections with its own certificate.
+GRPC_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE),
+                ("grpc.so_reuseport", 0)]
 
 
 class NodeServer:
@@ -52,7 +56,7 @@ class NodeServer:
         self._tls_version = 0
         self._served_version = -1
         self.node.on_identity_change.append(self._identity_changed)
-        self.server = grpc.aio.server(options=GRPC_OPTIONS)
+        self.server, self.core_calls = new_server(options=GRPC_OPTIONS)
         self.stopped = asyncio.Event()
 
     def _cert_config(self) -> grpc.ServerCertificateConfiguration:
@@ -82,8 +86,7 @@ class NodeServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self._served_version = self._tls_version
         creds = grpc.dynamic_ssl_server_credentials(self._cert_config(), self._fetch_cert_config)
-        if self.server.add_secure_port(self.listen, creds) == 0:
-            raise OSError(f"cannot listen on {self.listen}")
+        add_port(self.server, self.listen, creds, "--listen")
         await self.server.start()
         if self.metrics is not None:
             self.metrics.start()
@@ -100,9 +103,10 @@ class NodeServer:
         deadline = asyncio.get_running_loop().time() + grace
         await self.health.enter_graceful_shutdown()
         self.servicer.drain()
-        # Stop gRPC only once callers went quiet: its shutdown cancels calls not yet dispatched.
-        await self.servicer.quiesce(min(grace / 2, LAME_DUCK_MAX_S))
-        await self.server.stop(max(0.5, deadline - asyncio.get_running_loop().time()))
+        # Stop gRPC only once its core holds no call of ours: its stop cancels every call not yet
+        # handed to a handler. Calls in flight end within the grace anyway (plumbing.drain).
+        await self.servicer.quiesce(max(0.0, grace - STOP_MARGIN_S), self.core_calls)
+        await self.server.stop(max(STOP_MARGIN_S, deadline - asyncio.get_running_loop().time()))
         await self.node.finish_changes(deadline - asyncio.get_running_loop().time())
         await self.membership.stop()
         self.node.close()
@@ -158,6 +162,14 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     )
 
 
+def private_paths(args: argparse.Namespace) -> list[str]:
+    """What the node keeps, which must be its user's only: data, backups, the deployment secret,
+    the appliance user's secret."""
+    master_file = None if os.environ.get("HSM_MASTER_KEY") else os.path.expanduser(args.master_key_file)
+    appliance_file = os.path.expanduser(args.appliance_key_file) if args.appliance_key_file else None
+    return [p for p in (args.data_dir, args.backup_dir, master_file, appliance_file) if p]
+
+
 def read_appliance_key(path: str) -> bytes:
     """The appliance user's secret (a text file written by the launcher or the compose secrets step)."""
     if not path:
@@ -170,13 +182,15 @@ def read_appliance_key(path: str) -> bytes:
 
 
 async def run(args: argparse.Namespace) -> None:
-    server = NodeServer(build_config(args), args.listen, args.peer_listen, args.metrics_listen)
+    config = build_config(args)
+    ensure_private(log, *private_paths(args))  # fixed, with a warning, when found open to others
+    server = NodeServer(config, args.listen, args.peer_listen, args.metrics_listen)
     await serve_until_signalled(server, args.shutdown_grace, log)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    run_main("hsm-node", args.log_level, run(args), (StorageError, ValueError, OSError), log)
+    run_main("hsm-node", args.log_level, run(args), (StorageError, ValueError, OSError), log, args.log_file)
 
 
 if __name__ == "__main__":

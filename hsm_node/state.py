@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import records as rec
-from .rules import MAX_ORDINAL
+from .rules import MAX_LOGIN_FAILURES, MAX_ORDINAL
 
 HASH_BITS = 256
 _HASH_MOD = 1 << HASH_BITS
@@ -39,6 +39,8 @@ class RecordState:
     keys: dict[int, rec.KeyRecord] = field(default_factory=dict)
     members: dict[str, rec.MemberRecord] = field(default_factory=dict)
     config: rec.ConfigRecord = field(default_factory=rec.ConfigRecord)
+    failures: dict[str, dict[str, rec.LoginFailuresRecord]] = field(default_factory=dict)  # user -> node -> count
+    resets: set[str] = field(default_factory=set)  # users with a live LoginResetRecord
     versions: dict[tuple[str, str], rec.Version] = field(default_factory=dict)
     _ciphers: dict[int, AESGCM] = field(default_factory=dict)
     _users_by_id: dict[int, rec.UserRecord] = field(default_factory=dict)
@@ -97,6 +99,20 @@ class RecordState:
                 self.members[entity] = record
         elif kind == "config":
             self.config = record if isinstance(record, rec.ConfigRecord) else rec.ConfigRecord()
+        elif kind == "login_failures":
+            name, _, node_id = entity.partition("@")
+            slots = self.failures.setdefault(name, {})
+            if isinstance(record, rec.LoginFailuresRecord):
+                slots[node_id] = record
+            else:
+                slots.pop(node_id, None)
+        elif kind == "login_reset":  # what counts is its version (see login_failures)
+            if record is None:
+                self.resets.discard(entity)
+            else:
+                self.resets.add(entity)
+        else:
+            raise ValueError(f"unknown record kind {kind!r}")
 
     def clear(self) -> None:
         self._digest_sum = 0
@@ -105,6 +121,8 @@ class RecordState:
         self.keys.clear()
         self.members.clear()
         self.config = rec.ConfigRecord()
+        self.failures.clear()
+        self.resets.clear()
         self.versions.clear()
         self._ciphers.clear()
         self._users_by_id.clear()
@@ -119,7 +137,30 @@ class RecordState:
             return self.keys.get(int(entity))
         if kind == "member":
             return self.members.get(entity)
+        if kind == "login_failures":
+            name, _, node_id = entity.partition("@")
+            return self.failures.get(name, {}).get(node_id)
+        if kind == "login_reset":
+            return rec.LoginResetRecord(entity) if entity in self.resets else None
         return self.config
+
+    def login_failures(self, name: str) -> int:
+        """Failed logins of a user since its last reset, counted on every node (the sum
+        of each node's own count)."""
+        since = self.version("login_reset", name)
+        return sum(r.count for r in self.failures.get(name, {}).values() if r.since == since)
+
+    def own_failures(self, name: str, node_id: str) -> rec.LoginFailuresRecord:
+        """The record of a user's failures counted by ``node_id``, from the current reset."""
+        since = self.version("login_reset", name)
+        mine = self.failures.get(name, {}).get(node_id)
+        count = mine.count if mine is not None and mine.since == since else 0
+        return rec.LoginFailuresRecord(name, node_id, count, *since)
+
+    def is_locked(self, user: rec.UserRecord) -> bool:
+        """Locked by a CO-visible flag, or by failures counted anywhere in the cluster
+        (the flag may not have been written yet: full disk, or counts still arriving)."""
+        return user.locked or self.login_failures(user.name) >= MAX_LOGIN_FAILURES
 
     def user_by_id(self, user_id: int) -> rec.UserRecord | None:
         return self._users_by_id.get(user_id)

@@ -5,6 +5,11 @@ manages users but cannot use keys; any user may change its own password; a CO
 may reset anyone's without the old one, which also unlocks; nobody can change
 the password of a user who is logged in elsewhere; five consecutive failed
 logins lock a user.
+
+Failed logins are counted per user across the cluster, not per node: each node
+counts its own in a replicated record and the user's count is their sum, so
+five wrong passwords anywhere lock the user everywhere (README, "Failed logins
+across nodes", says how this differs from CloudHSM and why).
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from .errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    StorageFull,
     Unauthenticated,
     WrongState,
 )
@@ -42,6 +48,8 @@ class UserRules:
         # read-modify-write of an existing user record (delete, password change, lockout):
         # re-read and write under this lock, or a concurrent change is lost or a deleted user revived
         self._mutating = asyncio.Lock()
+        self._login_locks: dict[str, asyncio.Lock] = {}   # per existing user (at most MAX_USERS)
+        self._unrecorded: dict[str, int] = {}            # failed logins a full disk kept us from writing
 
     # ------------------------------------------------------------ sessions
 
@@ -53,32 +61,96 @@ class UserRules:
         if user is None or not _type_matches(user.user_type, user_type):
             await asyncio.to_thread(verify_password, password, _DUMMY_HASH)
             raise Unauthenticated(LOGIN_FAILED)
-        if user.locked:
-            raise PermissionDenied(USER_LOCKED)
-        if not await asyncio.to_thread(verify_password, password, user.password_hash):
-            await self._login_failed(user)
-            raise Unauthenticated(LOGIN_FAILED)
-        if node.login_failures.get(name):
-            node.login_failures.pop(name, None)
-            await node.db(node.storage.set_login_failures, name, 0)
-        return node.sessions.open(user.name, user.user_id, user.user_type, client_id)
+        # One attempt at a time per user: concurrent guesses would all pass the lock check
+        # before the first failure was counted.
+        async with self._login_lock(name):
+            if self._unrecorded.get(name):
+                await self._record_unrecorded(name)  # before the password is looked at
+            user = node.records.users.get(name)
+            if user is None or not _type_matches(user.user_type, user_type):
+                raise Unauthenticated(LOGIN_FAILED)
+            if node.records.is_locked(user):
+                raise PermissionDenied(USER_LOCKED)
+            if not await asyncio.to_thread(verify_password, password, user.password_hash):
+                await self._login_failed(user)
+                raise Unauthenticated(LOGIN_FAILED)
+            if node.records.login_failures(name):
+                await self._reset_failures(name)
+            return node.sessions.open(user.name, user.user_id, user.user_type, client_id)
+
+    def _login_lock(self, name: str) -> asyncio.Lock:
+        lock = self._login_locks.get(name)
+        if lock is None:
+            lock = self._login_locks[name] = asyncio.Lock()
+        return lock
 
     async def _login_failed(self, user: rec.UserRecord) -> None:
+        """Count a failed login, durably and in the replicated count, before answering. If the
+        count cannot be written (full disk), the failure is kept in memory and every login of
+        that user is refused, whatever the password, until it can be: never unlimited guesses,
+        and no answer that tells a right password from a wrong one."""
         node = self.node
-        count = node.login_failures.get(user.name, 0) + 1
-        node.login_failures[user.name] = count
-        await node.db(node.storage.set_login_failures, user.name, count)
-        if count >= rules.MAX_LOGIN_FAILURES:
-            async with self._mutating:
-                current = node.records.users.get(user.name)
-                if current is None or current.user_id != user.user_id:
-                    return  # deleted meanwhile: nothing to lock
-                locked = rec.UserRecord(current.name, current.user_id, current.user_type, current.password_hash,
-                                        locked=True)
+        try:
+            await self._count_failures(user.name, 1)
+        except StorageFull:
+            self._unrecorded[user.name] = self._unrecorded.get(user.name, 0) + 1
+            log.warning("login failure not recorded", extra={"event": "login_failure_unrecorded", "user": user.name})
+            raise self._cannot_record(user.name) from None
+        if node.records.is_locked(user) and not user.locked:
+            await self._lock(user)
+
+    async def _record_unrecorded(self, name: str) -> None:
+        try:
+            await self._count_failures(name, self._unrecorded[name])
+        except StorageFull:
+            raise self._cannot_record(name) from None
+        del self._unrecorded[name]
+        log.info("login failures recorded", extra={"event": "login_failures_recorded", "user": name})
+        user = self.node.records.users.get(name)
+        if user is not None and self.node.records.is_locked(user) and not user.locked:
+            await self._lock(user)
+
+    def _cannot_record(self, name: str) -> StorageFull:
+        return StorageFull(f"logins of user {name} are refused while the HSM cannot record failed logins: its storage"
+                           f" is full ({self.node.config.data_dir}); free space on that file system and retry")
+
+    async def _count_failures(self, name: str, n: int) -> None:
+        """Add ``n`` to this node's count of the user's failures (only this node writes that
+        record: concurrent failures elsewhere are in their own records, never lost), and wait
+        until the live peers hold it, so the next attempt anywhere sees it."""
+        node = self.node
+        mine = node.records.own_failures(name, node.node_id)
+        mine.count += n
+        seq = await node.write([(mine.KIND, mine.entity, mine)], replicate=bool(node.domain_key))
+        await node.confirm(seq)
+
+    async def _reset_failures(self, name: str) -> None:
+        """A successful login ends the run of consecutive failures, on every node. If that
+        cannot be written (full disk) the login still succeeds and the count stays: it can
+        only lock the user sooner, never later."""
+        node = self.node
+        try:
+            await node.write([("login_reset", name, rec.LoginResetRecord(name))], replicate=bool(node.domain_key))
+        except StorageFull:
+            log.warning("login failures not reset", extra={"event": "login_reset_unrecorded", "user": name})
+
+    async def _lock(self, user: rec.UserRecord) -> None:
+        """Write the lock into the user record (the count already locks it everywhere it has
+        arrived; the flag says so in the record, as CloudHSM's listUsers shows it)."""
+        node = self.node
+        async with self._mutating:
+            current = node.records.users.get(user.name)
+            if current is None or current.user_id != user.user_id or current.locked:
+                return  # deleted or replaced meanwhile, or locked already
+            locked = rec.UserRecord(current.name, current.user_id, current.user_type, current.password_hash,
+                                    locked=True)
+            try:
                 seq = await node.write([("user", user.name, locked)])
-            await node.confirm(seq)
-            node.sessions.drop_user(user.name)
-            log.warning("user locked", extra={"event": "user_locked", "user": user.name})
+            except StorageFull:
+                seq = 0  # the recorded count locks it all the same
+        await node.confirm(seq)
+        node.sessions.drop_user(user.name)
+        log.warning("user locked", extra={"event": "user_locked", "user": user.name})
 
     def logout(self, token: str) -> None:
         self.node.sessions.get(token)
@@ -86,10 +158,12 @@ class UserRules:
 
     # ------------------------------------------------------------ management
 
-    def list(self) -> list[tuple[rec.UserRecord, int]]:
-        node = self.node
-        users = sorted(node.records.users.values(), key=lambda u: u.user_id)
-        return [(u, node.login_failures.get(u.name, 0)) for u in users]
+    def list(self) -> list[tuple[rec.UserRecord, int, bool]]:
+        """(user, failed logins counted in the cluster, locked) in user id order."""
+        records = self.node.records
+        users = sorted(records.users.values(), key=lambda u: u.user_id)
+        return [(u, records.login_failures(u.name) + self._unrecorded.get(u.name, 0), records.is_locked(u))
+                for u in users]
 
     async def create(self, token: str, user_type: str, username: str, password: str,
                      this_node_only: bool = False) -> tuple[rec.UserRecord, WriteOutcome]:
@@ -112,7 +186,9 @@ class UserRules:
         self._creating[name] = user_id
         try:
             user = rec.UserRecord(name, user_id, user_type, await asyncio.to_thread(hash_password, password))
-            seq = await node.write([("user", name, user)], replicate=not this_node_only)
+            # a fresh count: failures of an earlier user of that name do not carry over
+            seq = await node.write([("user", name, user), ("login_reset", name, rec.LoginResetRecord(name))],
+                                   replicate=not this_node_only)
         finally:
             del self._creating[name]
         return user, await node.confirm(seq)
@@ -130,6 +206,7 @@ class UserRules:
             self._refuse_if_owns_keys(self._get(name))  # again: it may have changed meanwhile
             seq = await node.write([("user", name, None)], replicate=not this_node_only)
         node.sessions.drop_user(name)
+        self._unrecorded.pop(name, None)
         return await node.confirm(seq)
 
     async def change_password(self, token: str, user_type: str, username: str, new_password: str,
@@ -156,10 +233,10 @@ class UserRules:
             activating = current.user_type == "PRECO"
             updated = rec.UserRecord(name, current.user_id, "CO" if activating else current.user_type,
                                      password_hash, locked=False)
-            seq = await node.write([("user", name, updated)], replicate=not this_node_only)
-        if node.login_failures.get(name):
-            node.login_failures.pop(name, None)
-            await node.db(node.storage.set_login_failures, name, 0)
+            # a new password unlocks: the failure count starts again from zero on every node
+            seq = await node.write([("user", name, updated), ("login_reset", name, rec.LoginResetRecord(name))],
+                                   replicate=not this_node_only)
+        self._unrecorded.pop(name, None)
         if activating:
             await node.set_state(ACTIVE)
             node.sessions.drop_user(name)

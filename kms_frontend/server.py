@@ -10,6 +10,7 @@ import ctypes
 import logging
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -21,8 +22,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from plumbing.addresses import split_listen
-from plumbing.drain import Gate, run_main, serve_until_signalled
-from plumbing.files import write_private
+from plumbing.drain import Gate, add_port, new_server, run_main, serve_until_signalled
+from plumbing.files import ensure_private, write_private
 from plumbing.metrics import MetricsServer
 from plumbing.options import add_process_options
 
@@ -52,7 +53,7 @@ from .store.repository import SchemaVersionError
 from .store.sqlite import SqliteRepository
 
 log = logging.getLogger("kms_frontend.server")
-LAME_DUCK_MAX_S = 2.0  # at most this long refusing new calls before gRPC stops (in-flight ones go on)
+STOP_MARGIN_S = 0.5  # of the grace, left to gRPC's own stop after the lame duck
 
 
 class GenericHandlersOnly:
@@ -95,7 +96,10 @@ def worker_address(listen: str, index: int) -> str:
 class Frontend:
     def __init__(self, args: argparse.Namespace) -> None:
         data = Path(args.data_dir)
-        data.mkdir(parents=True, exist_ok=True)
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # metadata.db (policies, tags, aliases, audit), cloudhsm.db, credentials, ids, the backup
+        # stores and the HSM nodes it starts: its user's only, fixed (with a warning) when found open
+        ensure_private(log, *private_paths(args, data))
         self.args = args
         self.workers = max(1, args.workers)
         principals = load_principals_file(args.principals) if args.principals else None  # refused whole, or used
@@ -128,8 +132,8 @@ class Frontend:
         # optimization_target=throughput: under load, frontend CPU per Encrypt 0.91x and 1.36x the
         # requests per second against gRPC's default ("latency"); no change with one caller
         # (bench/frontend_ab.py, docs/performance.md "The hot path").
-        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 1 if self.workers > 1 else 0),
-                                              ("grpc.optimization_target", "throughput")])
+        self.server, self.core_calls = new_server(options=[("grpc.so_reuseport", 1 if self.workers > 1 else 0),
+                                                           ("grpc.optimization_target", "throughput")])
         self.gate = Gate()
         self.tls = None
         if args.tls_cert and args.tls_key:
@@ -143,7 +147,7 @@ class Frontend:
             to_leader = ToLeader(data / LEADER_SOCKET) if self.workers > 1 else None
             self.cloudhsm = CloudHsmEndpoint(self.plane, self.services.identities.credential, to_leader)
             self.aws = AwsJsonEndpoint(self.services, self.verifier, args.aws_listen, cloudhsm=self.cloudhsm,
-                                       reuse_port=self.workers > 1)
+                                       reuse_port=self.workers > 1, ssl=aws_tls(args))
         self.leader_socket: LeaderSocket | None = None
         # Several workers: the leader serves the console (its sign-in sessions live in one process)
         # and charts every worker's requests, which each publishes once a second.
@@ -164,17 +168,8 @@ class Frontend:
         self.server.add_generic_rpc_handlers(tuple(GrpcApi(self.services, self.verifier, self.gate,
                                                            secure=self.tls is not None).handlers()))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, GenericHandlersOnly(self.server))
-        try:
-            if self.tls is not None:
-                creds = grpc.ssl_server_credentials([self.tls])
-                port = self.server.add_secure_port(self.args.listen, creds)
-            else:
-                port = self.server.add_insecure_port(self.args.listen)
-        except RuntimeError:  # grpcio >= 1.60 raises where older ones returned 0
-            port = 0
-        if port == 0:
-            raise OSError(f"cannot listen on {self.args.listen} (--listen): the address is in use (another"
-                          " kms-frontend?) or not this machine's")
+        add_port(self.server, self.args.listen, grpc.ssl_server_credentials([self.tls]) if self.tls else None,
+                 "--listen")
         leading = self.leadership is None or self.leadership.try_acquire()
         self.services.connections.leader = leading
         self.plane.following = not leading
@@ -240,9 +235,15 @@ class Frontend:
         self.gate.close()
 
         async def drain_grpc() -> None:
-            # Stop gRPC only once callers went quiet: its shutdown cancels calls not yet dispatched.
-            await self.gate.quiesce(min(grace / 2, LAME_DUCK_MAX_S))
-            await self.server.stop(max(0.5, deadline - asyncio.get_running_loop().time()))
+            # Stop gRPC only once its core holds no call of ours: its stop cancels every call not
+            # yet handed to a handler. Calls in flight end within the grace anyway, so the lame
+            # duck may last that long (it ends as soon as all is done).
+            began = asyncio.get_running_loop().time()
+            done = await self.gate.quiesce(max(0.0, grace - STOP_MARGIN_S), core=self.core_calls)
+            log.info("lame duck over", extra={"event": "lame_duck_over", "all_done": done,
+                                              "in_flight": self.gate.in_flight,
+                                              "lame_duck_s": round(asyncio.get_running_loop().time() - began, 3)})
+            await self.server.stop(max(STOP_MARGIN_S, deadline - asyncio.get_running_loop().time()))
 
         draining = [drain_grpc()]
         if self.aws is not None:
@@ -270,16 +271,51 @@ class Frontend:
         log.info("stopped", extra={"event": "stopped"})
 
 
-def control_plane(args: argparse.Namespace, data: Path, directory: ClusterDirectory, clock: Any,
-                  authorizer: Authorizer) -> ControlPlane:
-    """The CloudHSM v2 control plane: its records, Regions (backup stores), provisioner, and the
-    appliance user's secret (created when this frontend starts nodes itself)."""
+def aws_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The AWS endpoint's TLS context (--aws-tls-cert and --aws-tls-key), or None for plain HTTP."""
+    if not args.aws_tls_cert and not args.aws_tls_key:
+        return None
+    if not (args.aws_tls_cert and args.aws_tls_key):
+        raise ValueError("--aws-tls-cert and --aws-tls-key go together (KMS_AWS_TLS_CERT, KMS_AWS_TLS_KEY)")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # what AWS endpoints accept
+    try:
+        context.load_cert_chain(os.path.expanduser(args.aws_tls_cert), os.path.expanduser(args.aws_tls_key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot use {args.aws_tls_cert} / {args.aws_tls_key} for the AWS endpoint "
+                         f"(--aws-tls-cert, --aws-tls-key): {exc}") from None
+    return context
+
+
+def backup_stores(args: argparse.Namespace) -> dict[str, str]:
+    """Region -> the directory of its backup store (--backup-dir, --cloudhsm-region)."""
     stores = {args.region: os.path.expanduser(args.backup_dir)}
     for item in args.cloudhsm_region:
         region, sep, directory_path = item.partition("=")
         if not sep or not region or not directory_path:
             raise ValueError(f"--cloudhsm-region expects REGION=BACKUP_DIR, got {item!r}")
         stores[region.strip()] = os.path.expanduser(directory_path.strip())
+    return stores
+
+
+def private_paths(args: argparse.Namespace, data: Path) -> list[str | Path]:
+    """What the frontend keeps or shares with the nodes it starts, which must be its user's only."""
+    paths: list[str | Path] = [data, os.path.expanduser(args.master_key_file), *backup_stores(args).values()]
+    if args.cloudhsm_dir:
+        paths.append(os.path.expanduser(args.cloudhsm_dir))
+    if args.appliance_key_file:
+        paths.append(os.path.expanduser(args.appliance_key_file))
+    for key in (args.tls_key, args.aws_tls_key):
+        if key:
+            paths.append(os.path.expanduser(key))
+    return paths
+
+
+def control_plane(args: argparse.Namespace, data: Path, directory: ClusterDirectory, clock: Any,
+                  authorizer: Authorizer) -> ControlPlane:
+    """The CloudHSM v2 control plane: its records, Regions (backup stores), provisioner, and the
+    appliance user's secret (created when this frontend starts nodes itself)."""
+    stores = backup_stores(args)
     appliance_key = ""
     key_file = os.path.expanduser(args.appliance_key_file) if args.appliance_key_file else ""
     if not key_file and args.cloudhsm_provisioner == "local":
@@ -344,6 +380,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="crypto requests per second per custom key store [KMS_STORE_QUOTA]")
     p.add_argument("--tls-cert", default=env("KMS_TLS_CERT"), help="serve gRPC over TLS with this cert [KMS_TLS_CERT]")
     p.add_argument("--tls-key", default=env("KMS_TLS_KEY"), help="[KMS_TLS_KEY]")
+    p.add_argument("--aws-tls-cert", default=env("KMS_AWS_TLS_CERT"),
+                   help="serve the AWS endpoint over HTTPS with this certificate (PEM, chain after it); clients "
+                        "trust its CA through AWS_CA_BUNDLE [KMS_AWS_TLS_CERT]")
+    p.add_argument("--aws-tls-key", default=env("KMS_AWS_TLS_KEY"), help="its private key (PEM) [KMS_AWS_TLS_KEY]")
     p.add_argument("--sweep-interval", type=float, default=float(env("KMS_SWEEP_INTERVAL", "1")),
                    help="seconds between key-deletion sweeps [KMS_SWEEP_INTERVAL]")
     cp = p.add_argument_group("CloudHSM control plane (cloudhsmv2 on the AWS endpoint)")
@@ -471,15 +511,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers > 1 and args.worker_index < 0:
         from plumbing import logs
 
-        logs.setup("kms-frontend", args.log_level)
         try:
+            logs.setup("kms-frontend", args.log_level, args.log_file)   # the workers append to it too
             sys.exit(supervise(args, argv))
         except (SchemaVersionError, ValueError, OSError) as exc:
             log.error(str(exc), extra={"event": "startup_failed"})
             print(f"kms-frontend: {exc}", file=sys.stderr)
             sys.exit(2)
     args.worker_index = max(0, args.worker_index)
-    run_main("kms-frontend", args.log_level, run(args), (SchemaVersionError, ValueError, OSError), log)
+    run_main("kms-frontend", args.log_level, run(args), (SchemaVersionError, ValueError, OSError), log,
+             args.log_file)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,18 @@
 gRPC's own shutdown cancels (CANCELLED) every call that reached the server but was not
 yet handed to a handler. So on SIGTERM a server first closes its :class:`Gate`: calls in
 flight finish, new ones are refused (UNAVAILABLE: retry elsewhere), and gRPC is stopped
-only once nothing is in flight and callers have gone quiet (:meth:`Gate.quiesce`).
+only once gRPC's core holds no call of that server, neither one in a handler nor one
+waiting to be handed to one (:class:`CoreCalls`, :meth:`Gate.quiesce`).
+
+Why the core's own count: grpc.aio hands calls to handlers one at a time, from the event
+loop. On a busy machine calls wait in the core for that loop, invisible to any handler, for
+longer than any fixed quiet period; a stop then cancelled them (kms-frontend under two CPU
+hogs: a dozen CANCELLED calls, all accepted after SIGTERM and cancelled at the stop).
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -15,7 +22,10 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from . import logs
+import grpc
+from grpc._cython import cygrpc  # channelz: the only view of calls not yet handed to a handler
+
+from . import files, logs
 
 
 class Gate:
@@ -32,15 +42,57 @@ class Gate:
     def close(self) -> None:
         self.closed = True
 
-    async def quiesce(self, timeout: float, idle: Callable[[], bool] = lambda: True) -> bool:
-        """Wait (at most ``timeout``) until no call is in flight, none was refused for QUIET_S,
-        and ``idle()`` holds (e.g. no stream open)."""
+    async def quiesce(self, timeout: float, idle: Callable[[], bool] = lambda: True,
+                      core: CoreCalls | None = None) -> bool:
+        """Wait (at most ``timeout``) until no call is in flight, ``idle()`` holds (e.g. no
+        stream open), and the server's calls in gRPC's core are all finished (``core``);
+        without a view into the core, until none was refused for QUIET_S instead."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.in_flight == 0 and time.monotonic() - self.last_refused >= self.QUIET_S and idle():
-                return True
+            if self.in_flight == 0 and idle():
+                unfinished = core.unfinished() if core is not None else None
+                if unfinished == 0:
+                    return True
+                if unfinished is None and time.monotonic() - self.last_refused >= self.QUIET_S:
+                    return True
             await asyncio.sleep(0.02)
         return False
+
+
+class CoreCalls:
+    """The calls gRPC's core holds for one server: started and not finished, from channelz.
+    That counts the calls its handlers run and those that reached it but wait for the event
+    loop to be handed to a handler, which no handler can count and which a stop cancels."""
+
+    def __init__(self, server_id: int | None) -> None:
+        self.server_id = server_id
+
+    def unfinished(self) -> int | None:
+        """None when the core cannot say (channelz off, or the server unknown)."""
+        if self.server_id is None:
+            return None
+        try:
+            data = json.loads(cygrpc.channelz_get_server(self.server_id))["server"]["data"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        return int(data.get("callsStarted", 0)) - int(data.get("callsSucceeded", 0)) - int(data.get("callsFailed", 0))
+
+
+def new_server(**kwargs: Any) -> tuple[grpc.aio.Server, CoreCalls]:
+    """``grpc.aio.server(**kwargs)`` and the view of its calls in the core (the one server
+    channelz gained meanwhile; none if it cannot tell which)."""
+    before = _server_ids()
+    server = grpc.aio.server(**kwargs)
+    new = _server_ids() - before
+    return server, CoreCalls(new.pop() if len(new) == 1 else None)
+
+
+def _server_ids() -> set[int]:
+    try:
+        servers = json.loads(cygrpc.channelz_get_servers(0)).get("server", [])
+        return {int(s["ref"]["serverId"]) for s in servers}
+    except (ValueError, KeyError, TypeError):
+        return set()
 
 
 class Server(Protocol):
@@ -64,15 +116,38 @@ async def serve_until_signalled(server: Server, grace: float, log: logging.Logge
 
 
 def run_main(prog: str, log_level: str, main: Coroutine[Any, Any, None],
-             startup_errors: tuple[type[BaseException], ...], log: logging.Logger) -> None:
-    """Run a server process: JSON logs at ``log_level`` under the service name ``prog``, then its
-    main coroutine. An error it cannot start past (bad configuration, a port taken, a locked data
-    directory) ends the process with one log line, one line on stderr (``<prog>: <message>``) and
-    exit status 2; never a traceback."""
-    logs.setup(prog, log_level)
+             startup_errors: tuple[type[BaseException], ...], log: logging.Logger, log_file: str = "") -> None:
+    """Run a server process: no core dumps and private files (:func:`files.harden_process`, first,
+    so that a log file it opens is born private), JSON logs at ``log_level`` under the service name
+    ``prog``, then its main coroutine. An error it cannot start past (bad configuration, a port
+    taken, a locked data directory, a data file it may not make private) ends the process with one
+    log line, one line on stderr (``<prog>: <message>``) and exit status 2; never a traceback.
+    ``log_file``: the log lines go there instead of stderr."""
+    files.harden_process()
+    try:
+        logs.setup(prog, log_level, log_file)
+    except OSError as exc:
+        print(f"{prog}: cannot open the log file {log_file} (--log-file): {exc.strerror or exc}", file=sys.stderr)
+        main.close()
+        sys.exit(2)
     try:
         asyncio.run(main)
     except startup_errors as exc:
         log.error(str(exc), extra={"event": "startup_failed"})
         print(f"{prog}: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def add_port(server: Any, address: str, credentials: Any = None, what: str = "") -> int:
+    """Bind a gRPC server (``credentials`` None: plaintext) to ``address``; a port that is taken or
+    an address that is not local is an ``OSError`` saying which, not grpc's RuntimeError (the
+    servers turn SO_REUSEPORT off, so a second server on a taken port fails here)."""
+    try:
+        port = server.add_insecure_port(address) if credentials is None else server.add_secure_port(address,
+                                                                                                    credentials)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise OSError(f"cannot listen on {what or 'address'} {address}: it is in use (another process holds it?)"
+                      " or not an address of this machine")
+    return int(port)

@@ -1,5 +1,6 @@
 """Small files a process keeps (credentials, keys, state, env files, ids, backups): written
-whole or not at all, readable by their owner only, and on disk before the caller goes on.
+whole or not at all, readable by their owner only, and on disk before the caller goes on;
+and the private directories around them (checked, and made private, at start).
 
 A crash at any point leaves either the old file or the new one, never a torn one; a
 failed write leaves no temporary file behind. Temporary files are named
@@ -9,7 +10,10 @@ and a directory scan can recognise leftovers of a crash (:data:`TMP_SUFFIX`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import resource
+import stat
 import tempfile
 from pathlib import Path
 
@@ -70,3 +74,56 @@ def create_private(path: str | os.PathLike[str], data: bytes) -> bool:
             os.unlink(tmp)
     fsync_dir(path.parent)
     return created
+
+
+# ------------------------------------------------------------------ private data directories
+
+OTHERS = 0o077  # group and other permission bits: none on what a process keeps
+
+
+def make_private(*paths: str | os.PathLike[str]) -> list[tuple[Path, int]]:
+    """Take every group and other permission off each existing path and, for a directory,
+    everything under it (directories 0700, files 0600 as a process makes them; symbolic links
+    are neither followed nor changed). Returns (path, mode it had) for each one it changed.
+    A path it may not change (another owner, a read-only mount) raises ``PermissionError``
+    with a message that says what to do."""
+    changed: list[tuple[Path, int]] = []
+
+    def fix(p: Path) -> None:
+        st = p.lstat()
+        mode = st.st_mode & 0o7777
+        if stat.S_ISLNK(st.st_mode) or not mode & OTHERS:
+            return
+        try:
+            os.chmod(p, mode & ~OTHERS)
+        except OSError as exc:
+            raise PermissionError(exc.errno, f"{p} is open to other users (mode {mode:04o}) and cannot be made"
+                                             f" private ({exc.strerror}): give it to this user, or chmod go-rwx it") \
+                from None
+        changed.append((p, mode))
+
+    for top in map(Path, paths):
+        if not top.exists():
+            continue
+        fix(top)
+        if top.is_dir() and not top.is_symlink():
+            for root, dirs, files in os.walk(top):
+                for name in dirs + files:
+                    fix(Path(root) / name)
+    return changed
+
+
+def ensure_private(log: logging.Logger, *paths: str | os.PathLike[str]) -> None:
+    """:func:`make_private`, with a warning for each path that was open to others (it may have
+    been read meanwhile)."""
+    for path, mode in make_private(*paths):
+        log.warning(f"{path} was open to other users (mode {mode:04o}); made it private",
+                    extra={"event": "made_private", "path": str(path), "was": f"{mode:04o}"})
+
+
+def harden_process() -> None:
+    """For a process that holds secrets: files and directories it creates are its user's only
+    (umask 077: SQLite's database, journal and shared-memory files, logs, backups), and it
+    never writes a core dump (RLIMIT_CORE 0, soft and hard) that would hold them in clear."""
+    os.umask(0o077)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -28,8 +28,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def setup(service: str, level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup(service: str, level: str = "info", file: str = "") -> None:
+    """Log to stderr, or append to ``file`` (a node started in the background of an
+    operator's shell keeps its lines out of the terminal)."""
+    handler: logging.Handler = logging.FileHandler(file, encoding="utf-8") if file else logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]

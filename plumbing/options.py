@@ -15,3 +15,6 @@ def add_process_options(p: argparse.ArgumentParser, env_prefix: str, *, grace_s:
     p.add_argument("--shutdown-grace", type=float, default=float(env(f"{env_prefix}_SHUTDOWN_GRACE", f"{grace_s:g}")),
                    help=f"seconds in-flight {in_flight} get to finish after SIGTERM [{env_prefix}_SHUTDOWN_GRACE]")
     p.add_argument("--log-level", default=env(f"{env_prefix}_LOG_LEVEL", "info"))
+    p.add_argument("--log-file", metavar="PATH", default=env(f"{env_prefix}_LOG_FILE", ""),
+                   help=f"append the JSON log lines to PATH instead of stderr; errors that stop the process"
+                        f" are also printed on stderr [{env_prefix}_LOG_FILE]")

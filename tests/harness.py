@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -238,6 +239,11 @@ class FrontendProcess:
     def log_path(self) -> Path:
         return self.root / f"{self.name}.log"
 
+    @property
+    def backup_dir(self) -> Path:
+        """The control plane's backup store (the Region's)."""
+        return Path(self.env.get("KMS_BACKUP_DIR") or self.root / f"{self.name}-backups")
+
     def start(self) -> None:
         env = {**os.environ, **self.env}
         cmd = [sys.executable, "-m", "kms_frontend.server", "--listen", self.endpoint, "--data-dir", str(self.data_dir),
@@ -246,6 +252,8 @@ class FrontendProcess:
             cmd += ["--hsm-endpoint", e]
         if "KMS_AWS_LISTEN" not in self.env:  # a free port each, so frontends never contend for the default
             cmd += ["--aws-listen", f"127.0.0.1:{self.aws_port}"]
+        if "KMS_BACKUP_DIR" not in self.env:  # its own, not ./hsm-backups of whatever directory pytest runs in
+            cmd += ["--backup-dir", str(self.backup_dir)]
         self.log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log_file, stderr=subprocess.STDOUT)
 
@@ -284,6 +292,18 @@ class FrontendProcess:
         await self.stop()
         self.start()
         await self.wait_ready()
+
+
+@contextlib.asynccontextmanager
+async def running_frontend(root: Path, hsm_endpoints: list[str], env: dict[str, str] | None = None):
+    """A frontend process that serves for the length of the block, stopped after it."""
+    frontend = FrontendProcess(root, hsm_endpoints, env=dict(env or {}))
+    frontend.start()
+    try:
+        await frontend.wait_ready()
+        yield frontend
+    finally:
+        await frontend.stop()
 
 
 async def three_node_cluster(lab: Lab, n: int = 3, kmsuser_password: str = CU_PASSWORD,

@@ -24,6 +24,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("cluster")
     g.add_argument("--target", choices=("local", "compose"), default="local",
                    help="local: kms-cluster processes (--cluster-dir); compose: a compose project (--project)")
-    g.add_argument("--project", help="compose project name (--target compose)")
+    g.add_argument("--project", help="compose project name (--target compose; default COMPOSE_PROJECT_NAME, else the"
+                                     " compose file's directory name, as docker compose names it)")
     g.add_argument("--compose-file", type=Path, help="compose file (default ./compose.yaml, else the repository's)")
     tgt.add_target_arguments(p)
     f = p.add_argument_group("faults")
@@ -81,10 +83,34 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def compose_project(compose_file: Path, environ: Mapping[str, str] = os.environ) -> str:
+    """The project name docker compose gives ``compose_file`` without ``-p``: COMPOSE_PROJECT_NAME,
+    else the file's directory name lowercased, keeping letters, digits, '-' and '_'."""
+    given = environ.get("COMPOSE_PROJECT_NAME", "").strip()
+    if given:
+        return given
+    name = "".join(ch for ch in compose_file.resolve().parent.name.lower() if ch.isascii() and (ch.isalnum() or ch in "-_"))
+    return name.lstrip("-_") or "default"
+
+
+def name_faults(args: argparse.Namespace, inj: faults.Injector) -> None:
+    """Check every --fault node before the run, and say once when a name given is another
+    target's (hsm2 on a local cluster): the run and its report use the target's own names."""
+    renamed = {}
+    for spec in faults.parse_schedule(args.fault):
+        name = inj.resolve(spec.node)
+        if name != spec.node:
+            renamed[spec.node] = name
+    if renamed:
+        print(f"kms-chaos: {', '.join(f'{a} is {b}' for a, b in renamed.items())} on this target (nodes"
+              f" {', '.join(inj.nodes)}); faults and the report use these names")
+
+
 def make_injector(args: argparse.Namespace) -> faults.Injector:
     inj: faults.Injector
     if args.target == "compose":
         compose_file = args.compose_file or (Path("compose.yaml") if Path("compose.yaml").exists() else ROOT_COMPOSE)
+        args.project = args.project or compose_project(compose_file)
         inj = faults.ComposeInjector(args.project, compose_file)
     else:
         inj = faults.LocalInjector(tgt.cluster_dir(args))
@@ -103,7 +129,8 @@ class Run:
         self.runner: faults.FaultRunner | None = None
         self.fault_task: asyncio.Task | None = None
         self.sampler_task: asyncio.Task | None = None
-        self.schedule = faults.parse_schedule(args.fault)
+        # the nodes under the names this target gives them (hsm2 on a local cluster is node2)
+        self.schedule = [faults.FaultSpec(s.kind, injector.resolve(s.node), s.at) for s in faults.parse_schedule(args.fault)]
         self.kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
 
     def header(self, t0: float, runner: faults.FaultRunner) -> dict[str, Any]:
@@ -210,7 +237,7 @@ async def execute(args: argparse.Namespace, injector: faults.Injector, t: tgt.Ta
         keys = await run.setup_keys()
         where = t.endpoint if t.protocol == "grpc" else t.aws_endpoint_url
         say(f"kms-chaos: {len(keys)} keys, {args.duration:g}s of load on {where} ({t.protocol}),"
-            f" nodes {', '.join(injector.nodes)}; history in {out}")
+            f" nodes {', '.join(injector.nodes)}; results in {out}")
         try:
             result = await run.traffic(keys)
             run.main.phase("traffic_end")
@@ -262,8 +289,6 @@ def main(argv: list[str] | None = None) -> None:
     p = parser()
     args = p.parse_args(argv)
     check_workload_args(p, args)
-    if args.target == "compose" and not args.project:
-        p.error("--target compose needs --project")
     try:
         faults.parse_schedule(args.fault)
     except ValueError as exc:
@@ -280,6 +305,7 @@ def main(argv: list[str] | None = None) -> None:
         print("kms-chaos: no --fault and no --random: load and checks only (a baseline)")
     try:
         injector = make_injector(args)
+        name_faults(args, injector)
         defaults = injector.target_defaults() if isinstance(injector, faults.ComposeInjector) else None
         t = tgt.resolve(args, defaults)
     except (faults.FaultError, tgt.TargetError) as exc:

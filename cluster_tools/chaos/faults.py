@@ -138,7 +138,10 @@ class FaultRunner:
         took = rec["end"] - start
         outcome = f"-> {rec['after']} ({rec.get('detail', '')}) in {took:.2f}s" if rec["ok"] else \
             f"FAILED after {took:.2f}s: {rec['error']}"
-        self.say(f"[{start - self.t0:6.1f}s] fault {kind} {node} {outcome}")
+        # stamped when it ended, so the lines stay in time order while a resume finishes inside a
+        # long remove; a fault that took a while also says when it began
+        began = f" (began at {start - self.t0:.1f}s)" if took >= 1.0 else ""
+        self.say(f"[{rec['end'] - self.t0:6.1f}s] fault {kind} {node} {outcome}{began}")
         if rec["ok"] and kind == "pause" and self.pause_for > 0:
             task = asyncio.create_task(self._resume_later(node))
             self._resumes.add(task)

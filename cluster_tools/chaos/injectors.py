@@ -277,7 +277,7 @@ class LocalInjector(Injector):
         for n in via:
             cmd += ["--endpoint", self.endpoint(n)]
         env = {**os.environ, "HSM_ENV_FILE": os.devnull, "HSM_CO_USERNAME": "admin",
-               "HSM_CO_PASSWORD": self.c.state.co_password}
+               "HSM_CO_PASSWORD": self.c.co_password}  # the environment, never argv
         return _run_json([*cmd, *args], env)
 
 
@@ -447,6 +447,12 @@ class ComposeInjector(Injector):
         rc, doc, _ = _run_json(["docker", "exec", self._helper(), "cat", "/state/state.json"])
         if rc == 0 and isinstance(doc, dict):
             found.update(store_id=doc.get("store_id", ""), region=doc.get("region", "us-east-1"),
-                         access_key_id=doc.get("aws_access_key_id", ""),
-                         secret_access_key=doc.get("aws_secret_access_key", ""))
+                         access_key_id=doc.get("aws_access_key_id", ""))
+        env = subprocess.run(["docker", "exec", self._helper(), "cat", "/state/env"], capture_output=True, text=True,
+                             timeout=60)
+        if env.returncode == 0:  # the secret key is kept in the env file only (not in state.json)
+            for line in env.stdout.splitlines():
+                key, _, value = line.partition("=")
+                if key == "AWS_SECRET_ACCESS_KEY":
+                    found["secret_access_key"] = value
         return found

@@ -105,7 +105,7 @@ class AwsClient:
         self.client = boto3.session.Session().client(
             "kms", endpoint_url=target.aws_endpoint_url, region_name=target.region,
             aws_access_key_id=target.access_key_id, aws_secret_access_key=target.secret_access_key,
-            aws_session_token=target.session_token or None, config=Config(retries={"total_max_attempts": 1}, max_pool_connections=workers,
+            aws_session_token=target.session_token or None, verify=target.ca_bundle or None, config=Config(retries={"total_max_attempts": 1}, max_pool_connections=workers,
                           connect_timeout=min(10.0, target.timeout), read_timeout=target.timeout))
 
     async def _call(self, name: str, **params: Any) -> dict:

@@ -28,6 +28,7 @@ class Target:
     secret_access_key: str = ""
     session_token: str = ""
     store_id: str = ""
+    ca_bundle: str = ""                 # the CA an https AWS endpoint is trusted by (empty: AWS_CA_BUNDLE, else the system's)
     timeout: float = 30.0               # per call, seconds
 
 
@@ -75,6 +76,8 @@ def resolve(args: argparse.Namespace, defaults: dict | None = None) -> Target:
         found = {**local_defaults(cluster_dir(args)), **found}
     for name, value in given.items():
         setattr(t, name, value or found.get(name) or getattr(t, name))
+    if not args.aws_endpoint_url:  # the CA goes with the endpoint it was found with
+        t.ca_bundle = found.get("ca_bundle", "")
     missing = [k for k in needed if not getattr(t, k)]
     if missing:
         flags = ", ".join("--" + {"store_id": "custom-key-store-id"}.get(k, k).replace("_", "-") for k in missing)
@@ -89,4 +92,4 @@ def local_defaults(directory: Path) -> dict:
     st = Cluster(directory).status()
     return {"endpoint": st["kms_endpoint"], "aws_endpoint_url": st["aws_endpoint_url"], "region": st["region"],
             "access_key_id": st["aws_access_key_id"], "secret_access_key": st["aws_secret_access_key"],
-            "store_id": st["custom_key_store_id"]}
+            "store_id": st["custom_key_store_id"], "ca_bundle": st.get("aws_ca_bundle", "")}

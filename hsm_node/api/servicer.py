@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from plumbing.drain import Gate
+from plumbing.drain import CoreCalls, Gate
 from protos.hsm.v1 import hsm_pb2 as pb
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 from protos.hsm.v1.metadata import DRAINING_KEY
@@ -140,9 +140,10 @@ class HsmServicer(pb_grpc.HsmServicer):
             if st.waiting and st.task is not None:
                 st.task.cancel()  # idle between batches: nothing of the caller's is in progress here
 
-    async def quiesce(self, timeout: float) -> bool:
-        """Wait (at most ``timeout``) until no call or stream is open and none was refused lately."""
-        return await self.gate.quiesce(timeout, idle=lambda: not self._streams)
+    async def quiesce(self, timeout: float, core: CoreCalls | None = None) -> bool:
+        """Wait (at most ``timeout``) until no call or stream is open, here or still in gRPC's
+        core (``core``; without it: none refused lately)."""
+        return await self.gate.quiesce(timeout, idle=lambda: not self._streams, core=core)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -193,7 +194,7 @@ class HsmServicer(pb_grpc.HsmServicer):
     async def CreateUser(self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext) -> pb.CreateUserResponse:
         user, outcome = await self.users.create(request.session_token, user_type(request.user_type),
                                                 request.username, request.password, request.this_node_only)
-        return pb.CreateUserResponse(user=self._user(user, 0), write=write_pb(outcome))
+        return pb.CreateUserResponse(user=self._user(user, 0, False), write=write_pb(outcome))
 
     @rpc
     async def DeleteUser(self, request: pb.DeleteUserRequest, context: grpc.aio.ServicerContext) -> pb.WriteResult:
@@ -207,17 +208,17 @@ class HsmServicer(pb_grpc.HsmServicer):
 
     @rpc
     async def ListUsers(self, request: pb.Empty, context: grpc.aio.ServicerContext) -> pb.ListUsersResponse:
-        return pb.ListUsersResponse(users=[self._user(u, f, self.node.records.version("user", u.name)[0])
-                                           for u, f in self.users.list()])
+        return pb.ListUsersResponse(users=[self._user(u, f, locked, self.node.records.version("user", u.name)[0])
+                                           for u, f, locked in self.users.list()])
 
     @rpc
     async def SyncUser(self, request: pb.SyncUserRequest, context: grpc.aio.ServicerContext) -> pb.WriteResult:
         return write_pb(await self.users.sync(request.session_token, request.username))
 
     @staticmethod
-    def _user(u: rec.UserRecord, failures: int, version: int = 0) -> pb.User:
+    def _user(u: rec.UserRecord, failures: int, locked: bool, version: int = 0) -> pb.User:
         return pb.User(user_id=u.user_id, user_type=USER_TYPE_PB[u.user_type], username=u.name,
-                       login_failure_count=failures, locked=u.locked, version=version)
+                       login_failure_count=failures, locked=locked, version=version)
 
     # ------------------------------------------------------------ keys
 

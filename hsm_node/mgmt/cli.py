@@ -18,6 +18,13 @@ Which nodes a command talks to:
 * ``initialize`` and ``activate`` act on the first endpoint (the cluster's
   first HSM); crypto commands use the first endpoint that answers.
 
+Passwords never need to be on the command line (where every user sees them in
+``ps``): a login password comes from ``--password-fd``, ``HSM_<TYPE>_PASSWORD`` /
+``HSM_PASSWORD`` or a prompt; a new password (``activate``, ``createUser``,
+``changePswd``) from ``--new-password-fd``, ``HSM_NEW_PASSWORD`` or a prompt (typed
+twice), or ``-hpswd`` in its place, as CloudHSM's tools take it. A password given as
+an argument still works, for scripts written for CMU.
+
 Errors end as one line, ``hsm-mgmt: <gRPC status name>: <message>``, with exit
 status 2 for usage errors and 1 for refused operations. Passwords are never
 printed.
@@ -39,6 +46,7 @@ from typing import Any, NoReturn  # noqa: E402
 import grpc  # noqa: E402
 
 from plumbing.argv import join_option_values  # noqa: E402
+from plumbing.files import harden_process  # noqa: E402
 
 from . import cluster_commands, key_commands, node_commands, user_commands  # noqa: E402
 from .context import (  # noqa: E402
@@ -46,6 +54,8 @@ from .context import (  # noqa: E402
     DEFAULT_RPC_TIMEOUT,
     EXIT_REFUSED,
     EXIT_USAGE,
+    HIDDEN_PASSWORD,
+    HPSWD_FLAG,
     PROG,
     Cli,
     HsmMgmtError,
@@ -83,7 +93,10 @@ def add_global_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
     g.add_argument("--username", dest="login_username", metavar="NAME", default=default(None),
                    help="log in as this user [HSM_<TYPE>_USERNAME, HSM_USERNAME; admin (CO), kmsuser (CU)]")
     g.add_argument("--password", dest="login_password", metavar="PASSWORD", default=default(None),
-                   help="password of --username [HSM_<TYPE>_PASSWORD, HSM_PASSWORD; prompted on a terminal]")
+                   help="password of --username, visible to every user in `ps`: prefer --password-fd, the"
+                        " environment or the prompt [HSM_<TYPE>_PASSWORD, HSM_PASSWORD; prompted on a terminal]")
+    g.add_argument("--password-fd", dest="login_password_fd", type=int, metavar="FD", default=default(None),
+                   help="read the password of --username from this open file descriptor (to its end)")
     g.add_argument("--session", metavar="TOKEN", default=default(None),
                    help="reuse a loginHSM session instead of logging in: TOKEN or HOST:PORT=TOKEN,... [HSM_SESSION]")
     g.add_argument("--json", action="store_true", default=default(False), help="machine output [HSM_JSON=1]")
@@ -92,14 +105,19 @@ def add_global_options(p: argparse.ArgumentParser, *, sub: bool) -> None:
                         " [HSM_NODE_ONLY=1]")
     g.add_argument("--rpc-timeout", type=float, metavar="SECONDS", default=default(None),
                    help=f"deadline of each call [HSM_RPC_TIMEOUT; {DEFAULT_RPC_TIMEOUT:g}]")
+    g.add_argument("--wait", type=float, metavar="SECONDS", default=default(None),
+                   help="first wait up to SECONDS until every endpoint the command names serves TLS (a node"
+                        " just started in the background); then run the command [HSM_WAIT; 0: do not wait]")
 
 
 SECRET_VALUED = ("--session", "--password", "--preco-password")
 
 
 def prepare_argv(argv: Sequence[str]) -> list[str]:
-    """``--session TOKEN`` -> ``--session=TOKEN``: tokens and passwords may start with '-'."""
-    return join_option_values(argv, SECRET_VALUED)
+    """``--session TOKEN`` -> ``--session=TOKEN``: tokens and passwords may start with '-'; and
+    CMU's ``-hpswd`` (in place of a password: prompt for it) -> ``--hpswd``, which argparse
+    would otherwise read as ``-h``."""
+    return [HPSWD_FLAG if a == HIDDEN_PASSWORD else a for a in join_option_values(argv, SECRET_VALUED)]
 
 
 def build_parser() -> Parser:
@@ -127,6 +145,8 @@ async def dispatch(args: argparse.Namespace, s: HsmMgmtSettings) -> int:
             raise usage_error(f"--node-only applies to {', '.join(sorted(user_commands.NODE_ONLY))}")
         if args.command not in node_commands.NO_ANCHOR | cluster_commands.NO_ANCHOR:
             cli.anchor_pem()
+        if s.wait > 0:
+            await cli.wait_until_serving(s.wait, getattr(args, "new_endpoint", None))
         await args.func(cli, args)
         return cli.exit_code
     except (grpc.aio.AioRpcError, HsmMgmtError) as exc:
@@ -157,6 +177,7 @@ def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = N
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    harden_process()  # it handles passwords and the trust anchor's private key
     sys.exit(run(argv))
 
 

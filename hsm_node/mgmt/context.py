@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ import grpc
 from plumbing.addresses import split_endpoint
 from plumbing.envfile import EnvFileError, with_env_file
 from plumbing.files import write_private
-from plumbing.tls import presented_certificate
+from plumbing.tls import explain_verify_failure, presented_certificate
 from protos.hsm.v1 import hsm_pb2 as pb
 
 from .. import certs, client
@@ -36,6 +38,8 @@ DEFAULT_ENV_FILE = Path(".kms-cluster/env")
 DEFAULT_RPC_TIMEOUT = 30.0
 DEFAULT_USERNAMES = {"CO": PRECO_USERNAME, "CU": "kmsuser", "PRECO": PRECO_USERNAME}
 EXIT_REFUSED, EXIT_USAGE = 1, 2
+HIDDEN_PASSWORD = "-hpswd"   # CMU: in place of a password, prompt for it
+HPSWD_FLAG = "--hpswd"       # what the command line turns it into (argparse would read -hpswd as -h)
 UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
@@ -80,11 +84,13 @@ class HsmMgmtSettings:
     user_type: str | None
     username: str | None         # --username / --password only: the environment is read per user type
     password: str | None
+    password_fd: int | None
     session: str | None
     json: bool
     node_only: bool
     rpc_timeout: float
     env: dict[str, str]
+    wait: float = 0.0            # --wait: seconds to wait for the endpoints to serve before the command
 
 
 def settings(args: argparse.Namespace, env: Mapping[str, str]) -> HsmMgmtSettings:
@@ -102,14 +108,21 @@ def settings(args: argparse.Namespace, env: Mapping[str, str]) -> HsmMgmtSetting
         timeout = float(args.rpc_timeout or env.get("HSM_RPC_TIMEOUT") or DEFAULT_RPC_TIMEOUT)
     except ValueError:
         raise usage_error("HSM_RPC_TIMEOUT must be a number of seconds") from None
+    try:
+        wait = float(args.wait if args.wait is not None else env.get("HSM_WAIT") or 0)
+    except ValueError:
+        raise usage_error("HSM_WAIT must be a number of seconds") from None
+    if wait < 0:
+        raise usage_error(f"--wait must be 0 or more seconds (got {wait:g})")
     return HsmMgmtSettings(
         endpoints=list(dict.fromkeys(endpoints)),
         trust_anchor=args.trust_anchor or env.get("HSM_TRUST_ANCHOR") or None,
         user_type=user_type, username=args.login_username, password=args.login_password,
+        password_fd=args.login_password_fd,
         session=args.session or env.get("HSM_SESSION"),
         json=args.json or truthy(env.get("HSM_JSON")),
         node_only=args.node_only or truthy(env.get("HSM_NODE_ONLY")),
-        rpc_timeout=timeout, env=dict(env))
+        rpc_timeout=timeout, env=dict(env), wait=wait)
 
 
 def parse_sessions(value: str | None) -> tuple[str, dict[str, str]]:
@@ -152,7 +165,10 @@ def handshake_failed(exc: BaseException) -> bool:
         and "handshake" in (exc.details() or "").lower()
 
 
-def describe(exc: BaseException, anchor: str | None = None) -> tuple[str, str]:
+_PEER = re.compile(r"ipv[46]:(\[[^\]]+\]:\d+|[^:\s]+:\d+)")   # the peer in gRPC's "failed to connect" details
+
+
+def describe(exc: BaseException, anchor: str | None = None, endpoint: str = "") -> tuple[str, str]:
     """(status name, message) of an error, with a hint where one helps."""
     if isinstance(exc, grpc.aio.AioRpcError):
         code, message = exc.code().name, exc.details() or ""
@@ -161,8 +177,13 @@ def describe(exc: BaseException, anchor: str | None = None) -> tuple[str, str]:
     else:
         code, message = "INTERNAL", f"unexpected {type(exc).__name__}: {exc}"
     if handshake_failed(exc) and anchor:
-        message += (f" -- the HSM's certificate does not chain to the trust anchor {anchor}: wrong --trust-anchor,"
-                    " or the node is not initialised yet (see `hsm-mgmt status`)")
+        # one sentence instead of OpenSSL's ("CERTIFICATE_VERIFY_FAILED: self signed certificate: OK")
+        m = _PEER.search(message)
+        where = endpoint or (m.group(1) if m else "")
+        seen = explain_verify_failure(where, anchor) if where else "the TLS handshake failed"
+        message = (f"cannot verify the HSM: {seen}, so the certificate does not chain to the trust anchor."
+                   " Pass the cluster's customerCA.crt with --trust-anchor or HSM_TRUST_ANCHOR; a self-signed"
+                   " certificate is a node not initialised yet (`hsm-mgmt status` shows its state)")
     return code, message
 
 
@@ -183,6 +204,7 @@ class Cli:
         self._nodes: dict[tuple[str, bool], Node] = {}
         self._logins: list[tuple[Node, str]] = []
         self._credentials: dict[str, tuple[str, str, str]] = {}
+        self._fd_values: dict[int, str] = {}
 
     @property
     def timeout(self) -> float:
@@ -202,6 +224,23 @@ class Cli:
                 raise usage_error(f"the trust anchor {path} is not a PEM certificate") from None
             self._anchor_pem = pem
         return self._anchor_pem
+
+    async def wait_until_serving(self, seconds: float, *extra: str | None) -> None:
+        """``--wait``: until every endpoint of the command (and ``extra`` ones, such as the node
+        addNode adds) completes a TLS handshake, at most ``seconds``. A TLS handshake, not just
+        an open port: the node's gRPC server is up and answers."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        for endpoint in dict.fromkeys([*(srv.endpoint for srv in self.servers), *(e for e in extra if e)]):
+            while True:
+                try:
+                    await asyncio.to_thread(presented_certificate, endpoint, 2.0)
+                    break
+                except OSError as exc:
+                    if asyncio.get_running_loop().time() >= deadline:
+                        raise HsmMgmtError("UNAVAILABLE", f"{endpoint} did not answer within {seconds:g} s (--wait):"
+                                           f" {exc.strerror or exc or 'timed out'}; is the node running? Its log"
+                                           " says why it stopped") from None
+                    await asyncio.sleep(0.2)
 
     def use_anchor(self, path: Path) -> None:
         self.s.trust_anchor, self._anchor_pem = str(path), path.read_text()
@@ -229,17 +268,58 @@ class Cli:
             env = self.s.env
             name = self.s.username or env.get(f"HSM_{user_type}_USERNAME") or env.get("HSM_USERNAME") \
                 or DEFAULT_USERNAMES[user_type]
-            password = self.s.password or env.get(f"HSM_{user_type}_PASSWORD") or env.get("HSM_PASSWORD")
-            if not password and user_type == "PRECO":
-                password = PRECO_DEFAULT_PASSWORD
-            if not password and sys.stdin.isatty():
-                password = getpass.getpass(f"Password for {user_type} {name}: ")
-            if not password:
-                raise usage_error(f"no password to log in as {user_type} {name}: pass --password, set HSM_PASSWORD"
-                                  f" (or HSM_{user_type}_PASSWORD), or reuse a loginHSM session (--session /"
-                                  " HSM_SESSION)")
-            self._credentials[user_type] = (user_type, name, password)
+            self._credentials[user_type] = (user_type, name, self.login_password(user_type, name))
         return self._credentials[user_type]
+
+    def login_password(self, user_type: str, name: str) -> str:
+        """--password > --password-fd > HSM_<TYPE>_PASSWORD > HSM_PASSWORD > (PRECO's default) > a prompt."""
+        env = self.s.env
+        password = self.s.password
+        if not password and self.s.password_fd is not None:
+            password = self._from_fd(self.s.password_fd, "--password-fd")
+        password = password or env.get(f"HSM_{user_type}_PASSWORD") or env.get("HSM_PASSWORD")
+        if not password and user_type == "PRECO":
+            password = PRECO_DEFAULT_PASSWORD
+        if not password and sys.stdin.isatty():
+            password = getpass.getpass(f"Password for {user_type} {name}: ")
+        if not password:
+            raise usage_error(f"no password to log in as {user_type} {name}: pass --password-fd, set HSM_PASSWORD"
+                              f" (or HSM_{user_type}_PASSWORD), run on a terminal to be prompted, or reuse a"
+                              " loginHSM session (--session / HSM_SESSION)")
+        return password
+
+    def new_password(self, args: argparse.Namespace, given: str | None, what: str, *, login: str) -> str:
+        """A password to set: the argument (CMU's way; ``-hpswd`` prompts) > --new-password-fd >
+        HSM_NEW_PASSWORD > a prompt on a terminal, typed twice. Who logs in (``login``) is
+        settled first, so that a terminal asks for the login password before the new one."""
+        if not (self.any_token or self.tokens):
+            self.credentials(login)
+        if given and not args.hpswd:
+            return given
+        fd = args.new_password_fd
+        if not args.hpswd:
+            if fd is not None:
+                return self._from_fd(fd, "--new-password-fd")
+            if self.s.env.get("HSM_NEW_PASSWORD"):
+                return self.s.env["HSM_NEW_PASSWORD"]
+        if not sys.stdin.isatty():
+            raise usage_error(f"no {what}: pass --new-password-fd FD, set HSM_NEW_PASSWORD, or run on a terminal to"
+                              " be prompted")
+        first = getpass.getpass(f"Enter {what}: ")
+        if getpass.getpass(f"Confirm {what}: ") != first:
+            raise usage_error("the two passwords typed differ; nothing was changed")
+        return first
+
+    def _from_fd(self, fd: int, option: str) -> str:
+        """The first line a file descriptor holds (a pipe the caller wrote and closed)."""
+        if fd not in self._fd_values:
+            try:
+                with os.fdopen(fd, "rb", closefd=True) as f:
+                    data = f.read(4096)
+            except OSError as exc:
+                raise usage_error(f"cannot read {option} {fd}: {exc.strerror}") from None
+            self._fd_values[fd] = data.decode(errors="replace").split("\n", 1)[0].rstrip("\r")
+        return self._fd_values[fd]
 
     async def token(self, node: Node, default_type: str) -> str:
         """A session on ``node``: the one supplied, or a login that close() ends."""
@@ -308,14 +388,15 @@ class Cli:
             raise outcomes[0].error
         for o in outcomes:
             if o.error is not None:
-                code, message = describe(o.error, self.s.trust_anchor)
+                code, message = describe(o.error, self.s.trust_anchor, o.server.endpoint)
                 print(f"{PROG}: {o.server}: {code}: {message}", file=sys.stderr)
                 self.exit_code = max(self.exit_code, exit_code_of(o.error))
         return [o for o in outcomes if o.error is None]
 
     def error_entry(self, o: Outcome) -> dict[str, Any]:
         assert o.error is not None
-        return {**o.server.as_dict(), "error": out.error_dict(*describe(o.error, self.s.trust_anchor))}
+        return {**o.server.as_dict(), "error": out.error_dict(*describe(o.error, self.s.trust_anchor,
+                                                                            o.server.endpoint))}
 
     def show_servers(self, outcomes: list[Outcome], text: Callable[[Server, Any], list[str]],
                      data: Callable[[Any], dict[str, Any]], extra: dict[str, Any] | None = None) -> list[Outcome]:
@@ -404,6 +485,18 @@ def write_output(path: str | None, data: bytes, *, private: bool = False) -> Non
             Path(path).write_bytes(data)
     except OSError as exc:
         raise usage_error(f"cannot write {path}: {exc.strerror}") from None
+
+
+NEW_PASSWORD_HELP = ("the password to set; omit it (or write -hpswd) to be prompted, or give it with"
+                     " --new-password-fd / HSM_NEW_PASSWORD: an argument is visible to every user in `ps`")
+
+
+def add_password_sources(sp: argparse.ArgumentParser, *, new: bool = True) -> None:
+    if new:
+        sp.add_argument("--new-password-fd", type=int, metavar="FD",
+                        help="read the password to set from this open file descriptor (its first line)")
+    sp.add_argument(HPSWD_FLAG, action="store_true",
+                    help=f"prompt for the password (also written {HIDDEN_PASSWORD} in its place, as CMU takes it)")
 
 
 def upper(value: str) -> str:

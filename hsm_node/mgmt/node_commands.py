@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from pathlib import Path
 
@@ -14,11 +15,13 @@ from ..rules import PRECO_DEFAULT_PASSWORD, PRECO_USERNAME
 from . import output as out
 from . import provision
 from .context import (
+    NEW_PASSWORD_HELP,
     PROG,
     UNREACHABLE,
     Cli,
     HsmMgmtError,
     Node,
+    add_password_sources,
     emit_json,
     handshake_failed,
     no_trust_anchor_error,
@@ -43,7 +46,10 @@ async def cmd_initialize(cli: Cli, args: argparse.Namespace) -> None:
     server = cli.servers[0]
     if len(cli.servers) > 1:
         note(f"initialize acts on the first endpoint only ({server.endpoint}): the cluster's first HSM")
-    anchor_dir = trust_anchor_dir(args.trust_anchor_dir, cli.s.trust_anchor)
+    # An explicit --trust-anchor-dir is what this run asked for: only a --trust-anchor flag can
+    # contradict it, not HSM_TRUST_ANCHOR from the environment or ./.kms-cluster/env (another cluster's).
+    given = args.trust_anchor if args.trust_anchor_dir else cli.s.trust_anchor
+    anchor_dir = trust_anchor_dir(args.trust_anchor_dir, given)
     cert_path, key_path = anchor_dir / "customerCA.crt", anchor_dir / "customerCA.key"
     node = await cli.connect(server, tofu=True)
     status = await node.stub.GetStatus(pb.Empty(), timeout=cli.timeout)
@@ -89,7 +95,9 @@ async def cmd_activate(cli: Cli, args: argparse.Namespace) -> None:
         note(f"activate acts on the first endpoint only ({server.endpoint}): the cluster's first HSM")
     node = await cli.connect(server)
     try:
-        await provision.activate(node.stub, args.new_password, preco_password=args.preco_password)
+        new_password = cli.new_password(args, args.new_password, "the new crypto officer password",
+                                        login="PRECO")
+        await provision.activate(node.stub, new_password, preco_password=args.preco_password)
     except grpc.aio.AioRpcError as exc:
         if exc.code() in UNREACHABLE:
             raise
@@ -131,9 +139,16 @@ async def cmd_status(cli: Cli, args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- sessions
 
 async def cmd_login(cli: Cli, args: argparse.Namespace) -> None:
+    if args.hpswd:  # CMU's way to be asked
+        if not sys.stdin.isatty():
+            raise usage_error("-hpswd prompts for the password, and there is no terminal to prompt on")
+        password = getpass.getpass(f"Password for {args.user_type} {args.name.lower()}: ")
+    else:
+        password = args.password or cli.login_password(args.user_type, args.name.lower())
+
     async def login(node: Node, _: str) -> pb.LoginResponse:
         return await node.stub.Login(pb.LoginRequest(user_type=out.USER_TYPES[args.user_type], username=args.name,
-                                                     password=args.password), timeout=cli.timeout)
+                                                     password=password), timeout=cli.timeout)
 
     ok = cli.settle(await cli.each_node(login))
     if not ok:
@@ -187,10 +202,14 @@ def add_arguments(name: str, sp: argparse.ArgumentParser) -> None:
                         help="where customerCA.key/customerCA.crt are kept or created"
                              " [directory of HSM_TRUST_ANCHOR, else ./ca]")
     elif name == "activate":
-        sp.add_argument("new_password", metavar="new-password")
+        sp.add_argument("new_password", metavar="new-password", nargs="?", help=NEW_PASSWORD_HELP)
+        add_password_sources(sp)
         sp.add_argument("--preco-password", default=PRECO_DEFAULT_PASSWORD,
                         help="current PRECO password (the default, 'password', until activation)")
     elif name == "loginHSM":
         sp.add_argument("user_type", type=upper, choices=["CO", "CU", "PRECO"])
         sp.add_argument("name")
-        sp.add_argument("password")
+        sp.add_argument("password", nargs="?",
+                        help="omit it (or write -hpswd) and it comes from --password-fd, HSM_<TYPE>_PASSWORD,"
+                             " HSM_PASSWORD or a prompt: an argument is visible to every user in `ps`")
+        add_password_sources(sp, new=False)

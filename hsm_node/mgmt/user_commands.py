@@ -8,15 +8,18 @@ import argparse
 from protos.hsm.v1 import hsm_pb2 as pb
 
 from . import output as out
-from .context import Cli, HsmMgmtError, Node, upper
+from .context import NEW_PASSWORD_HELP, Cli, HsmMgmtError, Node, add_password_sources, upper
 
 # ---------------------------------------------------------------- users
 
 async def cmd_create_user(cli: Cli, args: argparse.Namespace) -> None:
+    password = cli.new_password(args, args.password, f"the password of {args.name.lower()}",
+                                login="CO")
+
     async def call(node: Node, token: str, node_only: bool) -> pb.CreateUserResponse:
         return await node.stub.CreateUser(pb.CreateUserRequest(
             session_token=token, user_type=out.USER_TYPES[args.user_type], username=args.name,
-            password=args.password, this_node_only=node_only), timeout=cli.timeout)
+            password=password, this_node_only=node_only), timeout=cli.timeout)
 
     await cli.write("createUser", f"Creating User {args.name.lower()}({args.user_type})", call, login="CO",
                     result=lambda r: r.write, details=lambda r: {"user": out.user_dict(r.user)})
@@ -40,13 +43,15 @@ async def cmd_delete_user(cli: Cli, args: argparse.Namespace) -> None:
 
 async def cmd_change_password(cli: Cli, args: argparse.Namespace) -> None:
     name = args.name.lower()
+    login = "PRECO" if args.user_type == "PRECO" else "CO"
+    new_password = cli.new_password(args, args.new_password, f"the new password of {name}",
+                                    login=login)
 
     async def call(node: Node, token: str, node_only: bool) -> pb.WriteResult:
         return await node.stub.ChangePassword(pb.ChangePasswordRequest(
             session_token=token, user_type=out.USER_TYPES[args.user_type], username=name,
-            new_password=args.new_password, this_node_only=node_only), timeout=cli.timeout)
+            new_password=new_password, this_node_only=node_only), timeout=cli.timeout)
 
-    login = "PRECO" if args.user_type == "PRECO" else "CO"
     await cli.write("changePswd", f"Changing password for {name}({args.user_type})", call, login=login,
                     details=lambda r: {"username": name})
 
@@ -83,8 +88,10 @@ def add_arguments(name: str, sp: argparse.ArgumentParser) -> None:
         sp.add_argument("user_type", type=upper, choices=["CO", "CU", "PRECO"] if name == "changePswd" else ["CO", "CU"])
         sp.add_argument("name")
         if name == "createUser":
-            sp.add_argument("password")
+            sp.add_argument("password", nargs="?", help=NEW_PASSWORD_HELP)
         elif name == "changePswd":
-            sp.add_argument("new_password", metavar="newpassword")
+            sp.add_argument("new_password", metavar="newpassword", nargs="?", help=NEW_PASSWORD_HELP)
+        if name in ("createUser", "changePswd"):
+            add_password_sources(sp)
     elif name == "syncUser":
         sp.add_argument("name")

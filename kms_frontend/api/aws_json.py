@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl as ssl_
 import time
 from typing import Any
 
@@ -32,12 +33,14 @@ import grpc
 from aiohttp import web
 
 from plumbing.addresses import split_listen
+from plumbing.http_log import HttpServerLog
 
 from .. import errors, observability
 from ..service.authorization import Caller
 from ..service.frontend import Services
 from . import sts_query
-from .aws_model import AwsJsonCodec, SerializationException
+from .aws_model import AwsJsonCodec
+from .aws_wire import MAX_BODY_BYTES, parse_json_body, read_body
 from .cloudhsm_json import CloudHsmEndpoint
 from .sigv4 import REFUSALS, SigV4Verifier
 from .sts_query import StsQueryCodec
@@ -47,7 +50,6 @@ log = logging.getLogger("kms_frontend.aws")
 CONTENT_TYPE = "application/x-amz-json-1.1"
 ACCEPTED_CONTENT_TYPES = ("application/x-amz-json-1.1", "application/x-amz-json-1.0")
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-MAX_BODY_BYTES = 1 << 20  # the largest request (a 128 KiB policy, JSON-escaped) fits easily
 
 
 class UnknownOperationException(errors.KmsError):
@@ -58,11 +60,13 @@ class AwsJsonEndpoint:
     """The aiohttp application serving the KMS API in the frontend's event loop."""
 
     def __init__(self, services: Services, verifier: SigV4Verifier, listen: str, *, grace: float = 10.0,
-                 cloudhsm: CloudHsmEndpoint | None = None, reuse_port: bool = False) -> None:
+                 cloudhsm: CloudHsmEndpoint | None = None, reuse_port: bool = False,
+                 ssl: ssl_.SSLContext | None = None) -> None:
         self.services = services
         self.cloudhsm = cloudhsm  # the CloudHSM v2 control plane, a second service on this endpoint
         self.reuse_port = reuse_port  # several workers share the port (SO_REUSEPORT)
         self.listen, self.grace = listen, grace
+        self.ssl = ssl  # HTTPS (kms-frontend --aws-tls-cert/--aws-tls-key), else plain HTTP
         self.host, self.port = split_listen(listen, "--aws-listen")
         self.model = services.model
         self.codec = AwsJsonCodec(services.model)
@@ -84,12 +88,14 @@ class AwsJsonEndpoint:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.ssl is not None else 'http'}://{host}:{self.port}"
 
     async def start(self) -> None:
-        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=self.grace)
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=self.grace,
+                                    logger=HttpServerLog(log))
         await self.runner.setup()
-        self.site = web.TCPSite(self.runner, self.host, self.port, reuse_port=self.reuse_port or None)
+        self.site = web.TCPSite(self.runner, self.host, self.port, ssl_context=self.ssl,
+                                reuse_port=self.reuse_port or None)
         await self.site.start()
         log.info("AWS JSON endpoint listening", extra={
             "event": "aws_listening", "endpoint_url": self.url, "region": self.services.ctx.settings.region,
@@ -135,7 +141,7 @@ class AwsJsonEndpoint:
         principal = ""
         query = _is_query(request)
         try:
-            body = await request.read()
+            body = await read_body(request)
             found = self.verifier.verify(request.method, request.raw_path, request.headers.items(), body,
                                          services=("sts",) if query else ("kms",))
             caller = Caller(found.principal, request.remote, "aws", request.secure)
@@ -150,11 +156,7 @@ class AwsJsonEndpoint:
                 raise errors.UnsupportedOperationException(
                     f"{name} is not supported by this KMS endpoint, which serves custom key stores backed by "
                     "CloudHSM clusters and symmetric encryption keys in them.")
-            try:
-                document = json.loads(body) if body.strip() else {}
-            except (ValueError, UnicodeDecodeError):
-                raise SerializationException("The request body is not valid JSON.") from None
-            result = await self.services.call(name, self.codec.decode(name, document), caller)
+            result = await self.services.call(name, self.codec.decode(name, parse_json_body(body)), caller)
             return self._response(200, _json(self.codec.encode(name, result)), request_id)
         except web.HTTPException as exc:
             outcome = f"HTTP{exc.status}"

@@ -28,7 +28,8 @@ from aiohttp import web
 from .. import errors, observability
 from ..controlplane.service import ControlPlane
 from ..service.authorization import Caller
-from .aws_model import AwsJsonCodec, SerializationException
+from .aws_model import AwsJsonCodec
+from .aws_wire import parse_json_body, read_body
 from .cloudhsm_forward import ToLeader
 from .sigv4 import REFUSALS, CredentialLookup, SigV4Verifier
 
@@ -86,18 +87,16 @@ class CloudHsmEndpoint:
         token = observability.REQUEST_ID.set(request_id)
         name = observability.UNKNOWN_OPERATION
         outcome = observability.OK
+        principal = ""
         try:
-            body = await request.read()
+            body = await read_body(request)
             verifier = self._verifier(request.headers)
             found = verifier.verify(request.method, request.raw_path, request.headers.items(), body)
             caller = Caller(found.principal, remote, "aws", secure)
+            principal = found.principal.arn
             operation = self._operation(request)
             name = operation
-            try:
-                document = json.loads(body) if body.strip() else {}
-            except (ValueError, UnicodeDecodeError):
-                raise SerializationException("The request body is not valid JSON.") from None
-            result = await self.plane.call(operation, self.codec.decode(operation, document), verifier.region,
+            result = await self.plane.call(operation, self.codec.decode(operation, parse_json_body(body)), verifier.region,
                                            caller)
             return _response(200, self.codec.encode(operation, result), request_id)
         except asyncio.CancelledError:
@@ -116,7 +115,7 @@ class CloudHsmEndpoint:
                                                                  f"request id {request_id}."}, request_id)
         finally:
             observability.REQUEST_ID.reset(token)
-            observability.finish("aws", name, outcome, time.perf_counter() - started, request_id)
+            observability.finish("aws", name, outcome, time.perf_counter() - started, request_id, principal)
 
     def _operation(self, request: web.Request) -> str:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from plumbing.tls import explain_verify_failure
 from protos.kms.v1 import auth as kms_auth
 from protos.kms.v1 import kms_pb2 as pb
 from protos.kms.v1 import kms_pb2_grpc as pb_grpc
@@ -71,7 +72,10 @@ class Client:
             return KmsCliError(f"An error occurred ({name}) when calling the {rpc} operation: {details}", EXIT_SERVICE)
         if code == grpc.StatusCode.UNAVAILABLE:
             if "ssl" in details.lower() or "handshake" in details.lower():
-                return KmsCliError(f"SSL validation failed for {self.s.url} {details}", EXIT_FAILED)
+                seen = explain_verify_failure(self.s.target, self.s.ca_file or "", self.s.tls_server_name or "")
+                return KmsCliError(f"SSL validation failed for {self.s.url}: {seen}. Pass the CA that issued the"
+                                   " frontend's certificate with --ca-file (KMS_CA_FILE), or --tls-server-name NAME"
+                                   " for a certificate issued to another name", EXIT_FAILED)
             return KmsCliError(f'Could not connect to the endpoint URL: "{self.s.url}"', EXIT_FAILED)
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return KmsCliError(f'Read timeout on endpoint URL: "{self.s.url}"', EXIT_FAILED)

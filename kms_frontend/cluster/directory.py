@@ -129,17 +129,14 @@ class ClusterDirectory:
 
     async def refresh(self) -> None:
         async with self._refresh_lock:
-            seen: set[str] = set()
-            results: dict[str, tuple[Probe, hsm.Cluster | None]] = {}
             managed = self.catalog.endpoints() if self.catalog is not None else []
-            pending = list(dict.fromkeys(self.endpoints + managed))
-            while pending:  # members reported by nodes are probed in the same refresh
-                batch = [e for e in pending if e not in seen]
-                seen.update(batch)
-                for endpoint, result in zip(batch, await asyncio.gather(*(self._probe(e) for e in batch)), strict=True):
-                    results[endpoint] = result
-                pending = [m.endpoint for _, desc in results.values() if desc is not None
-                           for m in desc.members if m.endpoint and m.endpoint not in seen]
+            results = await self._probe_round(managed)
+            if self._round_stalled(results):
+                # Every HSM that answered last round timed out at once: far likelier this process
+                # was starved (a loaded machine) than that all nodes paused together. Ask once more
+                # before dropping them all, so one slow round does not fail every crypto call.
+                log.info("every HSM probe timed out; probing once more", extra={"event": "discovery_stall"})
+                results = await self._probe_round(managed)
             # Seeds and the control plane's HSMs stay; members nodes reported are probed while reported.
             self.endpoints = list(dict.fromkeys(self.seeds + [e for e in results if e not in managed]))
             self.probes = {e: p for e, (p, _) in results.items()}
@@ -169,6 +166,24 @@ class ClusterDirectory:
             self._last_refresh = time.monotonic()
         for notify in list(self.on_refresh):
             notify()
+
+    async def _probe_round(self, managed: list[str]) -> dict[str, tuple[Probe, hsm.Cluster | None]]:
+        seen: set[str] = set()
+        results: dict[str, tuple[Probe, hsm.Cluster | None]] = {}
+        pending = list(dict.fromkeys(self.endpoints + managed))
+        while pending:  # members reported by nodes are probed in the same refresh
+            batch = [e for e in pending if e not in seen]
+            seen.update(batch)
+            for endpoint, result in zip(batch, await asyncio.gather(*(self._probe(e) for e in batch)), strict=True):
+                results[endpoint] = result
+            pending = [m.endpoint for _, desc in results.values() if desc is not None
+                       for m in desc.members if m.endpoint and m.endpoint not in seen]
+        return results
+
+    def _round_stalled(self, results: dict[str, tuple[Probe, hsm.Cluster | None]]) -> bool:
+        answered_before = [e for e, p in self.probes.items() if p.reachable]
+        return bool(answered_before) and all(
+            e in results and results[e][0].timed_out for e in answered_before)
 
     @property
     def degraded(self) -> bool:

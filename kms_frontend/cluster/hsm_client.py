@@ -39,11 +39,13 @@ KEY_CALL_TIMEOUT_S = 10.0
 
 # On key calls these only say "not this node": another node can take the call.
 # FAILED_PRECONDITION: the node is not ACTIVE (e.g. just removed and answering as DELETED);
-# RESOURCE_EXHAUSTED: its storage is full, another may have room; UNAUTHENTICATED: it restarted
-# and forgot the session; UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED: it did not answer.
+# RESOURCE_EXHAUSTED: its storage is full, another may have room; DATA_LOSS: its storage was found
+# damaged (it must be restored from a backup); UNAUTHENTICATED: it restarted and forgot the session;
+# UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED: it did not answer.
 _NEXT_NODE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                         grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.CANCELLED,
-                        grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED})
+                        grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        grpc.StatusCode.DATA_LOSS})
 _NETWORK = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 

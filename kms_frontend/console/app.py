@@ -23,6 +23,7 @@ import jinja2
 from aiohttp import web
 
 from plumbing.addresses import split_listen
+from plumbing.http_log import HttpServerLog
 
 from .. import errors
 from ..controlplane.service import ControlPlane
@@ -95,7 +96,7 @@ class Console:
         return f"http://{host}:{self.port}/"
 
     async def start(self) -> None:
-        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, logger=HttpServerLog(log))
         await self.runner.setup()
         await web.TCPSite(self.runner, self.host, self.port).start()
         self._task = asyncio.get_running_loop().create_task(self.activity.run(), name="console-activity")

@@ -11,7 +11,6 @@ No backup can be opened outside an HSM.
 """
 from __future__ import annotations
 
-import json
 import re
 
 from backup_store import (
@@ -21,6 +20,7 @@ from backup_store import (
     BackupState,
     BackupStoreError,
 )
+from plumbing.jsontext import loads_bounded
 
 from ..service.model import Params
 from . import errors as e
@@ -149,9 +149,9 @@ async def put_resource_policy(plane: ControlPlane, p: Params, region: str) -> Sh
     if not policy:
         raise e.invalid("Policy is required: a JSON policy document.")
     try:
-        doc = json.loads(policy)
-    except ValueError:
-        raise e.invalid("Policy is not valid JSON.") from None
+        doc = loads_bounded(policy)
+    except ValueError as exc:
+        raise e.invalid(f"Policy is not valid JSON: {exc}.") from None
     if not isinstance(doc, dict) or "Statement" not in doc:
         raise e.invalid("Policy must be a JSON object with a Statement.")
     meta = _meta(plane, region, backup_id)

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from plumbing.addresses import split_listen
 from plumbing.drain import run_main, serve_until_signalled
+from plumbing.http_log import HttpServerLog
 from plumbing.options import add_process_options
 
 from .docker import DockerContainers
@@ -89,7 +90,7 @@ class Supervisor:
 
     async def start(self) -> None:
         await self.docker.discover()
-        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self.runner = web.AppRunner(self.app, access_log=None, handle_signals=False, logger=HttpServerLog(log))
         await self.runner.setup()
         await web.TCPSite(self.runner, self.host, self.port).start()
         log.info("listening", extra={"event": "listening", "listen": f"{self.host}:{self.port}"})
@@ -126,7 +127,8 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    run_main("hsm-supervisor", args.log_level, run(args), (ValueError, OSError, ProvisionerError), log)
+    run_main("hsm-supervisor", args.log_level, run(args), (ValueError, OSError, ProvisionerError), log,
+             args.log_file)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
+from plumbing.jsontext import loads_bounded
+
 from .. import errors
 from ..ciphertext import MAX_ENCODED_CONTEXT_BYTES, encode_context
 from ..store.repository import Page
@@ -89,13 +91,13 @@ def validate_policy(policy: str) -> dict[str, object]:
             f"The key policy is {size} bytes; the maximum key policy size is {POLICY_SIZE_QUOTA} bytes."
         )
     try:
-        document = json.loads(policy)
+        document = loads_bounded(policy)
     except ValueError as exc:
         raise errors.MalformedPolicyDocumentException(
             f"The key policy is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
             if isinstance(exc, json.JSONDecodeError)
-            else "The key policy is not valid JSON."
-        ) from exc
+            else f"The key policy is not valid JSON: {exc}."
+        ) from None
     if not isinstance(document, dict) or "Statement" not in document:
         raise errors.MalformedPolicyDocumentException(
             "The key policy must be a JSON object with a Statement element."

@@ -12,8 +12,9 @@ and MFA are refused with a ValidationError that says so.
 """
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
+
+from plumbing.jsontext import loads_bounded
 
 from .. import errors
 from .model import Params
@@ -52,9 +53,9 @@ class Sts:
         policy = p.get("Policy")
         if policy is not None:
             try:
-                compile_policy(json.loads(policy), key_policy=False)
+                compile_policy(loads_bounded(policy), key_policy=False)
             except (ValueError, PolicyError) as exc:
-                reason = exc.reason if isinstance(exc, PolicyError) else "the policy is not valid JSON"
+                reason = exc.reason if isinstance(exc, PolicyError) else f"the policy is not valid JSON ({exc})"
                 raise errors.MalformedPolicyDocumentException(f"The session policy is not valid: {reason}") from None
         role = self.identities.role(p["RoleArn"])
         assert role is not None  # the evaluator refused unknown roles

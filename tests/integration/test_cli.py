@@ -228,6 +228,9 @@ async def test_missing_trust_anchor_is_refused_helpfully(lab: Lab, tmp_path: Pat
     r = await mgmt("--trust-anchor", str(other), "listUsers")
     failed(r, "UNAVAILABLE")
     assert "does not chain to the trust anchor" in r.err
+    # one sentence a person can act on: which anchor, what the node presented, what to pass
+    assert "CERTIFICATE_VERIFY_FAILED" not in r.err and "SSL_ERROR" not in r.err, r.err
+    assert f"the CA in {other} (CN=customerCA" in r.err and "did not issue" in r.err and "--trust-anchor" in r.err
     failed(await mgmt("--trust-anchor", str(tmp_path / "nope.crt"), "listUsers"), "INVALID_ARGUMENT", rc=2)
 
 
@@ -370,3 +373,132 @@ async def test_decrypt_rejects_input_that_is_not_encrypt_output(tmp_path: Path) 
     r = await mgmt("decrypt", "--in", "-", stdin=b"not json")
     failed(r, "INVALID_ARGUMENT", rc=2)
     assert "JSON that encrypt wrote" in r.err
+
+
+# ------------------------------------------------------------------ passwords off the command line
+
+
+def run_on_a_terminal(args: list[str], env: dict[str, str], typed: list[str], timeout: float = 60) -> Result:
+    """hsm-mgmt with a pseudo-terminal for stdin, stdout and stderr (so getpass prompts on it),
+    typing each of ``typed`` in turn when a prompt (a line ending in ':') is shown."""
+    import select
+    import subprocess
+    import time
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "hsm_node.mgmt", *args], env=env, stdin=slave, stdout=slave,
+                            stderr=slave, start_new_session=True)
+    os.close(slave)
+    out, pending, deadline, answered = b"", list(typed), time.monotonic() + timeout, 0
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+            if pending and out[answered:].rstrip().endswith(b":"):  # a new prompt since the last answer
+                os.write(master, pending.pop(0).encode() + b"\n")
+                answered = len(out)
+        try:
+            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"hsm-mgmt {args} still runs; its terminal showed: {out!r}") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    return Result(rc, out.decode(errors="replace").replace("\r\n", "\n"), "")
+
+
+def with_fd(secret: str) -> tuple[int, int]:
+    """A pipe holding ``secret``: (read end for the child, write end closed)."""
+    r, w = os.pipe()
+    os.write(w, secret.encode() + b"\n")
+    os.close(w)
+    return r, r
+
+
+async def test_passwords_from_a_descriptor_the_environment_or_a_prompt(lab: Lab, tmp_path: Path) -> None:
+    node = await lab.start_node()
+    mgmt = Mgmt(tmp_path / "work", HSM_ENDPOINTS=node.endpoint)
+    await mgmt.ok("initialize")
+    mgmt.env["HSM_TRUST_ANCHOR"] = str((mgmt.cwd / "ca" / "customerCA.crt").resolve())
+
+    # activate: the new CO password from a file descriptor
+    read_end, _ = with_fd(CO_PASSWORD)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hsm_node.mgmt", "activate", "--new-password-fd", str(read_end), cwd=mgmt.cwd,
+        env=mgmt.env, pass_fds=(read_end,), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    os.close(read_end)
+    assert proc.returncode == 0, err
+    # createUser: the CO login password from a descriptor, the new user's from HSM_NEW_PASSWORD
+    read_end, _ = with_fd(CO_PASSWORD)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hsm_node.mgmt", "--password-fd", str(read_end), "createUser", "CU", "alice",
+        cwd=mgmt.cwd, env={**mgmt.env, "HSM_NEW_PASSWORD": "alicePassword1"}, pass_fds=(read_end,),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    os.close(read_end)
+    assert proc.returncode == 0, err
+    assert "Creating User alice(CU)" in out.decode()
+    await mgmt.ok("--username", "alice", "genRandom", "4", HSM_CU_PASSWORD="alicePassword1")  # logs in and out
+
+    # no password anywhere and no terminal: a usage error that names the ways
+    r = await mgmt("changePswd", "CU", "alice", HSM_CO_PASSWORD=CO_PASSWORD)
+    failed(r, "INVALID_ARGUMENT", rc=2)
+    assert "--new-password-fd" in r.err and "HSM_NEW_PASSWORD" in r.err
+
+    # on a terminal, as CloudHSM's tools do: the CO password, then the new one twice
+    terminal_env = {**mgmt.env}
+    r = await asyncio.to_thread(run_on_a_terminal, ["changePswd", "CU", "alice"], terminal_env,
+                                [CO_PASSWORD, "alicePassword2", "alicePassword2"])
+    assert r.rc == 0, r
+    assert "Password for CO admin:" in r.out and "Confirm the new password of alice:" in r.out, r
+    assert "alicePassword2" not in r.out and CO_PASSWORD not in r.out  # not echoed
+    r = await asyncio.to_thread(run_on_a_terminal, ["loginHSM", "CU", "alice", "-hpswd"], terminal_env,
+                                ["alicePassword2"])
+    assert r.rc == 0 and "loginHSM success" in r.out, r
+    session = r.out.strip().splitlines()[-1].removeprefix("export HSM_SESSION=")
+    await mgmt.ok("logoutHSM", HSM_SESSION=session)
+    # two different entries change nothing
+    r = await asyncio.to_thread(run_on_a_terminal, ["changePswd", "CU", "alice", "-hpswd"], terminal_env,
+                                [CO_PASSWORD, "alicePassword3", "alicePassword4"])
+    assert r.rc == 2 and "differ" in r.out, r
+    await mgmt.ok("--username", "alice", "genRandom", "4", HSM_CU_PASSWORD="alicePassword2")
+
+
+async def test_wait_for_a_node_started_in_the_background(lab: Lab, tmp_path: Path) -> None:
+    """The README's first steps as a shell runs them: `hsm-node ... --log-file n1.log &`, then at once
+    `hsm-mgmt --wait 30 initialize --trust-anchor-dir ./ca`, in a directory whose environment names
+    another cluster's trust anchor. The command waits for the node instead of failing with
+    UNAVAILABLE, the explicit directory wins, and the node's log lines stay out of the terminal."""
+    work = tmp_path / "fresh"
+    (work / ".kms-cluster").mkdir(parents=True)
+    (work / ".kms-cluster" / "env").write_text(f"HSM_TRUST_ANCHOR={lab.anchor.cert_path}\n")   # another cluster's
+    node = lab.node(extra_args=["--log-file", str(tmp_path / "n1.log")])
+    mgmt = Mgmt(work)
+    node.start()
+    r = await mgmt.ok("--endpoint", node.endpoint, "--wait", "30", "initialize", "--trust-anchor-dir", "./ca")
+    assert r.out.startswith("Initialized") and node.endpoint in r.out.splitlines()[0]
+    assert (work / "ca" / "customerCA.crt").exists()
+    assert node.log_path.read_text() == ""                     # stdout/stderr: nothing
+    assert '"event": "listening"' in (tmp_path / "n1.log").read_text()
+    # a --trust-anchor flag that contradicts the directory is still refused
+    bad = await mgmt("--endpoint", node.endpoint, "--trust-anchor", str(lab.anchor.cert_path), "initialize",
+                     "--trust-anchor-dir", "./ca")
+    failed(bad, "INVALID_ARGUMENT", rc=2)
+    # nothing listening: --wait gives up after its time with one line saying so
+    port = free_port()
+    anchor = str(work / "ca" / "customerCA.crt")
+    gone = await mgmt(f"--endpoint=127.0.0.1:{port}", "--wait", "0.5", "status", HSM_TRUST_ANCHOR=anchor)
+    failed(gone, "UNAVAILABLE")
+    assert f"127.0.0.1:{port} did not answer within 0.5 s (--wait)" in gone.err

@@ -3,6 +3,7 @@ published port, kill an HSM container and keep working, restart it and see it ca
 and take everything down. Skipped (with the reason printed) only where no engine can run."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,7 +24,9 @@ from tests.harness import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_SCRIPT = ROOT.parent / "shared" / "tools" / "docker-engine.sh"
-pytestmark = pytest.mark.docker
+# The module's fixture builds the image: on a loaded machine more than the suite's 300 s per test
+# (measured: over 300 s beside two CPU hogs). Every step has its own subprocess deadline.
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
 
 def engine_ready() -> bool:
@@ -67,7 +70,13 @@ class Compose:
         self.ports = {"KMS_GRPC_PORT": free_port(), "KMS_AWS_PORT": free_port(), "KMS_METRICS_PORT": free_port(),
                       "KMS_CONSOLE_PORT": free_port()}
         self.base = [*command, "-p", self.project, "-f", str(ROOT / "compose.yaml")]
-        self.env = {**os.environ, **{k: str(v) for k, v in self.ports.items()}}
+        # An image tag of this checkout's own: the default tag is shared by every checkout on the
+        # engine, and another's build in between made `up` recreate containers from its code. One
+        # tag per checkout (not per run) keeps the build cache and leaves one image, not one a run.
+        # Compose's HTTP timeout (60 s) is a timing target, not behaviour: a busy engine took longer.
+        tag = "checkout-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+        self.env = {**os.environ, **{k: str(v) for k, v in self.ports.items()}, "KMS_IMAGE_TAG": tag,
+                    "COMPOSE_HTTP_TIMEOUT": "600", "DOCKER_CLIENT_TIMEOUT": "600"}
 
     def run(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
         r = subprocess.run([*self.base, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout)
@@ -154,6 +163,15 @@ async def test_compose_cluster_serves_survives_a_killed_hsm_and_catches_it_up(co
         assert missed.key_state == "Enabled"
         for blob in [before, *blobs]:
             assert (await stub.Decrypt(kms.DecryptRequest(ciphertext_blob=blob, encryption_context=ctx))).plaintext
+
+
+def test_ports_are_published_on_the_hosts_loopback_only(compose):
+    """What the engine bound: 127.0.0.1, not every interface (KMS_PUBLISH_ADDRESS unset)."""
+    cid = compose.container("frontend")
+    bound = subprocess.run(["docker", "port", cid], capture_output=True, text=True, check=True).stdout.split()
+    published = [b for b in bound if ":" in b and not b.endswith("/tcp")]
+    assert sorted(int(b.rsplit(":", 1)[1]) for b in published) == sorted(compose.ports.values()), bound
+    assert all(b.startswith("127.0.0.1:") for b in published), bound
 
 
 def test_second_up_is_idempotent(compose):

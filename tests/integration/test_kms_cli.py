@@ -454,6 +454,8 @@ async def test_tls_with_ca_file(dep: Deployment, tmp_path: Path) -> None:
                               str(ca_file)) == {"Keys": []}
         r = await kms("list-keys", "--ca-file", str(other_ca))
         assert r.rc == 255 and r.out == "" and r.err.startswith(f"\nSSL validation failed for grpcs://{fe.endpoint}"), r
+        assert f"the CA in {other_ca}" in r.err and "did not issue" in r.err and "--ca-file" in r.err, r
+        assert "CERTIFICATE_VERIFY_FAILED" not in r.err, r
         r = await kms("list-keys")                       # plaintext to a TLS port
         assert r.rc == 255 and "Could not connect to the endpoint URL" in r.err, r
         r = await kms("list-keys", "--ca-file", str(tmp_path / "missing.pem"))

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -244,14 +246,22 @@ async def test_a_corrupted_data_dir_is_refused_and_left_untouched(lab: Lab, dama
     await add_user(stub, await co(stub), "survivor")
     await node.stop()
     db = node.data_dir / "node.db"
+    # Whatever a stop left in the write-ahead log goes into node.db first (what a clean close
+    # does), so that the page scribbled below is the one the node reads, not one the log shadows.
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        root, = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'records'").fetchone()
+        page_size, = conn.execute("PRAGMA page_size").fetchone()
     original = db.read_bytes()
     if damage == "garbage":
         db.write_bytes(os.urandom(16384))
     elif damage == "truncated":
         db.write_bytes(original[: len(original) // 2])
-    else:
+    else:  # the whole root page of the records table: a page that surely holds live rows (not a
+        # free page, as a fixed page number may be once writes have moved the tables around)
         scribbled = bytearray(original)
-        scribbled[4096 + 100: 4096 + 3000] = b"\x55" * 2900  # inside the second page
+        start = (root - 1) * page_size + (100 if root == 1 else 0)
+        scribbled[start: root * page_size] = b"\x55" * (root * page_size - start)
         db.write_bytes(bytes(scribbled))
     before = files_digest(node.data_dir)
 
@@ -306,6 +316,27 @@ async def test_a_tampered_sealed_record_is_refused_clearly(lab: Lab) -> None:
     assert_clean_refusal(result, "restore the node from a backup")
 
 
+@pytest.mark.parametrize("tamper", [
+    "UPDATE oplog SET entity='someone_else' WHERE entity='tampered'",                   # the oplog
+    "UPDATE positions SET seq=seq+1",                                                     # positions
+    "UPDATE meta SET value=CAST('UNINITIALIZED' AS BLOB) WHERE name='state'",            # plain meta
+    "UPDATE records SET hlc=hlc+1 WHERE kind='user' AND entity='tampered'",             # a version
+    "DELETE FROM records WHERE kind='user' AND entity='tampered'",                       # a row gone
+])
+async def test_a_tampered_row_of_any_table_is_refused_clearly(lab: Lab, tamper: str) -> None:
+    node = await active_node(lab)
+    stub = node.stub()
+    await add_user(stub, await co(stub), "tampered")
+    await node.stop()
+    with sqlite3.connect(node.data_dir / "node.db") as db:
+        assert db.execute(tamper).rowcount >= 1
+    db.close()
+    before = files_digest(node.data_dir)
+    result = await run_node_once(node, lab.master_key)
+    assert_clean_refusal(result, "corrupted or was altered", "restore the node from a backup")
+    assert files_digest(node.data_dir) == before
+
+
 # ------------------------------------------------------------------ a full disk
 
 
@@ -327,14 +358,25 @@ def fill(directory: Path, leave_bytes: int) -> Path:
     return filler
 
 
-async def test_a_full_disk_refuses_writes_clearly_keeps_serving_and_loses_nothing(lab: Lab) -> None:
+@contextlib.asynccontextmanager
+async def active_node_on_a_small_disk(lab: Lab, size: str = "4m") -> AsyncIterator[NodeProcess]:
+    """An ACTIVE node whose data directory is a small tmpfs of its own (to fill up for real);
+    skipped, saying why, where no tmpfs can be mounted."""
     node = lab.node()
-    if not mount_small_tmpfs(node.data_dir, "4m"):
+    if not mount_small_tmpfs(node.data_dir, size):
         pytest.skip("a full disk needs a small tmpfs (mount) here")
     try:
         node.start()
         await node.wait_ready()
         await lab.init_active(node)
+        yield node
+    finally:
+        await node.stop()
+        subprocess.run(["umount", str(node.data_dir)], capture_output=True)
+
+
+async def test_a_full_disk_refuses_writes_clearly_keeps_serving_and_loses_nothing(lab: Lab) -> None:
+    async with active_node_on_a_small_disk(lab) as node:
         stub = node.stub()
         await add_user(stub, await co(stub), "disk_cu")
         cu = await login(stub, pb.CU, "disk_cu", PW)
@@ -368,6 +410,3 @@ async def test_a_full_disk_refuses_writes_clearly_keeps_serving_and_loses_nothin
         found = set((await stub.FindKeys(pb.FindKeysRequest(session_token=cu))).key_handles)
         assert set(acknowledged) <= found, set(acknowledged) - found
         assert "Traceback" not in node.log_path.read_text()
-    finally:
-        await node.stop()
-        subprocess.run(["umount", str(node.data_dir)], capture_output=True)

@@ -66,3 +66,41 @@ async def test_session_upkeep_runs_right_after_a_discovery_round():
     finally:
         await sessions.close()
     assert d.on_refresh == []
+
+
+def probes(*, reachable: bool, timed_out: bool = False) -> dict:
+    from kms_frontend.cluster.directory import Probe
+    return {e: (Probe(e, reachable, timed_out=timed_out), None) for e in MEMBERS}
+
+
+async def test_a_round_where_every_answering_hsm_timed_out_is_asked_once_more():
+    """A starved frontend (a loaded machine) saw every probe time out at once and dropped every
+    HSM: crypto calls failed until the next round. It now asks once more before believing it."""
+    d = directory_with(MEMBERS)
+    d.probes = {e: p for e, (p, _) in probes(reachable=True).items()}
+    rounds = [probes(reachable=False, timed_out=True), probes(reachable=True)]
+    calls = 0
+
+    async def probe_round(managed: list[str]) -> dict:
+        nonlocal calls
+        calls += 1
+        return rounds.pop(0)
+    d._probe_round = probe_round  # type: ignore[method-assign]
+    await d.refresh()
+    assert calls == 2
+    assert all(p.reachable for p in d.probes.values())
+
+
+async def test_refused_probes_or_one_timed_out_hsm_are_believed_at_once():
+    for first in (probes(reachable=False), {**probes(reachable=True), MEMBERS[0]: probes(reachable=False, timed_out=True)[MEMBERS[0]]}):
+        d = directory_with(MEMBERS)
+        d.probes = {e: p for e, (p, _) in probes(reachable=True).items()}
+        calls = 0
+
+        async def probe_round(managed: list[str], first: dict = first) -> dict:
+            nonlocal calls
+            calls += 1
+            return first
+        d._probe_round = probe_round  # type: ignore[method-assign]
+        await d.refresh()
+        assert calls == 1

@@ -14,7 +14,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from kms_frontend import errors
-from kms_frontend.api import sigv4
+from kms_frontend.api import aws_wire, sigv4
 from kms_frontend.api.aws_model import AwsJsonCodec, SerializationException
 from kms_frontend.secret_box import SecretBox
 from kms_frontend.service.model import STS_OPERATIONS, ServiceModel
@@ -226,3 +226,15 @@ def test_every_kms_proto_operation_is_in_the_operation_table_and_the_model():
     assert set(OPERATIONS) <= set(model.operations)
     for op in OPERATIONS.values():
         assert op.resources and op.action.startswith(("kms:", "sts:")), op.name
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+                                  b'{"KeyId": ' + b"[" * 65 + b"]" * 65 + b"}", b"{", b"\xff\xfe\x00", b'"\xc0\xaf"'])
+def test_bodies_that_are_not_json_or_nest_too_deep_are_serialization_exceptions(body):
+    with pytest.raises(SerializationException, match="not valid JSON"):
+        aws_wire.parse_json_body(body)
+
+
+def test_an_empty_body_is_an_empty_structure():
+    assert aws_wire.parse_json_body(b"  \n") == {}
+    assert aws_wire.parse_json_body(b'{"Limit": 5}') == {"Limit": 5}

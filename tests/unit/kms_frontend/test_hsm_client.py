@@ -8,7 +8,7 @@ import itertools
 import grpc
 import pytest
 
-from hsm_node.errors import HsmError, InsufficientReplicas, NotFound, StorageFull
+from hsm_node.errors import HsmError, InsufficientReplicas, NotFound, StorageFailed, StorageFull
 from kms_frontend.cluster.errors import HsmCallFailed, HsmStorageFull, NoHsmAvailable, TooFewReplicas
 from kms_frontend.cluster.hsm_client import StoreHsmClient
 from kms_frontend.cluster.kmsuser_sessions import Credential, KmsuserSessions, NodeSession
@@ -79,6 +79,12 @@ async def test_too_few_replicas_is_reported_with_the_count_not_as_no_hsm(cluster
 async def test_a_node_that_cannot_reach_its_peers_is_passed_over_for_one_that_can(cluster):
     client = await cluster(StandInNode(too_few(1)), StandInNode(handle=42))
     assert await client.generate_key("arn:key", size_bytes=32, min_replicas=2, timeout_ms=100) == 42
+
+
+async def test_a_node_whose_storage_was_found_damaged_is_passed_over(cluster):
+    damaged = StorageFailed("data directory /d is corrupted or was altered (...); restore the node from a backup")
+    client = await cluster(StandInNode(damaged), StandInNode(handle=7))
+    assert await client.generate_key("arn:key", size_bytes=32, min_replicas=2, timeout_ms=100) == 7
 
 
 async def test_full_storage_everywhere_is_storage_full(cluster):

@@ -209,6 +209,12 @@ def test_policy():
         validate_policy("[]")
     with pytest.raises(errors.LimitExceededException):
         validate_policy(json.dumps({"Statement": [], "pad": "x" * 33000}))
+    # nesting within the 32 KB quota that json.loads cannot parse (RecursionError), or that would
+    # exhaust the stack of the policy compiler after it: a MalformedPolicyDocument, not a 500
+    for deep in ("[" * 30000, '{"Statement": ' + "[" * 5000 + "]" * 5000 + "}",
+                 '{"Statement": [' + '{"a": ' * 70 + "1" + "}" * 70 + "]}"):
+        with pytest.raises(errors.MalformedPolicyDocumentException, match="deeper than 64 levels"):
+            validate_policy(deep)
 
 
 def test_encryption_context():

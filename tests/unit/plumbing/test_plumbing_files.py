@@ -92,3 +92,23 @@ def test_create_private_never_clobbers(tmp_path: Path, monkeypatch) -> None:
 def test_fsync_dir_refuses_a_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         files.fsync_dir(tmp_path / "nope")
+
+
+def test_make_private_closes_a_tree_to_others_and_says_what_it_changed(tmp_path):
+    from plumbing.files import make_private
+
+    top = tmp_path / "data"
+    (top / "sub").mkdir(parents=True)
+    (top / "a.db").write_bytes(b"x")
+    (top / "sub" / "b").write_bytes(b"y")
+    (top / "link").symlink_to("/etc/passwd")
+    os.chmod(top, 0o755)
+    os.chmod(top / "sub", 0o775)
+    os.chmod(top / "a.db", 0o644)
+    os.chmod(top / "sub" / "b", 0o600)
+    changed = {p.name: oct(mode) for p, mode in make_private(top, tmp_path / "missing")}
+    assert changed == {"data": "0o755", "sub": "0o775", "a.db": "0o644"}
+    assert [oct(p.stat().st_mode & 0o777) for p in (top, top / "sub", top / "a.db", top / "sub" / "b")] == \
+        ["0o700", "0o700", "0o600", "0o600"]
+    assert oct(os.stat("/etc/passwd").st_mode & 0o777) != "0o600"  # a symlink is not followed
+    assert make_private(top) == []

@@ -2,17 +2,21 @@
 argv.py, logs.py, metrics.py)."""
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import logging
 import time
 import urllib.request
+from pathlib import Path
 
+import grpc
 import pytest
 from prometheus_client.core import GaugeMetricFamily
 
 from plumbing import logs
 from plumbing.argv import join_option_values
-from plumbing.drain import Gate
+from plumbing.drain import Gate, new_server
 from plumbing.metrics import MetricsServer
 
 
@@ -37,6 +41,70 @@ async def test_quiesce_waits_for_what_the_server_adds() -> None:
     assert await gate.quiesce(0.1, idle=lambda: not streams) is False
     streams.clear()
     assert await gate.quiesce(0.5, idle=lambda: not streams) is True
+
+
+class GatedServer:
+    """A real grpc.aio server whose one method goes through a Gate, as both servers' do."""
+
+    def __init__(self) -> None:
+        self.gate = Gate()
+        self.server, self.core = new_server()
+
+        async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            if self.gate.closed:
+                self.gate.last_refused = time.monotonic()
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "shutting down; retry elsewhere")
+            self.gate.in_flight += 1
+            try:
+                return request
+            finally:
+                self.gate.in_flight -= 1
+
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "t.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+
+
+def send(port: int, n: int) -> list[grpc.StatusCode]:
+    """n calls at once from another thread's channel (its own gRPC threads send them)."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        calls = [channel.unary_unary("/t.Echo/Echo").future(b"x", timeout=30) for _ in range(n)]
+        out = []
+        for call in calls:
+            try:
+                call.result()
+                out.append(grpc.StatusCode.OK)
+            except grpc.RpcError as exc:
+                out.append(exc.code())
+        return out
+
+
+async def test_a_stop_never_cancels_calls_that_wait_in_the_core_for_a_busy_event_loop() -> None:
+    # What a busy machine did to kms-frontend: calls arrived after SIGTERM while the event loop
+    # was not running, so no handler saw them; the quiet period passed and gRPC's stop
+    # cancelled them (CANCELLED). The core's count sees them; the drain waits for them.
+    s = GatedServer()
+    await s.server.start()
+    assert s.core.server_id is not None
+    s.gate.close()  # SIGTERM
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        sent = pool.submit(send, s.port, 40)
+        time.sleep(1.0)  # the event loop is busy elsewhere meanwhile (the calls wait in the core)
+        assert s.core.unfinished() == 40
+        assert await s.gate.quiesce(10, core=s.core) is True
+        assert s.core.unfinished() == 0
+        await s.server.stop(1)
+        codes = await asyncio.wrap_future(sent)
+    assert codes == [grpc.StatusCode.UNAVAILABLE] * 40
+
+
+async def test_the_core_counts_calls_in_handlers_too() -> None:
+    s = GatedServer()
+    await s.server.start()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert await asyncio.wrap_future(pool.submit(send, s.port, 3)) == [grpc.StatusCode.OK] * 3
+    assert s.core.unfinished() == 0
+    await s.server.stop(None)
 
 
 def test_secret_values_are_joined_to_their_option() -> None:
@@ -91,10 +159,10 @@ def test_process_options_and_their_environment(monkeypatch: pytest.MonkeyPatch) 
         p = argparse.ArgumentParser()
         add_process_options(p, "UNIT", grace_s=5, in_flight="calls")
         return p.parse_args(list(argv))
-    assert vars(parse()) == {"metrics_listen": "", "shutdown_grace": 5.0, "log_level": "info"}
+    assert vars(parse()) == {"metrics_listen": "", "shutdown_grace": 5.0, "log_level": "info", "log_file": ""}
     monkeypatch.setenv("UNIT_SHUTDOWN_GRACE", "2.5")
     monkeypatch.setenv("UNIT_METRICS_LISTEN", ":9100")
-    assert vars(parse()) == {"metrics_listen": ":9100", "shutdown_grace": 2.5, "log_level": "info"}
+    assert vars(parse()) == {"metrics_listen": ":9100", "shutdown_grace": 2.5, "log_level": "info", "log_file": ""}
     assert parse("--log-level", "debug", "--shutdown-grace", "1").shutdown_grace == 1.0
 
 
@@ -114,3 +182,50 @@ def test_run_main_turns_a_startup_error_into_one_line_and_exit_2(capsys: pytest.
     err = capsys.readouterr().err.splitlines()
     assert err[-1] == "unit-server: --listen wants HOST:PORT, got 'x'"
     assert json.loads(err[-2])["event"] == "startup_failed"
+
+
+def test_run_main_with_a_log_file_keeps_stderr_for_the_error_that_stops_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--log-file``: log lines go to the file (a node in the background of an operator's shell
+    stays quiet); the one line saying why it could not start still reaches stderr."""
+    from plumbing.drain import run_main
+
+    async def cannot_start() -> None:
+        logging.getLogger("unit.server").info("starting", extra={"event": "starting"})
+        raise ValueError("the data directory is locked")
+    log_file = tmp_path / "node.log"
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        with pytest.raises(SystemExit) as exc:
+            run_main("unit-server", "info", cannot_start(), (ValueError,), logging.getLogger("unit.server"),
+                     str(log_file))
+    finally:
+        for h in root.handlers:
+            h.close()
+        root.handlers[:], root.level = handlers, level
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == "unit-server: the data directory is locked\n"
+    events = [json.loads(line)["event"] for line in log_file.read_text().splitlines()]
+    assert events == ["starting", "startup_failed"]
+    with pytest.raises(SystemExit) as exc:
+        run_main("unit-server", "info", cannot_start(), (ValueError,), logging.getLogger("unit.server"),
+                 str(tmp_path / "missing" / "node.log"))
+    assert exc.value.code == 2 and "cannot open the log file" in capsys.readouterr().err
+
+
+async def test_add_port_refuses_a_port_another_server_holds() -> None:
+    """With SO_REUSEPORT off, a second server on a taken port fails with an OSError naming it (gRPC
+    would otherwise let both bind and split the connections between them)."""
+    import grpc
+
+    from plumbing.drain import add_port
+    first = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    port = add_port(first, "127.0.0.1:0")
+    await first.start()
+    try:
+        second = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        with pytest.raises(OSError, match=f"cannot listen on --listen 127.0.0.1:{port}: it is in use"):
+            add_port(second, f"127.0.0.1:{port}", None, "--listen")
+    finally:
+        await first.stop(None)

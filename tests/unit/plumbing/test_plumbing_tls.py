@@ -65,3 +65,54 @@ def test_nothing_listening_is_an_os_error() -> None:
         port = s.getsockname()[1]  # bound, not listening: the connection is refused
         with pytest.raises(OSError):
             presented_certificate(f"127.0.0.1:{port}", timeout=2)
+
+
+def serve_once(cert_pem: str, key_pem: bytes, tmp_path: Path) -> tuple[str, threading.Thread, socket.socket]:
+    (tmp_path / "s.pem").write_text(cert_pem)
+    (tmp_path / "s.key").write_bytes(key_pem)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "s.pem", tmp_path / "s.key")
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        try:
+            with ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+        except (ssl.SSLError, OSError):
+            pass
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return f"127.0.0.1:{listener.getsockname()[1]}", t, listener
+
+
+def test_a_verification_failure_is_explained_in_words(tmp_path: Path) -> None:
+    """What a CLI prints instead of OpenSSL's "self signed certificate: OK": the CA file used, what
+    the server presented, and which of the two does not fit."""
+    from hsm_node import certs
+    from plumbing.tls import explain_verify_failure
+
+    ca_key, ca_cert = certs.make_trust_anchor("customerCA")
+    (tmp_path / "ca.pem").write_text(certs.cert_pem(ca_cert))
+    node_key = certs.new_key()
+    cases = [
+        (certs.self_signed(node_key, "bootstrap", ["127.0.0.1"]), str(tmp_path / "ca.pem"),
+         ["presented a certificate (subject CN=bootstrap", "self-signed", f"the CA in {tmp_path / 'ca.pem'}"
+          " (CN=customerCA", "did not issue"]),
+        (certs.issue_node_cert(ca_key, ca_cert, node_key, "n1", ["other.example"]), str(tmp_path / "ca.pem"),
+         ["issued by the CA in", "but for other.example, not 127.0.0.1"]),
+        (certs.issue_node_cert(ca_key, ca_cert, node_key, "n1", ["127.0.0.1"]), "",
+         ["the system's trusted CAs (no CA file given) did not accept"]),
+    ]
+    for cert, ca_file, expected in cases:
+        endpoint, t, listener = serve_once(certs.cert_pem(cert), certs.key_pem(node_key), tmp_path)
+        try:
+            text = explain_verify_failure(endpoint, ca_file)
+        finally:
+            t.join(5)
+            listener.close()
+        for fragment in expected:
+            assert fragment in text, text
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        gone = f"127.0.0.1:{closed.getsockname()[1]}"
+    assert "its certificate could not be read" in explain_verify_failure(gone, "", timeout=1)   # nothing there now

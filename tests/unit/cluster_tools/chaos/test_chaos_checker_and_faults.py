@@ -2,6 +2,10 @@
 fault runner's safety rule with a fake injector: pure, no cluster."""
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from cluster_tools.chaos import checker, faults
 
 # ---------------------------------------------------------------- the checker on fabricated histories
@@ -120,3 +124,52 @@ async def test_faults_never_take_the_last_node_down_unless_allowed():
     assert faults.parse_schedule(["kill:hsm2@5s,restart:hsm2@1.5m", "pause:node1@500ms"]) == [
         faults.FaultSpec("pause", "node1", 0.5), faults.FaultSpec("kill", "hsm2", 5.0),
         faults.FaultSpec("restart", "hsm2", 90.0)]
+
+
+class SlowRemove(FakeInjector):
+    """remove takes a while (as hsm-mgmt removeNode does); pause and resume are quick."""
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.remove = lambda node, via: time.sleep(0.4) or "removed"
+
+
+async def test_fault_lines_are_printed_in_time_order():
+    """A resume that finishes inside a long remove is printed first, and stamped earlier: each
+    line carries the time it is printed at, a slow fault also says when it began."""
+    lines: list[str] = []
+    inj = SlowRemove(3)
+    runner = faults.FaultRunner(inj, Quiet(), time.time(), pause_for=0.1, say=lines.append)
+    await runner.apply("pause", "node2")
+    await runner.apply("remove", "node1")
+    await runner.heal()
+    stamps = [float(line[1:line.index("s]")]) for line in lines]
+    assert stamps == sorted(stamps), lines
+    assert [line.split("] ")[1].split()[1:3] for line in lines] == [["pause", "node2"], ["resume", "node2"], ["remove", "node1"],
+                                                    ["add", "node1"]], lines
+
+
+def test_names_of_another_target_are_mapped_once_and_unknown_ones_refused(capsys):
+    from cluster_tools.chaos import cli
+    args = cli.parser().parse_args(["--fault", "kill:hsm2@1s,restart:hsm2@2s,pause:node3@3s"])
+    cli.name_faults(args, FakeInjector(3))
+    assert capsys.readouterr().out == ("kms-chaos: hsm2 is node2 on this target (nodes node1, node2, node3); faults"
+                                       " and the report use these names\n")
+    with pytest.raises(faults.FaultError, match="no node 'hsm7'"):
+        cli.name_faults(cli.parser().parse_args(["--fault", "kill:hsm7@1s"]), FakeInjector(3))
+
+
+def test_the_compose_project_is_derived_as_docker_compose_names_it(tmp_path):
+    from cluster_tools.chaos.cli import compose_project
+    d = tmp_path / "My.Repo_2"
+    d.mkdir()
+    assert compose_project(d / "compose.yaml", {}) == "myrepo_2"
+    assert compose_project(d / "compose.yaml", {"COMPOSE_PROJECT_NAME": "kms"}) == "kms"
+
+
+def test_the_keys_check_says_how_its_create_key_count_meets_the_load_table():
+    ops = [{"type": "op", "op": "create-key", "id": f"s{i}", "phase": "setup", "ok": True, "start": 0.0, "end": 0.1,
+            "result": {"key_id": f"k{i}"}} for i in range(2)]
+    ops += [{"type": "op", "op": "create-key", "id": "r0", "phase": "run", "ok": False, "start": 1.0, "end": 1.1,
+             "error": {"name": "CloudHsmClusterNotActiveException"}}]
+    summary = checker._keys(ops, 0.0).summary
+    assert "(3 CreateKey calls: 2 before the load, 1 during it)" in summary, summary
