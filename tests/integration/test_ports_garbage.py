@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 from protos.hsm.v1 import hsm_pb2 as pb
 from protos.kms.v1 import kms_pb2 as kms
@@ -49,9 +50,11 @@ async def test_garbage_to_every_port_is_refused_and_every_process_keeps_serving(
              "frontend gRPC": frontend.port, "frontend AWS": frontend.aws_port, "frontend metrics": fe_metrics,
              "frontend console": console}
     try:
-        for port in ports.values():
-            for _, data in GARBAGE:
-                throw(port, data)
+        # All at once: a half request holds its connection until the sender gives up (2 s), and
+        # many senders at a time is also the harder case for the servers.
+        throws = [(port, data) for port in ports.values() for _, data in GARBAGE]
+        with ThreadPoolExecutor(max_workers=len(throws)) as pool:
+            list(pool.map(lambda t: throw(*t), throws))
         assert node.proc.poll() is None and frontend.proc.poll() is None
         assert (await node.stub().GetStatus(pb.Empty(), timeout=10)).state == pb.ACTIVE
         await frontend.stub().DescribeCustomKeyStores(kms.DescribeCustomKeyStoresRequest(), timeout=10)
