@@ -26,7 +26,6 @@ import contextlib
 import json
 import logging
 import ssl as ssl_
-import time
 from typing import Any
 
 import grpc
@@ -35,14 +34,14 @@ from aiohttp import web
 from plumbing.addresses import split_listen
 from plumbing.http_log import HttpServerLog
 
-from .. import errors, observability
+from .. import errors
 from ..service.authorization import Caller
 from ..service.frontend import Services
 from . import sts_query
 from .aws_model import AwsJsonCodec
-from .aws_wire import MAX_BODY_BYTES, parse_json_body, read_body
+from .aws_wire import MAX_BODY_BYTES, RequestRecord, parse_json_body, read_body
 from .cloudhsm_json import CloudHsmEndpoint
-from .sigv4 import REFUSALS, SigV4Verifier
+from .sigv4 import SigV4Verifier
 from .sts_query import StsQueryCodec
 
 log = logging.getLogger("kms_frontend.aws")
@@ -132,26 +131,21 @@ class AwsJsonEndpoint:
                 self._idle.set()
 
     async def _handle(self, request: web.Request) -> web.Response:
-        started = time.perf_counter()
-        request_id = observability.new_request_id(
-            request.headers.get("X-Request-Id") or request.headers.get("X-Amzn-RequestId"))
-        token = observability.REQUEST_ID.set(request_id)
-        name = observability.UNKNOWN_OPERATION
-        outcome = observability.OK
-        principal = ""
+        record = RequestRecord(request, log)
+        request_id = record.request_id
         query = _is_query(request)
         try:
             body = await read_body(request)
             found = self.verifier.verify(request.method, request.raw_path, request.headers.items(), body,
                                          services=("sts",) if query else ("kms",))
             caller = Caller(found.principal, request.remote, "aws", request.secure)
-            principal = found.principal.arn
+            record.principal = found.principal.arn
             if query:
                 form = self.sts.form(body, request.query)
-                name = self.sts.operation(form)
+                name = record.name = self.sts.operation(form)
                 result = await self.services.call(name, self.sts.decode(name, form), caller)
                 return self._response(200, self.sts.encode(name, result, request_id), request_id, sts_query.CONTENT_TYPE)
-            name = self._operation(request)
+            name = record.name = self._operation(request)
             if not self.services.offers(name):
                 raise errors.UnsupportedOperationException(
                     f"{name} is not supported by this KMS endpoint, which serves custom key stores backed by "
@@ -159,24 +153,20 @@ class AwsJsonEndpoint:
             result = await self.services.call(name, self.codec.decode(name, parse_json_body(body)), caller)
             return self._response(200, _json(self.codec.encode(name, result)), request_id)
         except web.HTTPException as exc:
-            outcome = f"HTTP{exc.status}"
+            record.outcome = f"HTTP{exc.status}"
             raise
         except asyncio.CancelledError:
-            outcome = "Cancelled"
+            record.outcome = "Cancelled"
             raise
         except errors.KmsError as exc:
-            outcome = exc.name
-            if isinstance(exc, REFUSALS):
-                log.info("request refused", extra={"event": "aws_auth_refused", "error": exc.name,
-                                                   "remote": request.remote, "request_id": request_id})
+            record.failed(exc, request.remote)
             return self._error(exc, request_id, query)
         except Exception:
-            internal = errors.unexpected(log, name, request_id)
-            outcome = internal.name
+            internal = errors.unexpected(log, record.name, request_id)
+            record.outcome = internal.name
             return self._error(internal, request_id, query)
         finally:
-            observability.REQUEST_ID.reset(token)
-            observability.finish("aws", name, outcome, time.perf_counter() - started, request_id, principal)
+            record.finish()
 
     def _error(self, exc: errors.KmsError, request_id: str, query: bool) -> web.Response:
         if query:

@@ -1,8 +1,12 @@
-"""What every service on the AWS endpoint (KMS, CloudHSM v2) does with a request body before its
-model sees it: read it within the size limit, and parse it as JSON within a nesting limit, each
-failure an AWS error in ``{"__type", "message"}`` rather than aiohttp's plain-text 413 or a 500."""
+"""What every service on the AWS endpoint (KMS, STS, CloudHSM v2) does with a request besides its
+own operation: read the body within the size limit and parse it as JSON within a nesting limit,
+each failure an AWS error in ``{"__type", "message"}`` rather than aiohttp's plain-text 413 or a
+500; and keep the request's record (request id, operation, outcome, principal) for the logs and
+metrics."""
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import grpc
@@ -11,8 +15,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from plumbing.jsontext import MAX_DEPTH, JsonTooDeep, loads_bounded
 
-from .. import errors
+from .. import errors, observability
 from .aws_model import SerializationException
+from .sigv4 import REFUSALS
 
 MAX_BODY_BYTES = 1 << 20  # the largest request (a 128 KiB policy, JSON-escaped) fits easily
 
@@ -27,6 +32,33 @@ class RequestEntityTooLargeException(errors.KmsError):
 class RequestAbandoned(errors.KmsError):
     """The sender closed the connection before its body arrived: nobody is left to answer (the
     request log says so; not an internal error)."""
+
+
+class RequestRecord:
+    """One request's bookkeeping: its request id (the logs' context while it runs); at the end one
+    request log line and the metrics, with the operation, its outcome and the calling principal."""
+
+    def __init__(self, request: web.Request, log: logging.Logger) -> None:
+        self.started = time.perf_counter()
+        self.request_id = observability.new_request_id(
+            request.headers.get("X-Request-Id") or request.headers.get("X-Amzn-RequestId"))
+        self._token = observability.REQUEST_ID.set(self.request_id)
+        self._log = log
+        self.name = observability.UNKNOWN_OPERATION
+        self.outcome = observability.OK
+        self.principal = ""
+
+    def failed(self, exc: errors.KmsError, remote: str | None) -> None:
+        """The request ends in an AWS error; a refused signature is logged (who tried, from where)."""
+        self.outcome = exc.name
+        if isinstance(exc, REFUSALS):
+            self._log.info("request refused", extra={"event": "aws_auth_refused", "error": exc.name,
+                                                     "remote": remote, "request_id": self.request_id})
+
+    def finish(self) -> None:
+        observability.REQUEST_ID.reset(self._token)
+        observability.finish("aws", self.name, self.outcome, time.perf_counter() - self.started,
+                             self.request_id, self.principal)
 
 
 async def read_body(request: web.Request) -> bytes:

@@ -19,7 +19,6 @@ import asyncio
 import json
 import logging
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,9 +28,9 @@ from .. import errors, observability
 from ..controlplane.service import ControlPlane
 from ..service.authorization import Caller
 from .aws_model import AwsJsonCodec
-from .aws_wire import parse_json_body, read_body
+from .aws_wire import RequestRecord, parse_json_body, read_body
 from .cloudhsm_forward import ToLeader
-from .sigv4 import REFUSALS, CredentialLookup, SigV4Verifier
+from .sigv4 import CredentialLookup, SigV4Verifier
 
 log = logging.getLogger("kms_frontend.aws.cloudhsm")
 
@@ -81,41 +80,31 @@ class CloudHsmEndpoint:
     async def serve(self, request: web.Request, remote: str | None, secure: bool) -> web.Response:
         """One request, from a client (``handle``) or handed over by another worker (its client's
         address and transport in ``remote``, ``secure``)."""
-        started = time.perf_counter()
-        request_id = observability.new_request_id(
-            request.headers.get("X-Request-Id") or request.headers.get("X-Amzn-RequestId"))
-        token = observability.REQUEST_ID.set(request_id)
-        name = observability.UNKNOWN_OPERATION
-        outcome = observability.OK
-        principal = ""
+        record = RequestRecord(request, log)
         try:
             body = await read_body(request)
             verifier = self._verifier(request.headers)
             found = verifier.verify(request.method, request.raw_path, request.headers.items(), body)
             caller = Caller(found.principal, remote, "aws", secure)
-            principal = found.principal.arn
-            operation = self._operation(request)
-            name = operation
+            record.principal = found.principal.arn
+            operation = record.name = self._operation(request)
             result = await self.plane.call(operation, self.codec.decode(operation, parse_json_body(body)), verifier.region,
                                            caller)
-            return _response(200, self.codec.encode(operation, result), request_id)
+            return _response(200, self.codec.encode(operation, result), record.request_id)
         except asyncio.CancelledError:
-            outcome = "Cancelled"
+            record.outcome = "Cancelled"
             raise
         except errors.KmsError as exc:
-            outcome = exc.name
-            if isinstance(exc, REFUSALS):
-                log.info("request refused", extra={"event": "aws_auth_refused", "error": exc.name,
-                                                   "remote": remote, "request_id": request_id})
-            return _response(exc.http_status, exc.aws_json_body(), request_id)
+            record.failed(exc, remote)
+            return _response(exc.http_status, exc.aws_json_body(), record.request_id)
         except Exception:
-            errors.unexpected(log, name, request_id)  # the traceback goes to the log under an incident id
-            outcome = "CloudHsmInternalFailureException"
-            return _response(500, {"__type": outcome, "message": "An internal error occurred. Retry the request; "
-                                                                 f"request id {request_id}."}, request_id)
+            errors.unexpected(log, record.name, record.request_id)  # the traceback goes to the log under an incident id
+            record.outcome = "CloudHsmInternalFailureException"
+            return _response(500, {"__type": record.outcome, "message": "An internal error occurred. Retry the request; "
+                                                                        f"request id {record.request_id}."},
+                             record.request_id)
         finally:
-            observability.REQUEST_ID.reset(token)
-            observability.finish("aws", name, outcome, time.perf_counter() - started, request_id, principal)
+            record.finish()
 
     def _operation(self, request: web.Request) -> str:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
