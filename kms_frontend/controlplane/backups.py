@@ -12,12 +12,14 @@ No backup can be opened outside an HSM.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from backup_store import (
     BackupInvalidStateError,
     BackupMeta,
     BackupNotFoundError,
     BackupState,
+    BackupStore,
     BackupStoreError,
 )
 from plumbing.jsontext import loads_bounded
@@ -73,27 +75,25 @@ async def describe_backups(plane: ControlPlane, p: Params, region: str) -> Shape
 
 
 async def delete_backup(plane: ControlPlane, p: Params, region: str) -> Shape:
-    _meta(plane, region, p["BackupId"])
-    try:
-        meta = plane.regions.store(region).delete(p["BackupId"], plane.now_ms())
-    except BackupInvalidStateError as exc:
-        raise _state_error(exc) from None
-    return {"Backup": backup_shape(plane, meta, region)}
+    return _change_backup(plane, region, p["BackupId"], lambda store: store.delete(p["BackupId"], plane.now_ms()))
 
 
 async def restore_backup(plane: ControlPlane, p: Params, region: str) -> Shape:
-    _meta(plane, region, p["BackupId"])
-    try:
-        meta = plane.regions.store(region).restore(p["BackupId"], plane.now_ms())
-    except BackupInvalidStateError as exc:
-        raise _state_error(exc) from None
-    return {"Backup": backup_shape(plane, meta, region)}
+    return _change_backup(plane, region, p["BackupId"], lambda store: store.restore(p["BackupId"], plane.now_ms()))
 
 
 async def modify_backup_attributes(plane: ControlPlane, p: Params, region: str) -> Shape:
-    _meta(plane, region, p["BackupId"])
+    return _change_backup(plane, region, p["BackupId"],
+                          lambda store: store.set_never_expires(p["BackupId"], p["NeverExpires"]))
+
+
+def _change_backup(plane: ControlPlane, region: str, backup_id: str,
+                   change: Callable[[BackupStore], BackupMeta]) -> Shape:
+    """One change of a backup's state: the backup must exist, and a change its state does not allow
+    is CloudHSM's invalid-state error; the answer is the backup as it is now."""
+    _meta(plane, region, backup_id)
     try:
-        meta = plane.regions.store(region).set_never_expires(p["BackupId"], p["NeverExpires"])
+        meta = change(plane.regions.store(region))
     except BackupInvalidStateError as exc:
         raise _state_error(exc) from None
     return {"Backup": backup_shape(plane, meta, region)}
