@@ -23,6 +23,7 @@ try:
     from selenium.common.exceptions import (
         NoSuchElementException,
         StaleElementReferenceException,
+        TimeoutException,
         WebDriverException,
     )
     from selenium.webdriver.chrome.options import Options
@@ -87,7 +88,11 @@ async def env(tmp_path_factory):
 
 
 def wait_for(driver, what: str, condition):  # type: ignore[no-untyped-def]
-    return WebDriverWait(driver, WAIT_S, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+    try:
+        return WebDriverWait(driver, WAIT_S, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+    except TimeoutException:  # say what the page showed instead
+        shown = driver.find_element(By.TAG_NAME, "body").text[:1500]
+        raise AssertionError(f"{what}: not within {WAIT_S:.0f} s; at {driver.current_url} the page showed:\n{shown}") from None
 
 
 def sign_in(driver, url: str, key_id: str, secret: str) -> None:  # type: ignore[no-untyped-def]
@@ -140,7 +145,7 @@ async def test_the_console_as_an_operator_uses_it(env, browser, tmp_path):
 
     # A wrong secret is refused without saying which part was wrong.
     sign_in(browser, url, root_key, "not-the-secret")
-    assert "not valid" in browser.find_element(By.ID, "signin-error").text
+    wait_for(browser, "the refusal", lambda d: "not valid" in " ".join(e.text for e in d.find_elements(By.ID, "signin-error")))
 
     sign_in(browser, url, root_key, root_secret)
     wait_for(browser, "the stores page", lambda d: d.current_url.endswith("/stores"))
@@ -194,6 +199,8 @@ async def test_the_console_as_an_operator_uses_it(env, browser, tmp_path):
 
     # A principal that may only read sees the key but is refused, as the API refuses it, a change.
     sign_in(browser, url, VIEWER_KEY, VIEWER_SECRET)
+    # The sign-in form's answer sets the session cookie: navigating before it arrives aborted it.
+    wait_for(browser, "the viewer signed in", lambda d: d.current_url.endswith("/stores"))
     browser.get(url + "/keys")
     wait_for(browser, "the viewer sees the key", lambda d: cell(d, "keys", "data-key", key_id) == "Enabled")
     click(browser, f"tr[data-key='{key_id}'] [data-action='disable']")
