@@ -59,6 +59,19 @@ class Supervisor:
             return web.json_response({"error": str(exc)}, status=409)
 
     @staticmethod
+    async def _body(request: web.Request) -> dict:
+        """The request's JSON object; anything else is a 400 (the middleware's ProvisionerError path
+        answers 409 for what Docker refuses, this is what the caller sent wrong)."""
+        try:
+            doc = await request.json()
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            raise web.HTTPBadRequest(text='{"error": "the body must be a JSON object"}',
+                                     content_type="application/json")
+        return doc
+
+    @staticmethod
     def _ids(hsm_id: str, cluster_id: str) -> None:
         if not HSM_ID.fullmatch(hsm_id) or not CLUSTER_ID.fullmatch(cluster_id or "cluster-aaaaaaaaaaa"):
             raise ProvisionerError("bad HSM or cluster id")
@@ -67,7 +80,7 @@ class Supervisor:
         return web.json_response({"ok": True})
 
     async def create(self, request: web.Request) -> web.Response:
-        doc = await request.json()
+        doc = await self._body(request)
         hsm_id, cluster_id = str(doc.get("hsm_id", "")), str(doc.get("cluster_id", ""))
         self._ids(hsm_id, cluster_id)
         placement = await self.docker.create(hsm_id, cluster_id, str(doc.get("region", "")), "")
@@ -79,7 +92,7 @@ class Supervisor:
         return HsmRecord(hsm_id, cluster_id, "", "", "", "", "", self.docker.name)
 
     async def ensure(self, request: web.Request) -> web.Response:
-        doc = await request.json()
+        doc = await self._body(request)
         outcome = await self.docker.ensure_running(self._record(request.match_info["hsm_id"],
                                                                 str(doc.get("cluster_id", ""))))
         return web.json_response({"outcome": outcome})
