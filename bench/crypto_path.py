@@ -67,6 +67,7 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hsm_node import certs  # noqa: E402
+from plumbing.options import EVENT_LOOPS  # noqa: E402
 from protos.hsm.v1 import hsm_pb2 as hsm  # noqa: E402
 from protos.kms.v1 import auth as kms_auth  # noqa: E402
 from protos.kms.v1 import kms_pb2 as kms  # noqa: E402
@@ -331,8 +332,9 @@ def summarize(callers: int, latencies: list[float], elapsed: float, errors: Coun
 # ---------------------------------------------------------------- the servers
 
 
-def start_echo(root: Path, client_tls: bool) -> tuple[list[subprocess.Popen], dict[str, str]]:
-    """The echo server, its proxy and its stream proxy; returns them and the client address of each path."""
+def start_echo(root: Path, client_tls: bool, event_loop: str = "auto") -> tuple[list[subprocess.Popen], dict[str, str]]:
+    """The echo server, its proxy and its stream proxy (on ``event_loop``, as the product's servers);
+    returns them and the client address of each path."""
     echo_port, proxy_port, plain_port, stream_port = free_port(), free_port(), free_port(), free_port()
     here = Path(__file__).parent / "echo_server.py"
     cert = ["--tls-cert", str(root / "bench.crt"), "--tls-key", str(root / "bench.key")]
@@ -345,7 +347,7 @@ def start_echo(root: Path, client_tls: bool) -> tuple[list[subprocess.Popen], di
     if client_tls:
         proxy_cmd += cert
         stream_cmd += cert
-    procs = [subprocess.Popen(echo_cmd), subprocess.Popen(proxy_cmd), subprocess.Popen(stream_cmd)]
+    procs = [subprocess.Popen([*cmd, "--event-loop", event_loop]) for cmd in (echo_cmd, proxy_cmd, stream_cmd)]
     return procs, {"echo2": f"127.0.0.1:{proxy_port}", "echo1": f"127.0.0.1:{echo_port if client_tls else plain_port}",
                    "stream2": f"127.0.0.1:{stream_port}"}
 
@@ -516,7 +518,10 @@ async def main() -> None:
                    help="gRPC connections per load process and path (several workers: the kernel spreads connections)")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of load on each path before measuring")
     p.add_argument("--json", help="write the results here too")
+    p.add_argument("--event-loop", choices=EVENT_LOOPS, default="auto",
+                   help="every server's loop, the product's (KMS_/HSM_EVENT_LOOP) and the baselines' alike")
     args = p.parse_args()
+    os.environ["KMS_EVENT_LOOP"] = os.environ["HSM_EVENT_LOOP"] = args.event_loop  # the product's servers
     paths = [x for x in args.paths.split(",") if x]
     callers_list = [int(c) for c in args.callers.split(",")]
     info = machine()
@@ -536,7 +541,7 @@ async def main() -> None:
             stack_w = await start_kms(root / "w", cert_pem, args.client_tls, workers=args.workers)
             PATHS["encrypt_w"] = f"Encrypt, {args.workers} workers"
             PATHS["aws_w"] = f"AWS endpoint, {args.workers} wkrs"
-        echo_procs, addresses = start_echo(root, args.client_tls)
+        echo_procs, addresses = start_echo(root, args.client_tls, args.event_loop)
         for address in addresses.values():
             ch = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(cert_pem.encode())) if ca \
                 else grpc.aio.insecure_channel(address)
@@ -651,7 +656,7 @@ def report(info: dict, args: argparse.Namespace, table: list[dict]) -> None:
           f" grpcio {info['grpcio']}")
     print(f"Encrypt of {PAYLOAD_BYTES} B; {args.client_processes} load processes; client leg"
           f" {'TLS' if args.client_tls else 'plaintext'}, second hop TLS; {args.seconds:g} s per point;"
-          f" median of {args.rounds} interleaved rounds")
+          f" median of {args.rounds} interleaved rounds; event loop {args.event_loop} (uvloop if installed)")
     print(f"{'callers':>7} | {'path':<22} | {'req/s':>7} | {'p50 ms':>6} | {'p90 ms':>6} | {'p99 ms':>6} |"
           f" {'max ms':>7} | errors | CPU us per request")
     for row in table:

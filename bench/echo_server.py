@@ -21,10 +21,15 @@ import argparse
 import asyncio
 import itertools
 import struct
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from plumbing.drain import run_on_loop  # noqa: E402
 
 METHOD = "/bench.Echo/Echo"
 BATCH_METHOD = "/bench.Echo/Batch"
@@ -153,7 +158,9 @@ def main() -> None:
     p.add_argument("--ca")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
-    asyncio.run(serve(p.parse_args()))
+    p.add_argument("--event-loop", default="auto", help="as the servers' --event-loop: the baseline runs on the loop the product runs on")
+    args = p.parse_args()
+    run_on_loop(serve(args), args.event_loop)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ Example (before/after a change, from the after tree)::
 
     git archive fc35ece | tar -x -C /tmp/before
     python bench/frontend_ab.py /tmp/before . --unsigned-a
+
+Or one tree under two settings (the whole stack's environment)::
+
+    python bench/frontend_ab.py . . --env-a KMS_EVENT_LOOP=asyncio --env-a HSM_EVENT_LOOP=asyncio
 """
 from __future__ import annotations
 
@@ -50,11 +54,19 @@ def frontend_of(tree: str) -> type[bench.FrontendProcess]:
     return TreeFrontend
 
 
-async def stack_of(tree: str) -> bench.KmsStack:
+async def stack_of(tree: str, env: list[str]) -> bench.KmsStack:
+    """A stack whose frontend imports ``tree``; ``env`` ("NAME=VALUE"s) is the environment of its
+    frontend and nodes alike (e.g. KMS_EVENT_LOOP=asyncio HSM_EVENT_LOOP=asyncio)."""
     root = Path(tempfile.mkdtemp(prefix="ab-"))
     cert = bench.write_cert(root)
     bench.FrontendProcess = frontend_of(str(Path(tree).resolve()))  # start_kms uses it
-    return await bench.start_kms(root, cert, False)
+    saved = dict(os.environ)
+    os.environ.update(item.split("=", 1) for item in env)  # the processes it starts inherit it
+    try:
+        return await bench.start_kms(root, cert, False)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 async def main() -> None:
@@ -65,12 +77,15 @@ async def main() -> None:
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--callers", type=int, default=16)
     p.add_argument("--unsigned-a", action="store_true", help="tree A does not authenticate calls (before issue 13)")
+    for name in ("a", "b"):
+        p.add_argument(f"--env-{name}", action="append", default=[], metavar="NAME=VALUE",
+                       help=f"environment of stack {name.upper()}'s frontend and nodes (repeatable)")
     args = p.parse_args()
     stacks: dict[str, Any] = {}
     clients = None
     try:
-        stacks["A"] = await stack_of(args.tree_a)
-        stacks["B"] = await stack_of(args.tree_b)
+        stacks["A"] = await stack_of(args.tree_a, args.env_a)
+        stacks["B"] = await stack_of(args.tree_b, args.env_b)
         targets = {name: bench.encrypt_target(stack, None) for name, stack in stacks.items()}
         if args.unsigned_a:
             targets["A"] = targets["A"][:4] + (None,)

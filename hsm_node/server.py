@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from plumbing.addresses import split_listen
-from plumbing.drain import add_port, new_server, run_main, serve_until_signalled
+from plumbing.drain import add_port, new_server, run_main, running_loop_name, serve_until_signalled
 from plumbing.files import ensure_private
 from plumbing.metrics import MetricsServer
 from plumbing.options import add_process_options
@@ -94,7 +94,8 @@ class NodeServer:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self._sync_serving()
         log.info("listening", extra={"event": "listening", "listen": self.listen, "node_id": self.node.node_id,
-                                     "state": self.node.state, "cluster_id": self.node.cluster_id})
+                                     "state": self.node.state, "cluster_id": self.node.cluster_id,
+                                     "event_loop": running_loop_name()})
 
     async def stop(self, grace: float = 5.0) -> None:
         """Drain: refuse new calls (UNAVAILABLE; health NOT_SERVING), let in-flight ones finish (up
@@ -190,7 +191,8 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    run_main("hsm-node", args.log_level, run(args), (StorageError, ValueError, OSError), log, args.log_file)
+    run_main("hsm-node", args.log_level, run(args), (StorageError, ValueError, OSError), log, args.log_file,
+             args.event_loop)
 
 
 if __name__ == "__main__":

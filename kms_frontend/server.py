@@ -22,7 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from plumbing.addresses import split_listen
-from plumbing.drain import Gate, add_port, new_server, run_main, serve_until_signalled
+from plumbing.drain import Gate, add_port, new_server, run_main, running_loop_name, serve_until_signalled
 from plumbing.files import ensure_private, write_private
 from plumbing.metrics import MetricsServer
 from plumbing.options import add_process_options
@@ -206,7 +206,8 @@ class Frontend:
         await self.health.set("kms.v1.Kms", health_pb2.HealthCheckResponse.SERVING)
         log.info("listening", extra={"event": "listening", "listen": self.args.listen,
                                      "hsm_endpoints": self.args.hsm_endpoint, "worker": self.args.worker_index,
-                                     "pid": os.getpid(), "leader": self.services.connections.leader})
+                                     "pid": os.getpid(), "leader": self.services.connections.leader,
+                                     "event_loop": running_loop_name()})
 
     async def _start_control_plane(self) -> None:
         """The leader's: HSM nodes it placed run again (adopted, or started on their data), and with
@@ -520,7 +521,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
     args.worker_index = max(0, args.worker_index)
     run_main("kms-frontend", args.log_level, run(args), (SchemaVersionError, ValueError, OSError), log,
-             args.log_file)
+             args.log_file, args.event_loop)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
 
 def add_process_options(p: argparse.ArgumentParser, env_prefix: str, *, grace_s: float, in_flight: str) -> None:
-    """``--metrics-listen``, ``--shutdown-grace`` (default ``grace_s``) and ``--log-level``.
+    """``--metrics-listen``, ``--shutdown-grace`` (default ``grace_s``), ``--log-level``, ``--log-file``
+    and ``--event-loop``.
     ``in_flight`` names what a drain lets finish ("calls", "requests")."""
     env = os.environ.get
     p.add_argument("--metrics-listen", default=env(f"{env_prefix}_METRICS_LISTEN", ""),
@@ -18,3 +21,6 @@ def add_process_options(p: argparse.ArgumentParser, env_prefix: str, *, grace_s:
     p.add_argument("--log-file", metavar="PATH", default=env(f"{env_prefix}_LOG_FILE", ""),
                    help=f"append the JSON log lines to PATH instead of stderr; errors that stop the process"
                         f" are also printed on stderr [{env_prefix}_LOG_FILE]")
+    p.add_argument("--event-loop", choices=EVENT_LOOPS, default=env(f"{env_prefix}_EVENT_LOOP", "auto"),
+                   help="the asyncio event loop: uvloop (less CPU per call), asyncio's own, or auto (uvloop"
+                        f" where it is installed) [{env_prefix}_EVENT_LOOP]")

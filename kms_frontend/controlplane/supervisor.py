@@ -141,7 +141,7 @@ async def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     run_main("hsm-supervisor", args.log_level, run(args), (ValueError, OSError, ProvisionerError), log,
-             args.log_file)
+             args.log_file, args.event_loop)
 
 
 if __name__ == "__main__":

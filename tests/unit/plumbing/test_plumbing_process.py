@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -159,11 +160,35 @@ def test_process_options_and_their_environment(monkeypatch: pytest.MonkeyPatch) 
         p = argparse.ArgumentParser()
         add_process_options(p, "UNIT", grace_s=5, in_flight="calls")
         return p.parse_args(list(argv))
-    assert vars(parse()) == {"metrics_listen": "", "shutdown_grace": 5.0, "log_level": "info", "log_file": ""}
+    assert vars(parse()) == {"metrics_listen": "", "shutdown_grace": 5.0, "log_level": "info", "log_file": "",
+                             "event_loop": "auto"}
     monkeypatch.setenv("UNIT_SHUTDOWN_GRACE", "2.5")
     monkeypatch.setenv("UNIT_METRICS_LISTEN", ":9100")
-    assert vars(parse()) == {"metrics_listen": ":9100", "shutdown_grace": 2.5, "log_level": "info", "log_file": ""}
+    monkeypatch.setenv("UNIT_EVENT_LOOP", "asyncio")
+    assert vars(parse()) == {"metrics_listen": ":9100", "shutdown_grace": 2.5, "log_level": "info", "log_file": "",
+                             "event_loop": "asyncio"}
     assert parse("--log-level", "debug", "--shutdown-grace", "1").shutdown_grace == 1.0
+    assert parse("--event-loop", "uvloop").event_loop == "uvloop"
+
+
+def test_the_event_loop_is_uvloop_unless_asked_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from plumbing.drain import run_on_loop, running_loop_name
+
+    seen = []
+
+    async def which() -> None:
+        seen.append(running_loop_name())
+    for choice in ("auto", "uvloop", "asyncio"):
+        run_on_loop(which(), choice)
+    assert seen == ["uvloop", "uvloop", "asyncio"]
+    with pytest.raises(ValueError, match="--event-loop must be one of auto, uvloop, asyncio, not 'libuv'"):
+        run_on_loop(which(), "libuv")
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed: importing it fails
+    run_on_loop(which(), "auto")
+    assert seen[-1] == "asyncio"
+    with pytest.raises(ValueError, match="uvloop is not installed"):
+        run_on_loop(which(), "uvloop")
+    assert len(seen) == 4  # the coroutines refused were closed, never run
 
 
 def test_run_main_turns_a_startup_error_into_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
