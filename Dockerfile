@@ -8,8 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
 # (A base image whose root directory is 0700 locks this user out of everything: see
 # deploy/fix-base-image.sh, which the compose test runs before building.)
 RUN useradd --create-home --uid 10001 kms \
- && mkdir -p /data /backups /secrets /state \
- && chown kms:kms /data /backups /secrets /state
+ && mkdir -p /data /backups /secrets /state /share/hsm /share/frontend /share/supervisor /share/init \
+ && chown kms:kms /data /backups /secrets /state /share/hsm /share/frontend /share/supervisor /share/init
 
 WORKDIR /app
 COPY pyproject.toml README.md ./

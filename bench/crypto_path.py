@@ -14,6 +14,10 @@ The paths (``--paths``; by default the first four):
 * ``echo1``    client -> echo                      (one hop: the stretch baseline)
 * ``stream2``  client -> stream proxy -> echo      (a reference: the frontend's design with no work,
                unary calls carried over one batching TLS stream; the most the frontend could reach)
+* ``surface2`` client -> the stream proxy behind the frontend's API surface -> echo (takes the
+               EncryptRequest the frontend takes, reads metadata and peer, answers an
+               EncryptResponse with a request id in trailing metadata: what gRPC makes the frontend
+               pay around each call before any of its own work; ``echo_server.kms_surface``)
 * ``aws``      client -> kms-frontend's AWS endpoint -> hsm-node (Encrypt as AWS JSON 1.1 over
                HTTP/1.1 keep-alive, one connection per caller; SigV4-signed once per measurement,
                so the client's signing is not what is measured)
@@ -87,10 +91,11 @@ ECHO_METHOD = "/bench.Echo/Echo"
 STATS_METHOD = "/bench.Echo/Stats"
 ENCRYPT_METHOD = "/kms.v1.Kms/Encrypt"
 PATHS = {"encrypt": "Encrypt via frontend", "aws": "Encrypt, AWS endpoint", "echo2": "bare 2-hop echo",
-         "echo1": "bare 1-hop echo", "stream2": "no-work stream proxy",
+         "echo1": "bare 1-hop echo", "stream2": "no-work stream proxy", "surface2": "stream proxy, KMS API",
          "encrypt_w": "Encrypt, N workers", "aws_w": "AWS endpoint, N workers"}
 WORKER_PATHS = {"encrypt_w": "encrypt", "aws_w": "aws"}  # the same calls to the second stack (--workers N)
-BASES = {"echo2": "Encrypt / 2-hop echo", "echo1": "Encrypt / 1-hop echo", "stream2": "Encrypt / stream proxy"}
+BASES = {"echo2": "Encrypt / 2-hop echo", "echo1": "Encrypt / 1-hop echo", "stream2": "Encrypt / stream proxy",
+         "surface2": "Encrypt / KMS API proxy"}
 DEFAULT_PATHS = "encrypt,echo2,echo1,stream2"
 
 
@@ -335,7 +340,7 @@ def summarize(callers: int, latencies: list[float], elapsed: float, errors: Coun
 def start_echo(root: Path, client_tls: bool, event_loop: str = "auto") -> tuple[list[subprocess.Popen], dict[str, str]]:
     """The echo server, its proxy and its stream proxy (on ``event_loop``, as the product's servers);
     returns them and the client address of each path."""
-    echo_port, proxy_port, plain_port, stream_port = free_port(), free_port(), free_port(), free_port()
+    echo_port, proxy_port, plain_port, stream_port, surface_port = (free_port() for _ in range(5))
     here = Path(__file__).parent / "echo_server.py"
     cert = ["--tls-cert", str(root / "bench.crt"), "--tls-key", str(root / "bench.key")]
     echo_cmd = [sys.executable, str(here), "echo", "--listen", f"127.0.0.1:{echo_port}", *cert]
@@ -344,12 +349,16 @@ def start_echo(root: Path, client_tls: bool, event_loop: str = "auto") -> tuple[
     upstream = ["--upstream", f"127.0.0.1:{echo_port}", "--ca", str(root / "bench.crt")]
     proxy_cmd = [sys.executable, str(here), "proxy", "--listen", f"127.0.0.1:{proxy_port}", *upstream]
     stream_cmd = [sys.executable, str(here), "stream-proxy", "--listen", f"127.0.0.1:{stream_port}", *upstream]
+    surface_cmd = [sys.executable, str(here), "stream-proxy", "--kms-surface", "--listen", f"127.0.0.1:{surface_port}",
+                   *upstream]
     if client_tls:
         proxy_cmd += cert
         stream_cmd += cert
-    procs = [subprocess.Popen([*cmd, "--event-loop", event_loop]) for cmd in (echo_cmd, proxy_cmd, stream_cmd)]
+        surface_cmd += cert
+    procs = [subprocess.Popen([*cmd, "--event-loop", event_loop])
+             for cmd in (echo_cmd, proxy_cmd, stream_cmd, surface_cmd)]
     return procs, {"echo2": f"127.0.0.1:{proxy_port}", "echo1": f"127.0.0.1:{echo_port if client_tls else plain_port}",
-                   "stream2": f"127.0.0.1:{stream_port}"}
+                   "stream2": f"127.0.0.1:{stream_port}", "surface2": f"127.0.0.1:{surface_port}"}
 
 
 def machine() -> dict:
@@ -542,12 +551,15 @@ async def main() -> None:
             PATHS["encrypt_w"] = f"Encrypt, {args.workers} workers"
             PATHS["aws_w"] = f"AWS endpoint, {args.workers} wkrs"
         echo_procs, addresses = start_echo(root, args.client_tls, args.event_loop)
-        for address in addresses.values():
+        for path, address in addresses.items():
             ch = grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(cert_pem.encode())) if ca \
                 else grpc.aio.insecure_channel(address)
             echo = ch.unary_unary(ECHO_METHOD)
 
-            async def answers(echo: Any = echo) -> bool:
+            async def answers(echo: Any = echo, api: bool = path == "surface2") -> bool:
+                if api:
+                    reply = await echo(kms.EncryptRequest(plaintext=b"x").SerializeToString(), timeout=1)
+                    return kms.EncryptResponse.FromString(reply).ciphertext_blob == b"x"
                 return await echo(b"x", timeout=1) == b"x"
             await wait_until(answers, timeout=20, what=f"the echo server at {address}")
             await ch.close()
@@ -559,13 +571,16 @@ async def main() -> None:
         signer = None if args.unsigned_baselines else encrypt_target(stack, ca)[4]
         targets = {"encrypt": encrypt_target(stack, ca), "aws": aws_target(stack),
                    **{path: (address, ca, ECHO_METHOD, payload, signer) for path, address in addresses.items()}}
+        # the KMS API proxy is sent what the frontend is sent (an EncryptRequest)
+        targets["surface2"] = (addresses["surface2"], ca, ECHO_METHOD, targets["encrypt"][3], signer)
         if stack_w is not None:
             targets.update(encrypt_w=encrypt_target(stack_w, ca), aws_w=aws_target(stack_w))
         paths = [x for x in paths if x in targets]
         clients = Clients(args.client_processes, {k: v for k, v in targets.items() if k in paths}, args.channels)
         watch = {"echo2": {"proxy": [echo_procs[1].pid], "echo": [echo_procs[0].pid]},
                  "echo1": {"echo": [echo_procs[0].pid]},
-                 "stream2": {"proxy": [echo_procs[2].pid], "echo": [echo_procs[0].pid]}}
+                 "stream2": {"proxy": [echo_procs[2].pid], "echo": [echo_procs[0].pid]},
+                 "surface2": {"proxy": [echo_procs[3].pid], "echo": [echo_procs[0].pid]}}
 
         async def measure(path: str, callers: int, seconds: float) -> dict:
             if path in ("encrypt", "aws"):
@@ -574,10 +589,10 @@ async def main() -> None:
             if path in WORKER_PATHS:
                 assert stack_w is not None
                 return await measure_encrypt(clients, path, stack_w, callers, seconds)
-            if path == "stream2" and not args.client_tls:
-                ops0, msgs0 = await proxy_batch_totals(addresses["stream2"])
+            if path in ("stream2", "surface2") and not args.client_tls:
+                ops0, msgs0 = await proxy_batch_totals(addresses[path])
                 result = await clients.run(path, callers, seconds, watch[path])
-                ops1, msgs1 = await proxy_batch_totals(addresses["stream2"])
+                ops1, msgs1 = await proxy_batch_totals(addresses[path])
                 result["ops_per_message"] = (ops1 - ops0) / (msgs1 - msgs0) if msgs1 > msgs0 else 0.0
                 return result
             return await clients.run(path, callers, seconds, watch[path])
@@ -631,9 +646,11 @@ def medians(rounds: list[list[dict]], paths: list[str]) -> list[dict]:
         for path in paths:
             if "ops_per_message" in first[path]:
                 row[path]["ops_per_message"] = statistics.median(pt[path]["ops_per_message"] for pt in pts)
-        for path, base in (("encrypt", "stream2"), ("aws", "encrypt"), ("encrypt_w", "encrypt"), ("aws_w", "aws")):
+        for path, base in (("encrypt", "stream2"), ("encrypt", "surface2"), ("aws", "encrypt"), ("encrypt_w", "encrypt"),
+                           ("aws_w", "aws")):
             if path in paths and base in paths:  # per-round ratios, then the median
-                groups = (("frontend", "proxy"), ("nodes", "echo")) if base == "stream2" else (("frontend", "frontend"),)
+                groups = ((("frontend", "proxy"), ("nodes", "echo")) if base in ("stream2", "surface2")
+                          else (("frontend", "frontend"),))
                 for group, base_group in groups:
                     row[f"cpu_{path}_{base}_{group}"] = statistics.median(
                         pt[path]["cpu_us_per_req"][group] / pt[base]["cpu_us_per_req"][base_group]
@@ -675,6 +692,8 @@ def report(info: dict, args: argparse.Namespace, table: list[dict]) -> None:
         for key, label in (("cpu_encrypt_stream2_frontend", "CPU: frontend / proxy"),
                            ("cpu_encrypt_stream2_nodes", "CPU: nodes / echo"),
                            ("p99_encrypt_stream2", "p99: Encrypt / proxy"),
+                           ("cpu_encrypt_surface2_frontend", "CPU: frontend / API px"),
+                           ("p99_encrypt_surface2", "p99: Encrypt / API px"),
                            ("rps_aws_encrypt", "req/s: AWS / gRPC"),
                            ("cpu_aws_encrypt_frontend", "CPU: AWS / gRPC fe"),
                            ("p99_aws_encrypt", "p99: AWS / gRPC"),

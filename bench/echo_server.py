@@ -22,7 +22,7 @@ import asyncio
 import itertools
 import struct
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -107,6 +107,26 @@ class StreamProxy:
                     fut.set_exception(RuntimeError("the upstream stream ended"))
 
 
+def kms_surface(proxy: StreamProxy) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]:
+    """The stream proxy behind what the frontend's gRPC side does around every call and nothing
+    more: parse the EncryptRequest, read the metadata and the peer, forward the plaintext, answer
+    an EncryptResponse with a request id in trailing metadata. No signature check, no authorization,
+    no key lookup, no ciphertext framing, no metrics: the floor of the frontend's API surface."""
+    from protos.kms.v1 import kms_pb2 as kms
+    ids = itertools.count(1)
+
+    async def surface(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        parsed = kms.EncryptRequest.FromString(request)
+        metadata = context.invocation_metadata() or ()
+        context.peer()
+        request_id = next((v for k, v in metadata if k == "x-request-id"), None) or f"bench-{next(ids)}"
+        blob = await proxy.forward(parsed.plaintext, context)
+        context.set_trailing_metadata((("x-request-id", request_id),))
+        return kms.EncryptResponse(ciphertext_blob=blob, key_id=f"arn:aws:kms:us-east-1:111122223333:key/{parsed.key_id}",
+                                   encryption_algorithm="SYMMETRIC_DEFAULT").SerializeToString()
+    return surface
+
+
 async def serve(args: argparse.Namespace) -> None:
     server = grpc.aio.server()
     handlers = {}
@@ -129,7 +149,7 @@ async def serve(args: argparse.Namespace) -> None:
         handler = proxy
     else:
         proxy = StreamProxy(args.upstream, Path(args.ca).read_bytes())
-        handler = proxy.forward
+        handler = kms_surface(proxy) if args.kms_surface else proxy.forward
 
         async def stats(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             return f"{proxy.ops} {proxy.messages}".encode()
@@ -158,6 +178,7 @@ def main() -> None:
     p.add_argument("--ca")
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
+    p.add_argument("--kms-surface", action="store_true", help="stream-proxy: take Encrypt requests as the frontend does")
     p.add_argument("--event-loop", default="auto", help="as the servers' --event-loop: the baseline runs on the loop the product runs on")
     args = p.parse_args()
     run_on_loop(serve(args), args.event_loop)

@@ -32,6 +32,7 @@ import string
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -926,28 +927,59 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+# The deployment secrets of compose, and how each is made: the HSM nodes' deployment secret
+# (base64), the frontend's sealing key (raw bytes, as kms-frontend creates it), a local AWS access
+# key pair, the HSMs' appliance user (the control plane's), and the frontend's hsm-supervisor token.
+DEPLOYMENT_SECRETS: dict[str, Callable[[], bytes]] = {
+    "hsm-master.key": lambda: (base64.b64encode(os.urandom(32)).decode() + "\n").encode(),
+    "frontend-master.key": lambda: os.urandom(32),
+    "aws-access-keys": lambda: ("AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(16))
+                                + ":" + base64.b64encode(os.urandom(30)).decode()).encode(),
+    "appliance.key": lambda: (base64.b64encode(os.urandom(32)).decode() + "\n").encode(),
+    "supervisor.token": lambda: secrets.token_urlsafe(32).encode(),
+}
+
+
 def cmd_secrets(args: argparse.Namespace) -> int:
-    """Deployment secrets for compose (kept if present): the HSM nodes' deployment
-    secret, the frontend's sealing key, a local AWS access key pair, the appliance
-    user's secret (nodes and the control plane) and the hsm-supervisor's token."""
+    """Deployment secrets for compose (kept if present; :data:`DEPLOYMENT_SECRETS`), and each
+    service's share of them (``--share``)."""
     d = Path(args.secrets_dir)
     d.mkdir(parents=True, exist_ok=True)
     made = []
-    for name, make in (
-        ("hsm-master.key", lambda: (base64.b64encode(os.urandom(32)).decode() + "\n").encode()),  # base64
-        ("frontend-master.key", lambda: os.urandom(32)),  # raw bytes, as kms-frontend creates it
-        ("aws-access-keys", lambda: ("AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567")
-                                                      for _ in range(16))
-                                     + ":" + base64.b64encode(os.urandom(30)).decode()).encode()),
-        # the HSMs' appliance user (the control plane's), and the frontend's token for hsm-supervisor
-        ("appliance.key", lambda: (base64.b64encode(os.urandom(32)).decode() + "\n").encode()),
-        ("supervisor.token", lambda: secrets.token_urlsafe(32).encode()),
-    ):
+    for name, make in DEPLOYMENT_SECRETS.items():
         if not (d / name).exists():
             write_private(d / name, make())
             made.append(name)
     print(f"secrets in {d}: {', '.join(made) + ' created' if made else 'already present'}")
+    for target, names in args.share:
+        # Each service gets a volume with only the secrets it uses: an HSM container holds neither the
+        # AWS root pair nor the token that commands the hsm-supervisor (and so the Docker socket).
+        copied = []
+        for name in names:
+            data = (d / name).read_bytes()
+            if _read_or_none(target / name) != data:
+                write_private(target / name, data)
+                copied.append(name)
+        print(f"secrets in {target}: {', '.join(names)}" + (f" ({', '.join(copied)} updated)" if copied else ""))
     return 0
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def parse_share(text: str) -> tuple[Path, list[str]]:
+    """DIR=NAME[,NAME...]: copy those secrets into DIR."""
+    target, sep, names = text.partition("=")
+    listed = [n for n in names.split(",") if n]
+    unknown = [n for n in listed if n not in DEPLOYMENT_SECRETS]
+    if not sep or not target or not listed or unknown:
+        raise argparse.ArgumentTypeError(f"--share wants DIR=NAME[,NAME...] with names among {', '.join(DEPLOYMENT_SECRETS)}"
+                                         f", got {text!r}")
+    return Path(target), listed
 
 
 def parse_node(text: str) -> NodeSpec:
@@ -1036,6 +1068,8 @@ def main(argv: list[str] | None = None) -> None:
     pr.add_argument("--timeout", type=float, default=120.0)
     se = sub.add_parser("secrets", help="create deployment secrets (compose) if missing")
     se.add_argument("secrets_dir")
+    se.add_argument("--share", type=parse_share, action="append", default=[], metavar="DIR=NAME[,NAME...]",
+                    help="also copy these secrets into DIR (one per service, holding only what it uses; repeatable)")
     args = p.parse_args(argv)
     if args.command == "up" and not 1 <= args.nodes <= 28:
         p.error("--nodes must be between 1 and 28 (CloudHSM allows 28 HSMs per cluster)")

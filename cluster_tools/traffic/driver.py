@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plumbing.drain import run_on_loop
+
 from .. import history as hist
 from ..report.data import OK, CallSamples
 from .clients import CallError, KmsClient, make_client
@@ -322,7 +324,8 @@ async def _in_process(target: Target, w: Workload, history_dir: Path | None, on_
 
 def _worker_main(target: Target, w: Workload, worker: int, history_file: str | None, out: Any, go: Any,
                  samples: bool) -> None:
-    asyncio.run(_worker(target, w, worker, history_file, out, go, samples))
+    # uvloop where installed, as the servers: a load process's CPU is taken from them on one machine
+    run_on_loop(_worker(target, w, worker, history_file, out, go, samples))
 
 
 async def _worker(target: Target, w: Workload, worker: int, history_file: str | None, out: Any, go: Any,

@@ -3,7 +3,7 @@
 Run by the ``hsm-supervisor`` service (:mod:`.supervisor`), the one process of the stack that holds
 the Docker socket; the frontend asks it over HTTP (:mod:`.remote`). It learns everything from its
 own container (compose labels and mounts): the project, the image, the network, and the volumes
-holding the backups and the secrets. Each HSM is::
+holding the backups and the HSMs' secrets. Each HSM is::
 
     container  <project>-<hsm-id>   image of the project, command hsm-node, network alias <hsm-id>
     volume     <project>_<hsm-id>-data   its data (/data)
@@ -58,10 +58,13 @@ class DockerContainers(Provisioner):
         self.image = me["Config"]["Image"]
         self.network = next(iter(me["NetworkSettings"]["Networks"]))
         mounts = {m["Destination"]: m.get("Name", "") for m in me.get("Mounts", []) if m.get("Type") == "volume"}
-        self.backups, self.secrets = mounts.get("/backups", ""), mounts.get("/secrets", "")
+        # the HSMs' own secrets volume (compose.yaml mounts it at /hsm-secrets); a compose file from
+        # before the per-service volumes had one secrets volume for all, at /secrets
+        self.backups = mounts.get("/backups", "")
+        self.secrets = mounts.get("/hsm-secrets") or mounts.get("/secrets", "")
         if not (self.project and self.backups and self.secrets):
             raise ProvisionerError("hsm-supervisor must run as a compose service with the backups volume at /backups "
-                                   "and the secrets volume at /secrets")
+                                   "and the HSMs' secrets volume at /hsm-secrets")
         log.info("supervising HSM containers", extra={"event": "supervisor_ready", "project": self.project,
                                                       "image": self.image, "network": self.network})
 

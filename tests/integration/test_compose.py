@@ -203,6 +203,24 @@ def test_kms_chaos_on_the_compose_cluster_passes(compose, tmp_path):
     assert checks["ciphertexts"]["counts"]["acknowledged"] > 50
 
 
+HSM_SECRETS = ["appliance.key", "hsm-master.key"]
+
+
+def _secrets_in(container: str) -> list[str]:
+    listed = subprocess.run(["docker", "exec", container, "ls", "/secrets"], capture_output=True, text=True,
+                            check=True).stdout.split()
+    return sorted(listed)
+
+
+def test_each_container_holds_only_the_secrets_it_uses(compose):
+    """No HSM can read the AWS root pair or the token that commands the hsm-supervisor."""
+    for service in ("hsm1", "hsm2", "hsm3"):
+        assert _secrets_in(compose.container(service)) == HSM_SECRETS
+    assert _secrets_in(compose.container("supervisor")) == ["supervisor.token"]
+    assert _secrets_in(compose.container("frontend")) == ["appliance.key", "aws-access-keys", "frontend-master.key",
+                                                          "supervisor.token"]
+
+
 def _aws_keys(compose) -> tuple[str, str]:
     pair = subprocess.run(["docker", "exec", compose.container("frontend"), "cat", "/secrets/aws-access-keys"],
                           capture_output=True, text=True, check=True).stdout.strip()
@@ -236,6 +254,7 @@ async def test_the_cloudhsm_api_serves_and_starts_hsm_containers(compose):
                           text=True).stdout.strip() == "true"
     members = json.loads(compose.hsm_mgmt("--json", "describeCluster").stdout)["members"]
     assert new["HsmId"] in {m["hsm_id"] for m in members}
+    assert _secrets_in(name) == HSM_SECRETS  # the HSMs' volume, as compose's own HSMs have it
 
     hsm.delete_hsm(ClusterId=first["cluster_id"], HsmId=new["HsmId"])
     await wait_until(lambda: new["HsmId"] not in {h["HsmId"] for h in cluster()["Hsms"]}, timeout=180, interval=1,

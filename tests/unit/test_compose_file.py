@@ -1,5 +1,6 @@
 """compose.yaml as Compose reads it (`config`: no engine needed): the frontend's ports are
-published on the host's loopback unless KMS_PUBLISH_ADDRESS opens them."""
+published on the host's loopback unless KMS_PUBLISH_ADDRESS opens them; each service can read
+only the secrets it uses."""
 from __future__ import annotations
 
 import os
@@ -61,3 +62,43 @@ def test_no_other_service_publishes_a_port():
         elif line == "    ports:":
             publishing.add(service)
     assert publishing == {"frontend"}
+
+
+def secrets_readable() -> dict[str, set[str]]:
+    """Service -> the deployment secrets it can read: the `secrets` service writes every secret
+    into the `secrets` volume and copies some into each share volume (its --share=DIR=NAMES)."""
+    import yaml
+
+    services = yaml.safe_load("\n".join(config()))["services"]
+    maker = services["secrets"]
+    mounted_at = {m.split(":")[1]: m.split(":")[0] for m in maker["volumes"]}
+    holds = {"secrets": set(launcher_secrets())}
+    for arg in maker["command"]:
+        if arg.startswith("--share="):
+            target, _, names = arg.removeprefix("--share=").partition("=")
+            holds[mounted_at[target]] = set(names.split(","))
+    readable = {}
+    for name, service in services.items():
+        volumes = [m.split(":")[0] for m in service.get("volumes", [])]
+        readable[name] = set().union(*(holds.get(v, set()) for v in volumes))
+        for key, value in (service.get("environment") or {}).items():  # every secret file it is told of exists
+            if key.endswith("_FILE") and str(value).startswith("/secrets/"):
+                assert value.removeprefix("/secrets/") in readable[name], (name, key)
+    return readable
+
+
+def launcher_secrets() -> list[str]:
+    from cluster_tools.launcher import DEPLOYMENT_SECRETS
+    return list(DEPLOYMENT_SECRETS)
+
+
+def test_each_service_reads_only_the_secrets_it_uses():
+    hsm = {"hsm-master.key", "appliance.key"}
+    assert secrets_readable() == {
+        "secrets": set(launcher_secrets()),
+        "hsm1": hsm, "hsm2": hsm, "hsm3": hsm,  # not the AWS root pair, not the supervisor's token
+        "frontend": {"frontend-master.key", "aws-access-keys", "appliance.key", "supervisor.token"},
+        # the HSMs' volume, to mount into the HSM containers it starts (the Docker socket reads any volume)
+        "supervisor": {"supervisor.token"} | hsm,
+        "init": {"aws-access-keys"},
+    }
