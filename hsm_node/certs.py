@@ -10,6 +10,7 @@ backup keep the cluster key and certificate: that is what makes them "related".
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import ipaddress
 import secrets
@@ -59,7 +60,9 @@ def load_cert(pem: str | bytes, what: str = "certificate") -> x509.Certificate:
         raise InvalidArgument(f"{what} is not a valid PEM X.509 certificate") from exc
 
 
+@functools.lru_cache(maxsize=64)
 def fingerprint(pem: str | bytes) -> str:
+    # asked for the cluster's certificate on every GetStatus (the frontend's probes): parsed once (7 us)
     return hashlib.sha256(load_cert(pem).public_bytes(serialization.Encoding.DER)).hexdigest()
 
 

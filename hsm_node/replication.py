@@ -55,6 +55,7 @@ class PeerLink:
         self.wake = asyncio.Event()
         self.hello = asyncio.Event()   # the peer called us (a heartbeat): it is up, retry now
         self.channel: grpc.aio.Channel | None = None
+        self.stub: pb_grpc.HsmPeerStub | None = None  # made once with the channel, not on every turn of the loop
 
     @property
     def healthy(self) -> bool:
@@ -168,7 +169,9 @@ class Replicator:
                 root_certificates=n.trust_anchor_pem.encode(), private_key=n.node_key_pem,
                 certificate_chain=(n.node_cert_pem + n.cluster_cert_pem).encode())
             link.channel = grpc.aio.secure_channel(link.member.peer_endpoint, creds, options=OPTIONS)
-        return pb_grpc.HsmPeerStub(link.channel)
+            link.stub = pb_grpc.HsmPeerStub(link.channel)
+        assert link.stub is not None
+        return link.stub
 
     async def _run(self, link: PeerLink) -> None:
         backoff = 0.1
