@@ -81,6 +81,8 @@ class ClusterCatalog(Protocol):
 
     def overlay(self, clusters: dict[str, ClusterInfo], probes: dict[str, Probe]) -> dict[str, ClusterInfo]: ...
 
+    def deleted(self, cluster_id: str) -> bool: ...
+
 
 def trust_anchor_verifies(cluster: ClusterInfo, trust_anchor_pem: str) -> bool:
     """Does this trust anchor (customerCA.crt) issue the cluster's certificate?"""
@@ -163,6 +165,13 @@ class ClusterDirectory:
                 clusters = self.catalog.overlay(clusters, self.probes)
             self.clusters = clusters
             self.last_members.update({c.cluster_id: list(c.member_endpoints) for c in clusters.values()})
+            if self.catalog is not None:
+                # A cluster its owner deleted does not exist: its last members (down, deleted) must
+                # not make it look like a cluster with no active HSM (DeleteHsm, then DeleteCluster
+                # before a discovery round saw the cluster empty: INSUFFICIENT_CLOUDHSM_HSMS instead
+                # of CLUSTER_NOT_FOUND)
+                for cluster_id in [c for c in self.last_members if self.catalog.deleted(c)]:
+                    del self.last_members[cluster_id]
             self._last_refresh = time.monotonic()
         for notify in list(self.on_refresh):
             notify()

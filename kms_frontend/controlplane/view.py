@@ -67,6 +67,10 @@ class ClusterView:
                 out[rec.cluster_id] = self._merge(rec, None, probes)
         return out
 
+    def deleted(self, cluster_id: str) -> bool:
+        rec = self.plane.store.clusters.get(cluster_id)
+        return rec is not None and rec.state == r.DELETED
+
     def _merge(self, rec: r.ClusterRecord, info: ClusterInfo | None, probes: dict[str, Probe]) -> ClusterInfo:
         hsms = [h for h in self.plane.store.hsms_of(rec.cluster_id) if h.endpoint]
         placed = [h.endpoint for h in hsms if h.state in SHOWN_HSM_STATES]

@@ -104,3 +104,33 @@ async def test_refused_probes_or_one_timed_out_hsm_are_believed_at_once():
         d._probe_round = probe_round  # type: ignore[method-assign]
         await d.refresh()
         assert calls == 1
+
+
+async def test_a_deleted_cluster_is_forgotten_not_shown_as_one_without_active_hsms():
+    """DeleteHsm of every HSM, then DeleteCluster before a discovery round saw the cluster empty:
+    its last members (down) made Connect report INSUFFICIENT_CLOUDHSM_HSMS instead of
+    CLUSTER_NOT_FOUND (found by a CI run of test_key_stores_errors.py::test_cluster_not_found)."""
+    class Catalog:
+        gone: set[str] = set()
+
+        def endpoints(self) -> list[str]:
+            return []
+
+        def overlay(self, clusters: dict, probes: dict) -> dict:
+            return {cid: info for cid, info in clusters.items() if cid not in self.gone}
+
+        def deleted(self, cluster_id: str) -> bool:
+            return cluster_id in self.gone
+
+    d = directory_with(MEMBERS)
+    d.last_members["cluster-b"] = ["127.0.0.1:9"]
+    d.catalog = catalog = Catalog()
+
+    async def probe_round(managed: list[str]) -> dict:
+        return probes(reachable=False)
+    d._probe_round = probe_round  # type: ignore[method-assign]
+    await d.refresh()
+    assert set(d.last_members) == {"cluster-a", "cluster-b"}  # down is not deleted: still known
+    catalog.gone = {"cluster-a"}
+    await d.refresh()
+    assert set(d.last_members) == {"cluster-b"}
