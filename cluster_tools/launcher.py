@@ -942,7 +942,16 @@ DEPLOYMENT_SECRETS: dict[str, Callable[[], bytes]] = {
 
 def cmd_secrets(args: argparse.Namespace) -> int:
     """Deployment secrets for compose (kept if present; :data:`DEPLOYMENT_SECRETS`), and each
-    service's share of them (``--share``)."""
+    service's share of them (``--share``). A directory it cannot write: one line, exit status 2."""
+    try:
+        return _make_secrets(args)
+    except OSError as exc:
+        print(f"kms-cluster secrets: cannot write {exc.filename or args.secrets_dir}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
+
+
+def _make_secrets(args: argparse.Namespace) -> int:
     d = Path(args.secrets_dir)
     d.mkdir(parents=True, exist_ok=True)
     made = []

@@ -60,3 +60,13 @@ def test_secrets_are_made_once_and_each_share_holds_only_what_it_lists(tmp_path,
 def test_a_bad_share_is_an_argument_error(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="--share wants DIR=NAME"):
         launcher.parse_share(text)
+
+
+def test_a_share_it_cannot_write_is_one_line_and_exit_2(tmp_path, capsys) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    with pytest.raises(SystemExit) as done:
+        launcher.main(["secrets", str(tmp_path / "secrets"), f"--share={blocked}=hsm-master.key"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kms-cluster secrets: cannot write {blocked}") and err.count("\n") == 1, err
