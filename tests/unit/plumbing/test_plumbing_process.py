@@ -37,6 +37,23 @@ async def test_quiesce_waits_until_callers_go_quiet() -> None:
     assert await gate.quiesce(Gate.QUIET_S * 5) is True
 
 
+async def test_with_the_cores_count_quiesce_still_waits_for_a_follow_up_call_to_be_refused() -> None:
+    """A caller whose call ended OK sends its next at once: stopping between the two cancelled it."""
+    class Core:
+        def unfinished(self) -> int:
+            return 0
+    gate = Gate()
+    gate.close()
+    gate.last_refused = time.monotonic()  # that next call, just refused
+    started = time.monotonic()
+    assert await gate.quiesce(5, core=Core()) is True  # type: ignore[arg-type]
+    assert time.monotonic() - started >= Gate.FOLLOW_UP_QUIET_S * 0.9
+    gate.last_refused = time.monotonic() + 60  # refused again and again: not held past the bound
+    started = time.monotonic()
+    assert await gate.quiesce(5, core=Core()) is True  # type: ignore[arg-type]
+    assert Gate.FOLLOW_UP_MAX_S * 0.9 <= time.monotonic() - started < 4
+
+
 async def test_quiesce_waits_for_what_the_server_adds() -> None:
     gate, streams = Gate(), {"open"}
     assert await gate.quiesce(0.1, idle=lambda: not streams) is False
