@@ -104,13 +104,20 @@ def sign_in(driver, url: str, key_id: str, secret: str) -> None:  # type: ignore
 
 
 # The pages refresh themselves every 2 s (the main part is replaced), so an element found a moment
-# ago may be gone: every read and click looks the element up again until it works.
+# ago may be gone: every read and click looks the element up again until it works. Chromium says
+# "gone" in two ways: a stale reference, or "Node with given id does not belong to the document".
+
+
+def replaced(exc: Exception) -> bool:  # type: ignore[no-untyped-def]
+    return isinstance(exc, StaleElementReferenceException) or "does not belong to the document" in str(exc)
 
 def text(driver, css: str) -> str:  # type: ignore[no-untyped-def]
     try:
         found = driver.find_elements(By.CSS_SELECTOR, css)
         return found[0].text if found else ""
-    except StaleElementReferenceException:
+    except WebDriverException as exc:
+        if not replaced(exc):
+            raise
         return ""
 
 
@@ -125,7 +132,9 @@ def cluster_state(driver, cluster_id: str) -> str:  # type: ignore[no-untyped-de
 def flashes(driver) -> list[str]:  # type: ignore[no-untyped-def]
     try:
         return [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".flash")]
-    except StaleElementReferenceException:
+    except WebDriverException as exc:
+        if not replaced(exc):
+            raise
         return []
 
 
@@ -134,7 +143,11 @@ def click(driver, css: str) -> None:  # type: ignore[no-untyped-def]
         try:
             d.find_element(By.CSS_SELECTOR, css).click()
             return True
-        except (StaleElementReferenceException, NoSuchElementException):
+        except NoSuchElementException:
+            return False
+        except WebDriverException as exc:
+            if not replaced(exc):
+                raise
             return False
     wait_for(driver, f"to click {css}", clicked)
 
