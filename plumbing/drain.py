@@ -39,8 +39,9 @@ class Gate:
     # With the core's count: a caller whose call just ended OK sends its next one at once; if the
     # stop came between the two, gRPC cancelled it (CANCELLED; test_shutdown.py, 1 run in ~15).
     # So the stop also waits until none was refused for FOLLOW_UP_QUIET_S (that next call is
-    # refused, and its caller goes), but for no longer than FOLLOW_UP_MAX_S of lame duck: callers
-    # that keep coming must not hold every drain for the whole grace.
+    # refused, and its caller goes), but for no longer than FOLLOW_UP_MAX_S once all else is done
+    # (counted from then, not from the signal: a call that ends after a long lame duck has a
+    # follow-up too): callers that keep coming must not hold every drain for the whole grace.
     FOLLOW_UP_QUIET_S = 0.1
     FOLLOW_UP_MAX_S = 1.0
 
@@ -57,14 +58,19 @@ class Gate:
         """Wait (at most ``timeout``) until no call is in flight, ``idle()`` holds (e.g. no
         stream open), and the server's calls in gRPC's core are all finished (``core``);
         without a view into the core, until none was refused for QUIET_S instead."""
-        began = time.monotonic()
-        deadline = began + timeout
+        deadline = time.monotonic() + timeout
+        done_since: float | None = None  # since when nothing is in flight, in the core or in handlers
         while (now := time.monotonic()) < deadline:
-            if self.in_flight == 0 and idle():
-                unfinished = core.unfinished() if core is not None else None
-                quiet_for = now - self.last_refused
-                if unfinished == 0 and (quiet_for >= self.FOLLOW_UP_QUIET_S or now - began >= self.FOLLOW_UP_MAX_S):
+            settled = self.in_flight == 0 and idle()
+            # the core's count of unfinished calls: None when it cannot tell; -1 while handlers still run
+            unfinished = (core.unfinished() if core is not None else None) if settled else -1
+            quiet_for = now - self.last_refused
+            if unfinished == 0:
+                done_since = now if done_since is None else done_since
+                if quiet_for >= self.FOLLOW_UP_QUIET_S or now - done_since >= self.FOLLOW_UP_MAX_S:
                     return True
+            else:
+                done_since = None
                 if unfinished is None and quiet_for >= self.QUIET_S:
                     return True
             await asyncio.sleep(0.02)

@@ -37,21 +37,41 @@ async def test_quiesce_waits_until_callers_go_quiet() -> None:
     assert await gate.quiesce(Gate.QUIET_S * 5) is True
 
 
+class IdleCore:
+    """The core's count of a server with no call left."""
+
+    def unfinished(self) -> int:
+        return 0
+
+
 async def test_with_the_cores_count_quiesce_still_waits_for_a_follow_up_call_to_be_refused() -> None:
     """A caller whose call ended OK sends its next at once: stopping between the two cancelled it."""
-    class Core:
-        def unfinished(self) -> int:
-            return 0
     gate = Gate()
     gate.close()
     gate.last_refused = time.monotonic()  # that next call, just refused
     started = time.monotonic()
-    assert await gate.quiesce(5, core=Core()) is True  # type: ignore[arg-type]
+    assert await gate.quiesce(5, core=IdleCore()) is True  # type: ignore[arg-type]
     assert time.monotonic() - started >= Gate.FOLLOW_UP_QUIET_S * 0.9
     gate.last_refused = time.monotonic() + 60  # refused again and again: not held past the bound
     started = time.monotonic()
-    assert await gate.quiesce(5, core=Core()) is True  # type: ignore[arg-type]
+    assert await gate.quiesce(5, core=IdleCore()) is True  # type: ignore[arg-type]
     assert Gate.FOLLOW_UP_MAX_S * 0.9 <= time.monotonic() - started < 4
+
+
+async def test_the_follow_up_wait_counts_from_when_the_last_call_ended_not_from_the_signal() -> None:
+    """A call that ends after a lame duck longer than the bound still has its follow-up refused."""
+    gate = Gate()
+    gate.close()
+    gate.in_flight = 1  # a slow call (a CreateKey) still running
+
+    async def ends_later() -> None:
+        await asyncio.sleep(Gate.FOLLOW_UP_MAX_S * 1.5)
+        gate.in_flight = 0
+        gate.last_refused = time.monotonic()  # its caller's next call, refused at once
+    ending = asyncio.create_task(ends_later())
+    assert await gate.quiesce(10, core=IdleCore()) is True  # type: ignore[arg-type]
+    await ending
+    assert time.monotonic() - gate.last_refused >= Gate.FOLLOW_UP_QUIET_S * 0.9
 
 
 async def test_quiesce_waits_for_what_the_server_adds() -> None:
