@@ -12,6 +12,11 @@ RUN useradd --create-home --uid 10001 kms \
  && chown kms:kms /data /backups /secrets /state /share/hsm /share/frontend /share/supervisor /share/init
 
 WORKDIR /app
+# The dependencies first, in a layer that only a change to pyproject.toml rebuilds: after an edit
+# to the code, `docker compose build` takes seconds, not a full install.
+COPY pyproject.toml deploy/image_requirements.py /tmp/deps/
+RUN python /tmp/deps/image_requirements.py /tmp/deps/pyproject.toml > /tmp/deps/requirements.txt \
+ && pip install -r /tmp/deps/requirements.txt "setuptools>=68" wheel && rm -rf /tmp/deps /root/.cache
 COPY pyproject.toml README.md ./
 COPY protos ./protos
 COPY hsm_node ./hsm_node
@@ -19,7 +24,8 @@ COPY plumbing ./plumbing
 COPY backup_store ./backup_store
 COPY kms_frontend ./kms_frontend
 COPY cluster_tools ./cluster_tools
-RUN pip install . && rm -rf /root/.cache
+# no build isolation: the build backend is in the layer above, nothing to fetch for a code change
+RUN pip install --no-deps --no-build-isolation . && pip check && rm -rf /root/.cache build *.egg-info
 
 USER kms
 CMD ["kms-cluster", "--help"]
