@@ -344,8 +344,10 @@ class BackupStore:
             if not self._meta_path(backup_id).exists() and not self._blob_path(backup_id).exists():
                 return backup_id
 
-    def write(self, meta: BackupMeta, blob: bytes, *, now_ms: int | None = None) -> BackupMeta:
-        """Store a new backup (blob, then metadata) and return its metadata, state READY.
+    def write(self, meta: BackupMeta, blob: bytes, *, now_ms: int | None = None,
+              state: BackupState = BackupState.READY) -> BackupMeta:
+        """Store a new backup (blob, then metadata) and return its metadata, in ``state`` (READY;
+        CREATE_IN_PROGRESS for a copy, which :meth:`finish_create` makes READY).
 
         ``size_bytes`` and ``sequence`` are set by the store; a zero ``create_timestamp_ms``
         is filled in from ``now_ms`` / the clock. Raises :class:`BackupExistsError` if the id is taken.
@@ -359,7 +361,7 @@ class BackupStore:
             created = meta.create_timestamp_ms or self._now(now_ms)
             stored = replace(
                 meta,
-                state=BackupState.READY,
+                state=state,
                 create_timestamp_ms=created,
                 delete_timestamp_ms=0,
                 size_bytes=len(blob),
@@ -464,7 +466,8 @@ class BackupStore:
         """CopyBackupToRegion: the same sealed blob, under a new id in ``destination`` (another
         Region's store). The copy belongs to no cluster (no retention applies to it) and records
         where it came from; it keeps the cluster certificate, so a cluster created from it shares
-        the original's backup history."""
+        the original's backup history. As on AWS it starts CREATE_IN_PROGRESS (it cannot be read,
+        copied or deleted yet) until :meth:`finish_create`; its blob is whole from the start."""
         meta = self.describe(backup_id)
         if meta.state != BackupState.READY:
             raise BackupInvalidStateError(f"backup {backup_id} is {meta.state}; only a READY backup can be copied")
@@ -477,7 +480,18 @@ class BackupStore:
             key_count=meta.key_count, trigger=meta.trigger,
             cluster_certificate_sha256=meta.cluster_certificate_sha256, source_region=source_region,
             copy_timestamp_ms=now, sealed_backup_id=sealed_id, sealed_cluster_id=sealed_cluster)
-        return destination.write(copy, blob, now_ms=now)
+        return destination.write(copy, blob, now_ms=now, state=BackupState.CREATE_IN_PROGRESS)
+
+    def finish_create(self, backup_id: str) -> BackupMeta:
+        """CREATE_IN_PROGRESS -> READY; a backup in any other state is left as it is."""
+        validate_backup_id(backup_id)
+        with self._locked():
+            meta = self._load_meta(backup_id)
+            if meta.state != BackupState.CREATE_IN_PROGRESS:
+                return meta
+            updated = replace(meta, state=BackupState.READY)
+            self._put_meta(updated)
+        return updated
 
     def _mark_pending_deletion(self, meta: BackupMeta, now: int) -> BackupMeta:
         updated = replace(

@@ -349,7 +349,8 @@ def control_plane(args: argparse.Namespace, data: Path, directory: ClusterDirect
     return ControlPlane(
         ControlPlaneStore(data / "cloudhsm.db"), Regions(args.region, stores), directory,
         ApplianceClient(appliance_key, "kms-frontend-control-plane"), provisioners, args.cloudhsm_provisioner,
-        ControlPlaneSettings(args.account_id, replace_after_s=args.hsm_replace_after), clock=clock,
+        ControlPlaneSettings(args.account_id, replace_after_s=args.hsm_replace_after,
+                             backup_copy_s=args.cloudhsm_backup_copy_seconds), clock=clock,
         authorizer=authorizer)
 
 
@@ -418,6 +419,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cp.add_argument("--hsm-replace-after", type=float, default=float(env("KMS_HSM_REPLACE_AFTER", "300")),
                     help="seconds an HSM may not answer before a new one replaces it; 0 turns replacement off "
                          "[KMS_HSM_REPLACE_AFTER; 300]")
+    cp.add_argument("--cloudhsm-backup-copy-seconds", type=float,
+                    default=float(env("KMS_CLOUDHSM_BACKUP_COPY_SECONDS", "2")),
+                    help="how long a CopyBackupToRegion copy stays CREATE_IN_PROGRESS before it is READY "
+                         "[KMS_CLOUDHSM_BACKUP_COPY_SECONDS; 2]")
     cp.add_argument("--hsm-backup-interval", type=float, default=float(env("KMS_HSM_BACKUP_INTERVAL", "0")),
                     help="periodic backup interval of the nodes it starts, seconds (0: their default) "
                          "[KMS_HSM_BACKUP_INTERVAL]")

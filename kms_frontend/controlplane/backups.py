@@ -11,6 +11,8 @@ No backup can be opened outside an HSM.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import Callable
 
@@ -29,6 +31,8 @@ from . import errors as e
 from .clusters import validate_tags
 from .service import ControlPlane, page
 from .shapes import Shape, backup_shape
+
+log = logging.getLogger("kms_frontend.controlplane.backups")
 
 BACKUP_FILTERS = ("backupIds", "sourceBackupIds", "clusterIds", "states", "sourceRegions", "neverExpires")
 ARN_RE = re.compile(r"arn:aws(?:-us-gov)?:cloudhsm:([^:]+):(\d{12}):(backup|cluster|hsm)/((?:backup|cluster|hsm)-"
@@ -114,8 +118,33 @@ async def copy_backup_to_region(plane: ControlPlane, p: Params, region: str) -> 
         attrs = plane.store.backup(copy.backup_id)
         attrs.tags = tags
         await plane.store.put_backup(attrs)
+    plane.spawn(_finish_copy(plane, destination, copy.backup_id))
     return {"DestinationBackup": {"CreateTimestamp": copy.create_timestamp_ms, "SourceRegion": region,
                                   "SourceBackup": p["BackupId"], "SourceCluster": copy.source_cluster_id or None}}
+
+
+async def _finish_copy(plane: ControlPlane, region: str, backup_id: str) -> None:
+    """The copy's CREATE_IN_PROGRESS -> READY after ``backup_copy_s`` (its blob is whole already)."""
+    await asyncio.sleep(plane.settings.backup_copy_s)
+    try:
+        plane.regions.store(region).finish_create(backup_id)
+    except (BackupStoreError, OSError) as exc:  # the next start finishes it
+        log.warning("backup copy not finished", extra={"event": "backup_copy_unfinished", "backup_id": backup_id,
+                                                       "region": region, "error": str(exc)[:300]})
+
+
+def finish_copies(plane: ControlPlane) -> None:
+    """At start: copies a previous run left CREATE_IN_PROGRESS become READY (the blob is written
+    and synced before the record, so a copy that has a record is whole)."""
+    for region in plane.regions.stores:
+        try:
+            store = plane.regions.store(region)
+            for meta in store.list():
+                if meta.state == BackupState.CREATE_IN_PROGRESS:
+                    store.finish_create(meta.backup_id)
+        except (BackupStoreError, OSError) as exc:
+            log.warning("backup copies not checked", extra={"event": "backup_copy_unfinished", "region": region,
+                                                            "error": str(exc)[:300]})
 
 
 # ------------------------------------------------------------------ resource policies (backups)

@@ -72,6 +72,9 @@ class ControlPlaneSettings:
     # (chaos runs that kill nodes on purpose). A cluster tag REPLACEMENT_TAG overrides it.
     replace_after_s: float = 300.0
     max_hsms_per_cluster: int = 28
+    # How long a CopyBackupToRegion copy stays CREATE_IN_PROGRESS (AWS takes minutes; code that
+    # uses a copy must wait for READY, so it should see the wait here too)
+    backup_copy_s: float = 2.0
 
 
 REPLACEMENT_TAG = "kms-cloudhsm:replace-failed-hsm-after"
@@ -208,8 +211,10 @@ class ControlPlane:
     async def start(self) -> None:
         """Re-adopt every HSM's node (start again those that are not running), and resume the
         work a previous run left half done (HSMs being created or deleted, a cluster initialising)."""
+        from .backups import finish_copies
         from .hsms import resume_all, run_replacement
         await resume_all(self)
+        finish_copies(self)
         loop = asyncio.get_running_loop()
         self._tasks.add(loop.create_task(run_replacement(self)))
 

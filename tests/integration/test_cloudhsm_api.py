@@ -76,6 +76,8 @@ def frontend(root: Path) -> FrontendProcess:
         "KMS_CLOUDHSM_PROVISIONER": "local", "KMS_CLOUDHSM_DIR": str(root / "hsms"),
         "KMS_BACKUP_DIR": str(root / "backups"), "KMS_CLOUDHSM_REGIONS": f"{WEST}={root / 'backups-west'}",
         "KMS_HSM_MASTER_KEY_FILE": str(master), "KMS_HSM_REPLACE_AFTER": "0",
+        # a backup copy is CREATE_IN_PROGRESS this long: the copy test sees it before it is READY
+        "KMS_CLOUDHSM_BACKUP_COPY_SECONDS": "5",
         # one loopback subnet per test run, so a second run (or kms-cluster up) on this machine does not meet it
         "KMS_CLOUDHSM_ADDRESS_PREFIX": f"127.{100 + os.getpid() % 100}"})
 
@@ -340,6 +342,13 @@ async def test_copy_to_another_region_and_a_related_cluster_there(env: Env) -> N
     assert copied["SourceCluster"] == env.cluster_id
     west = env.west.describe_backups(Filters={"sourceRegions": [REGION]})["Backups"]
     assert len(west) == 1 and "ClusterId" not in west[0] and west[0]["TagList"] == [{"Key": "copy", "Value": "dr"}]
+    # as on AWS the copy is CREATE_IN_PROGRESS first, and no cluster can be made from it yet
+    assert west[0]["BackupState"] == "CREATE_IN_PROGRESS"
+    code, msg = _code(env.west.create_cluster, HsmType="hsm1.medium", SubnetIds=SUBNETS[:2],
+                      SourceBackupId=west[0]["BackupId"])
+    assert code == "CloudHsmInvalidRequestException" and "READY" in msg
+    await wait_until(lambda: env.west.describe_backups(Filters={"backupIds": [west[0]["BackupId"]]})["Backups"][0][
+        "BackupState"] == "READY", timeout=60, what="the copy READY")
     assert env.hsm.describe_backups(Filters={"backupIds": [west[0]["BackupId"]]})["Backups"] == []
     code, _ = _code(env.hsm.copy_backup_to_region, DestinationRegion=REGION, BackupId=source["BackupId"])
     assert code == "CloudHsmInvalidRequestException"
