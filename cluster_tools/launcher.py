@@ -1043,7 +1043,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dir", default=env("KMS_CLUSTER_DIR", DEFAULT_DIR), help="state directory [KMS_CLUSTER_DIR]")
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start (or resume) the local cluster")
-    up.add_argument("--nodes", type=int, default=int(env("KMS_CLUSTER_NODES", "3")), help="HSM nodes (default 3)")
+    up.add_argument("--nodes", type=int, default=env("KMS_CLUSTER_NODES", "3"), help="HSM nodes (default 3)")
     up.add_argument("--address-prefix", default="127.0",
                     help="the HSMs listen on <prefix>.<zone>.<n>:2225, one loopback address each (first run)")
     up.add_argument("--hsm-replace-after", type=float, default=300.0,
@@ -1055,7 +1055,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="frontend /metrics port (first run); nodes take the next ones")
     up.add_argument("--region", default="us-east-1")
     up.add_argument("--backup-interval", type=float, default=None, help="seconds between periodic backups")
-    up.add_argument("--workers", type=int, default=int(env("KMS_WORKERS")) if env("KMS_WORKERS") else None,
+    up.add_argument("--workers", type=int, default=env("KMS_WORKERS") if env("KMS_WORKERS") else None,
                     help="frontend processes sharing its ports (kms-frontend --workers; kept for later runs)"
                          " [KMS_WORKERS]")
     up.add_argument("--detach", action="store_true", help="return once everything is up")

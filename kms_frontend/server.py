@@ -25,7 +25,7 @@ from plumbing.addresses import split_listen
 from plumbing.drain import Gate, add_port, new_server, run_main, running_loop_name, serve_until_signalled
 from plumbing.files import ensure_private, write_private
 from plumbing.metrics import MetricsServer
-from plumbing.options import add_process_options
+from plumbing.options import add_process_options, seconds
 
 from .api.aws_json import AwsJsonEndpoint
 from .api.cloudhsm_forward import LeaderSocket, ToLeader
@@ -378,7 +378,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="HSM node client endpoint host:port (repeatable) [KMS_HSM_ENDPOINTS]")
     p.add_argument("--account-id", default=env("KMS_ACCOUNT_ID", "111122223333"), help="[KMS_ACCOUNT_ID]")
     p.add_argument("--region", default=env("KMS_REGION", "us-east-1"), help="[KMS_REGION]")
-    p.add_argument("--store-quota", type=int, default=int(env("KMS_STORE_QUOTA", "1800")),
+    p.add_argument("--store-quota", type=int, default=env("KMS_STORE_QUOTA", "1800"),
                    help="crypto requests per second per custom key store [KMS_STORE_QUOTA]")
     p.add_argument("--tls-cert", default=env("KMS_TLS_CERT"), help="serve gRPC over TLS with this cert [KMS_TLS_CERT]")
     p.add_argument("--tls-key", default=env("KMS_TLS_KEY"), help="[KMS_TLS_KEY]")
@@ -386,7 +386,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="serve the AWS endpoint over HTTPS with this certificate (PEM, chain after it); clients "
                         "trust its CA through AWS_CA_BUNDLE [KMS_AWS_TLS_CERT]")
     p.add_argument("--aws-tls-key", default=env("KMS_AWS_TLS_KEY"), help="its private key (PEM) [KMS_AWS_TLS_KEY]")
-    p.add_argument("--sweep-interval", type=float, default=float(env("KMS_SWEEP_INTERVAL", "1")),
+    p.add_argument("--sweep-interval", type=seconds, default=env("KMS_SWEEP_INTERVAL", "1"),
                    help="seconds between key-deletion sweeps [KMS_SWEEP_INTERVAL]")
     cp = p.add_argument_group("CloudHSM control plane (cloudhsmv2 on the AWS endpoint)")
     cp.add_argument("--cloudhsm-provisioner", default=env("KMS_CLOUDHSM_PROVISIONER", "static"),
@@ -416,17 +416,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cp.add_argument("--appliance-key-file", default=env("KMS_APPLIANCE_KEY_FILE", ""),
                     help="secret of the HSMs' appliance user, shared with the nodes (--appliance-key-file there); "
                          "created in <data-dir> with the local provisioner [KMS_APPLIANCE_KEY_FILE]")
-    cp.add_argument("--hsm-replace-after", type=float, default=float(env("KMS_HSM_REPLACE_AFTER", "300")),
+    cp.add_argument("--hsm-replace-after", type=seconds, default=env("KMS_HSM_REPLACE_AFTER", "300"),
                     help="seconds an HSM may not answer before a new one replaces it; 0 turns replacement off "
                          "[KMS_HSM_REPLACE_AFTER; 300]")
-    cp.add_argument("--cloudhsm-backup-copy-seconds", type=float,
-                    default=float(env("KMS_CLOUDHSM_BACKUP_COPY_SECONDS", "2")),
+    cp.add_argument("--cloudhsm-backup-copy-seconds", type=seconds,
+                    default=env("KMS_CLOUDHSM_BACKUP_COPY_SECONDS", "2"),
                     help="how long a CopyBackupToRegion copy stays CREATE_IN_PROGRESS before it is READY "
                          "[KMS_CLOUDHSM_BACKUP_COPY_SECONDS; 2]")
-    cp.add_argument("--hsm-backup-interval", type=float, default=float(env("KMS_HSM_BACKUP_INTERVAL", "0")),
+    cp.add_argument("--hsm-backup-interval", type=seconds, default=env("KMS_HSM_BACKUP_INTERVAL", "0"),
                     help="periodic backup interval of the nodes it starts, seconds (0: their default) "
                          "[KMS_HSM_BACKUP_INTERVAL]")
-    p.add_argument("--workers", type=int, default=int(env("KMS_WORKERS", "1")),
+    p.add_argument("--workers", type=int, default=env("KMS_WORKERS", "1"),
                    help="serving processes sharing the ports (SO_REUSEPORT), the metadata and each store's quota;"
                         " worker i serves /metrics on the metrics port + i [KMS_WORKERS]")
     p.add_argument("--worker-index", type=int, default=-1, help=argparse.SUPPRESS)  # set by the supervisor

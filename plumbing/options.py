@@ -3,9 +3,23 @@ with its environment variable (``<PREFIX>_METRICS_LISTEN``, ``_SHUTDOWN_GRACE``,
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def seconds(text: str) -> float:
+    """An argparse ``type``: a finite number of seconds, 0 or more. A default read from the
+    environment is a string, so argparse checks it too: a bad value there is one line and exit
+    status 2, not a traceback."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
 
 
 def add_process_options(p: argparse.ArgumentParser, env_prefix: str, *, grace_s: float, in_flight: str) -> None:
@@ -15,7 +29,7 @@ def add_process_options(p: argparse.ArgumentParser, env_prefix: str, *, grace_s:
     env = os.environ.get
     p.add_argument("--metrics-listen", default=env(f"{env_prefix}_METRICS_LISTEN", ""),
                    help=f"serve Prometheus /metrics on HOST:PORT; empty disables it [{env_prefix}_METRICS_LISTEN]")
-    p.add_argument("--shutdown-grace", type=float, default=float(env(f"{env_prefix}_SHUTDOWN_GRACE", f"{grace_s:g}")),
+    p.add_argument("--shutdown-grace", type=seconds, default=env(f"{env_prefix}_SHUTDOWN_GRACE", f"{grace_s:g}"),
                    help=f"seconds in-flight {in_flight} get to finish after SIGTERM [{env_prefix}_SHUTDOWN_GRACE]")
     p.add_argument("--log-level", default=env(f"{env_prefix}_LOG_LEVEL", "info"))
     p.add_argument("--log-file", metavar="PATH", default=env(f"{env_prefix}_LOG_FILE", ""),

@@ -208,6 +208,27 @@ def test_process_options_and_their_environment(monkeypatch: pytest.MonkeyPatch) 
     assert parse("--event-loop", "uvloop").event_loop == "uvloop"
 
 
+@pytest.mark.parametrize("bad", ["abc", "-1", "nan", "inf", ""])
+def test_a_bad_number_of_seconds_from_the_environment_is_one_line_and_exit_2(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], bad: str) -> None:
+    """The servers' numeric defaults come from the environment; a bad one was a ValueError
+    traceback before argparse ran (the default was converted when the parser was built)."""
+    from hsm_node.server import parse_args as node_args
+    from kms_frontend.server import parse_args as frontend_args
+
+    for name, parse in (("KMS_CLOUDHSM_BACKUP_COPY_SECONDS", frontend_args), ("KMS_SHUTDOWN_GRACE", frontend_args),
+                        ("HSM_SESSION_IDLE_TIMEOUT", node_args)):
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(SystemExit) as exit_:
+            parse([])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "Traceback" not in err
+        assert f"{bad!r} is not a number of seconds (0 or more)" in err.strip().splitlines()[-1]
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("KMS_CLOUDHSM_BACKUP_COPY_SECONDS", "0.5")
+    assert frontend_args([]).cloudhsm_backup_copy_seconds == 0.5
+
+
 def test_the_event_loop_is_uvloop_unless_asked_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
     from plumbing.drain import run_on_loop, running_loop_name
 
