@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .. import errors
 from . import shapes
 from .authorization import (
     ACCOUNT,
@@ -43,7 +44,9 @@ Handler = Callable[["Services", Params, Caller], Awaitable[Shape | None]]
 
 # Operations that change nothing: a caller hanging up may cancel them at any await.
 _READS = frozenset({"Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
-                    "GenerateRandom", "GetCallerIdentity"})
+                    "GenerateRandom", "GetCallerIdentity", "Sign", "Verify", "GenerateMac", "VerifyMac",
+                    "DeriveSharedSecret", "Encapsulate", "Decapsulate", "GenerateDataKeyPair",
+                    "GenerateDataKeyPairWithoutPlaintext"})
 _READ_PREFIXES = ("Describe", "List", "Get")
 
 
@@ -182,10 +185,43 @@ async def _import_unsupported(s: Services, p: Params, c: Caller) -> Shape:
     return {}
 
 
-for _name in ("EnableKeyRotation", "DisableKeyRotation", "GetKeyRotationStatus"):
+for _name in ("EnableKeyRotation", "DisableKeyRotation", "GetKeyRotationStatus", "RotateKeyOnDemand",
+              "ListKeyRotations"):
     operation(_name, KEY)(_rotation_unsupported)
-for _name in ("GetParametersForImport", "ImportKeyMaterial"):
+for _name in ("GetParametersForImport", "ImportKeyMaterial", "DeleteImportedKeyMaterial"):
     operation(_name, KEY)(_import_unsupported)
+
+
+# What no key in a CloudHSM key store can do: each is a symmetric ENCRYPT_DECRYPT key, single-Region.
+# The key is looked up and the caller authorized as for any key operation (a wrong id is
+# NotFoundException, a missing permission AccessDeniedException); then the refusal, whatever the
+# key's state: it is the reason that holds, and the one a caller can act on (AWS does not say
+# which it checks first).
+
+def _wrong_key_usage(name: str) -> Handler:
+    async def refuse(s: Services, p: Params, c: Caller) -> Shape:
+        key = s.catalog.resolve(p["KeyId"])
+        raise errors.InvalidKeyUsageException(f"{key.arn} key usage is {key.key_usage} which is not valid for {name}.")
+    return refuse
+
+
+def _not_for_custom_key_stores(name: str, why: str) -> Handler:
+    async def refuse(s: Services, p: Params, c: Caller) -> Shape:
+        key = s.catalog.resolve(p["KeyId"], allow_alias=name not in ("ReplicateKey", "UpdatePrimaryRegion"))
+        raise errors.UnsupportedOperationException(why.format(arn=key.arn, spec=key.key_spec, op=name))
+    return refuse
+
+
+for _name in ("Sign", "Verify", "GenerateMac", "VerifyMac", "DeriveSharedSecret", "Encapsulate", "Decapsulate"):
+    operation(_name, KeyParam("KeyId"))(_wrong_key_usage(_name))
+operation("GetPublicKey", KeyParam("KeyId"))(_not_for_custom_key_stores(
+    "GetPublicKey", "{arn} key spec is {spec} which is not valid for {op}: it has no public key."))
+for _name in ("GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext"):
+    operation(_name, KeyParam("KeyId", context="EncryptionContext"))(_not_for_custom_key_stores(
+        _name, "{arn} is in a custom key store; {op} does not support KMS keys in custom key stores."))
+for _name in ("ReplicateKey", "UpdatePrimaryRegion"):
+    operation(_name, KEY)(_not_for_custom_key_stores(
+        _name, "{arn} is not a multi-Region key: keys in custom key stores are single-Region."))
 
 
 # ---------------------------------------------------------------- aliases, tags, key policies

@@ -368,6 +368,38 @@ def test_crypto_with_encryption_context(env):
     assert (code, status) == ("DryRunOperationException", 412)
 
 
+def test_what_a_cloudhsm_key_store_key_cannot_do_is_refused_as_aws_refuses_it(env):
+    """Operations for asymmetric, HMAC, imported or multi-Region keys: the key is looked up (an
+    alias where AWS takes one) and the caller authorized first, then the reason it cannot be."""
+    kms = env.client()
+    main = env.keys["main"]
+    arn, unknown = key_arn(main), "00000000-0000-0000-0000-000000000000"
+    usage = f"{arn} key usage is ENCRYPT_DECRYPT which is not valid for"
+    for call, args in ((kms.sign, dict(Message=b"m", SigningAlgorithm="ECDSA_SHA_256")),
+                       (kms.verify, dict(Message=b"m", Signature=b"s", SigningAlgorithm="ECDSA_SHA_256")),
+                       (kms.generate_mac, dict(Message=b"m", MacAlgorithm="HMAC_SHA_256")),
+                       (kms.verify_mac, dict(Message=b"m", Mac=b"x" * 32, MacAlgorithm="HMAC_SHA_256")),
+                       (kms.derive_shared_secret, dict(KeyAgreementAlgorithm="ECDH", PublicKey=b"p" * 32))):
+        for ref in (main, "alias/aws-main"):
+            code, message, status = error_of(call, KeyId=ref, **args)
+            assert (code, status) == ("InvalidKeyUsageException", 400) and message.startswith(usage), (call, message)
+        assert error_of(call, KeyId=unknown, **args)[0] == "NotFoundException"
+    code, message, _ = error_of(kms.get_public_key, KeyId="alias/aws-main")
+    assert code == "UnsupportedOperationException" and message.startswith(f"{arn} key spec is SYMMETRIC_DEFAULT")
+    for call in (kms.generate_data_key_pair, kms.generate_data_key_pair_without_plaintext):
+        code, message, _ = error_of(call, KeyId=main, KeyPairSpec="RSA_2048")
+        assert code == "UnsupportedOperationException" and "custom key store" in message
+    origin = f"{arn} origin is AWS_CLOUDHSM which is not valid for this operation"
+    for call in (kms.rotate_key_on_demand, kms.list_key_rotations, kms.delete_imported_key_material):
+        assert error_of(call, KeyId=main)[:2] == ("UnsupportedOperationException", origin)
+        assert error_of(call, KeyId=unknown)[0] == "NotFoundException"
+    code, message, _ = error_of(kms.replicate_key, KeyId=main, ReplicaRegion="us-west-2")
+    assert code == "UnsupportedOperationException" and "not a multi-Region key" in message
+    code, message, _ = error_of(kms.update_primary_region, KeyId=main, PrimaryRegion="us-west-2")
+    assert code == "UnsupportedOperationException" and "not a multi-Region key" in message
+    assert kms.describe_key(KeyId=main)["KeyMetadata"]["KeyState"] == "Enabled"   # nothing changed
+
+
 # ---------------------------------------------------------------- request checks from the KMS model
 
 
@@ -423,9 +455,9 @@ def test_model_validation_and_protocol_errors(env):
         assert (status, doc["__type"]) == (400, "UnknownOperationException"), target
     status, doc = raw("TrentService.ListKeys", b"{}", content_type="text/plain")
     assert (status, doc["__type"]) == (400, "UnknownOperationException")
-    # in the KMS model but not offered by a CloudHSM key store service
-    code, message, status = error_of(kms.get_public_key, KeyId=main)
-    assert (code, status) == ("UnsupportedOperationException", 400) and "GetPublicKey" in message
+    # in the KMS model but not offered by this service
+    code, message, status = error_of(kms.get_key_last_usage, KeyId=main)
+    assert (code, status) == ("UnsupportedOperationException", 400) and "GetKeyLastUsage" in message
 
 
 # ---------------------------------------------------------------- SigV4 refusals

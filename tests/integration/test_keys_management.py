@@ -152,8 +152,31 @@ async def test_rotation_and_import_are_unsupported(env, key):
         await expect(env.kms.ImportKeyMaterial(k.ImportKeyMaterialRequest(key_id=ref, import_token=b"t",
                                                                           encrypted_key_material=b"k")),
                      "UnsupportedOperationException", msg)
+        await expect(env.kms.RotateKeyOnDemand(k.RotateKeyOnDemandRequest(key_id=ref)),
+                     "UnsupportedOperationException", msg)
+        await expect(env.kms.ListKeyRotations(k.ListKeyRotationsRequest(key_id=ref)),
+                     "UnsupportedOperationException", msg)
+        await expect(env.kms.DeleteImportedKeyMaterial(k.DeleteImportedKeyMaterialRequest(key_id=ref)),
+                     "UnsupportedOperationException", msg)
     await expect(env.kms.EnableKeyRotation(k.EnableKeyRotationRequest(key_id=UNKNOWN_KEY)),
                  "NotFoundException", f"Key '{key_arn(UNKNOWN_KEY)}' does not exist")
+
+
+async def test_operations_for_other_kinds_of_keys_are_refused_over_grpc_too(env, key):
+    """The AWS endpoint's test covers every one (test_aws_endpoint.py); here the gRPC methods."""
+    usage = f"{key.arn} key usage is ENCRYPT_DECRYPT which is not valid for"
+    await expect(env.kms.Sign(k.SignRequest(key_id=key.key_id, message=b"m", signing_algorithm="ECDSA_SHA_256")),
+                 "InvalidKeyUsageException", f"{usage} Sign.")
+    await expect(env.kms.GenerateMac(k.GenerateMacRequest(key_id=key.arn, message=b"m", mac_algorithm="HMAC_SHA_256")),
+                 "InvalidKeyUsageException", f"{usage} GenerateMac.")
+    await expect(env.kms.GenerateDataKeyPair(k.GenerateDataKeyPairRequest(key_id=key.key_id, key_pair_spec="RSA_2048")),
+                 "UnsupportedOperationException", contains="custom key store")
+    await expect(env.kms.ReplicateKey(k.ReplicateKeyRequest(key_id=key.key_id, replica_region="us-west-2")),
+                 "UnsupportedOperationException", contains="not a multi-Region key")
+    await expect(env.kms.Sign(k.SignRequest(key_id=UNKNOWN_KEY, message=b"m", signing_algorithm="ECDSA_SHA_256")),
+                 "NotFoundException", f"Key '{key_arn(UNKNOWN_KEY)}' does not exist")
+    await expect(env.kms.Sign(k.SignRequest(key_id=key.key_id, message=b"m")),   # the model's checks first
+                 "ValidationException", contains="signingAlgorithm")
 
 
 async def test_update_key_description(env, key2):

@@ -744,6 +744,352 @@ class ImportKeyMaterialResponse(_message.Message):
     key_id: str
     def __init__(self, key_id: _Optional[str] = ...) -> None: ...
 
+class DeleteImportedKeyMaterialRequest(_message.Message):
+    __slots__ = ("key_id", "key_material_id")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_MATERIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    key_material_id: str
+    def __init__(self, key_id: _Optional[str] = ..., key_material_id: _Optional[str] = ...) -> None: ...
+
+class DeleteImportedKeyMaterialResponse(_message.Message):
+    __slots__ = ("key_id", "key_material_id")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_MATERIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    key_material_id: str
+    def __init__(self, key_id: _Optional[str] = ..., key_material_id: _Optional[str] = ...) -> None: ...
+
+class RotateKeyOnDemandRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+
+class RotateKeyOnDemandResponse(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+
+class ListKeyRotationsRequest(_message.Message):
+    __slots__ = ("key_id", "include_key_material", "limit", "marker")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_KEY_MATERIAL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MARKER_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    include_key_material: str
+    limit: int
+    marker: str
+    def __init__(self, key_id: _Optional[str] = ..., include_key_material: _Optional[str] = ..., limit: _Optional[int] = ..., marker: _Optional[str] = ...) -> None: ...
+
+class ListKeyRotationsResponse(_message.Message):
+    __slots__ = ("next_marker", "truncated")
+    NEXT_MARKER_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    next_marker: str
+    truncated: bool
+    def __init__(self, next_marker: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class ReplicateKeyRequest(_message.Message):
+    __slots__ = ("key_id", "replica_region", "policy", "bypass_policy_lockout_safety_check", "description")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_REGION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    BYPASS_POLICY_LOCKOUT_SAFETY_CHECK_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    replica_region: str
+    policy: str
+    bypass_policy_lockout_safety_check: bool
+    description: str
+    def __init__(self, key_id: _Optional[str] = ..., replica_region: _Optional[str] = ..., policy: _Optional[str] = ..., bypass_policy_lockout_safety_check: _Optional[bool] = ..., description: _Optional[str] = ...) -> None: ...
+
+class ReplicateKeyResponse(_message.Message):
+    __slots__ = ("replica_policy",)
+    REPLICA_POLICY_FIELD_NUMBER: _ClassVar[int]
+    replica_policy: str
+    def __init__(self, replica_policy: _Optional[str] = ...) -> None: ...
+
+class UpdatePrimaryRegionRequest(_message.Message):
+    __slots__ = ("key_id", "primary_region")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_REGION_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    primary_region: str
+    def __init__(self, key_id: _Optional[str] = ..., primary_region: _Optional[str] = ...) -> None: ...
+
+class UpdatePrimaryRegionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SignRequest(_message.Message):
+    __slots__ = ("key_id", "message", "message_type", "grant_tokens", "signing_algorithm", "dry_run")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    message: bytes
+    message_type: str
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    signing_algorithm: str
+    dry_run: bool
+    def __init__(self, key_id: _Optional[str] = ..., message: _Optional[bytes] = ..., message_type: _Optional[str] = ..., grant_tokens: _Optional[_Iterable[str]] = ..., signing_algorithm: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class SignResponse(_message.Message):
+    __slots__ = ("key_id", "signature", "signing_algorithm")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    signature: bytes
+    signing_algorithm: str
+    def __init__(self, key_id: _Optional[str] = ..., signature: _Optional[bytes] = ..., signing_algorithm: _Optional[str] = ...) -> None: ...
+
+class VerifyRequest(_message.Message):
+    __slots__ = ("key_id", "message", "message_type", "signature", "signing_algorithm", "grant_tokens", "dry_run")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    message: bytes
+    message_type: str
+    signature: bytes
+    signing_algorithm: str
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    def __init__(self, key_id: _Optional[str] = ..., message: _Optional[bytes] = ..., message_type: _Optional[str] = ..., signature: _Optional[bytes] = ..., signing_algorithm: _Optional[str] = ..., grant_tokens: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class VerifyResponse(_message.Message):
+    __slots__ = ("key_id", "signature_valid", "signing_algorithm")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_VALID_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    signature_valid: bool
+    signing_algorithm: str
+    def __init__(self, key_id: _Optional[str] = ..., signature_valid: _Optional[bool] = ..., signing_algorithm: _Optional[str] = ...) -> None: ...
+
+class GenerateMacRequest(_message.Message):
+    __slots__ = ("message", "key_id", "mac_algorithm", "grant_tokens", "dry_run")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    MAC_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    message: bytes
+    key_id: str
+    mac_algorithm: str
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    def __init__(self, message: _Optional[bytes] = ..., key_id: _Optional[str] = ..., mac_algorithm: _Optional[str] = ..., grant_tokens: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class GenerateMacResponse(_message.Message):
+    __slots__ = ("mac", "mac_algorithm", "key_id")
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    MAC_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    mac: bytes
+    mac_algorithm: str
+    key_id: str
+    def __init__(self, mac: _Optional[bytes] = ..., mac_algorithm: _Optional[str] = ..., key_id: _Optional[str] = ...) -> None: ...
+
+class VerifyMacRequest(_message.Message):
+    __slots__ = ("message", "key_id", "mac_algorithm", "mac", "grant_tokens", "dry_run")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    MAC_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    message: bytes
+    key_id: str
+    mac_algorithm: str
+    mac: bytes
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    def __init__(self, message: _Optional[bytes] = ..., key_id: _Optional[str] = ..., mac_algorithm: _Optional[str] = ..., mac: _Optional[bytes] = ..., grant_tokens: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class VerifyMacResponse(_message.Message):
+    __slots__ = ("key_id", "mac_valid", "mac_algorithm")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    MAC_VALID_FIELD_NUMBER: _ClassVar[int]
+    MAC_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    mac_valid: bool
+    mac_algorithm: str
+    def __init__(self, key_id: _Optional[str] = ..., mac_valid: _Optional[bool] = ..., mac_algorithm: _Optional[str] = ...) -> None: ...
+
+class DeriveSharedSecretRequest(_message.Message):
+    __slots__ = ("key_id", "key_agreement_algorithm", "public_key", "grant_tokens", "dry_run")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_AGREEMENT_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    key_agreement_algorithm: str
+    public_key: bytes
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    def __init__(self, key_id: _Optional[str] = ..., key_agreement_algorithm: _Optional[str] = ..., public_key: _Optional[bytes] = ..., grant_tokens: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class DeriveSharedSecretResponse(_message.Message):
+    __slots__ = ("key_id", "shared_secret", "key_agreement_algorithm", "key_origin")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SHARED_SECRET_FIELD_NUMBER: _ClassVar[int]
+    KEY_AGREEMENT_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    KEY_ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    shared_secret: bytes
+    key_agreement_algorithm: str
+    key_origin: str
+    def __init__(self, key_id: _Optional[str] = ..., shared_secret: _Optional[bytes] = ..., key_agreement_algorithm: _Optional[str] = ..., key_origin: _Optional[str] = ...) -> None: ...
+
+class EncapsulateRequest(_message.Message):
+    __slots__ = ("key_id", "encapsulation_algorithm", "grant_tokens", "dry_run")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ENCAPSULATION_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    encapsulation_algorithm: str
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    def __init__(self, key_id: _Optional[str] = ..., encapsulation_algorithm: _Optional[str] = ..., grant_tokens: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class EncapsulateResponse(_message.Message):
+    __slots__ = ("key_id", "shared_secret", "shared_secret_ciphertext_blob", "encapsulation_algorithm")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SHARED_SECRET_FIELD_NUMBER: _ClassVar[int]
+    SHARED_SECRET_CIPHERTEXT_BLOB_FIELD_NUMBER: _ClassVar[int]
+    ENCAPSULATION_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    shared_secret: bytes
+    shared_secret_ciphertext_blob: bytes
+    encapsulation_algorithm: str
+    def __init__(self, key_id: _Optional[str] = ..., shared_secret: _Optional[bytes] = ..., shared_secret_ciphertext_blob: _Optional[bytes] = ..., encapsulation_algorithm: _Optional[str] = ...) -> None: ...
+
+class DecapsulateRequest(_message.Message):
+    __slots__ = ("key_id", "shared_secret_ciphertext_blob", "encapsulation_algorithm", "grant_tokens", "dry_run")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SHARED_SECRET_CIPHERTEXT_BLOB_FIELD_NUMBER: _ClassVar[int]
+    ENCAPSULATION_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    shared_secret_ciphertext_blob: bytes
+    encapsulation_algorithm: str
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    def __init__(self, key_id: _Optional[str] = ..., shared_secret_ciphertext_blob: _Optional[bytes] = ..., encapsulation_algorithm: _Optional[str] = ..., grant_tokens: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class DecapsulateResponse(_message.Message):
+    __slots__ = ("key_id", "shared_secret", "encapsulation_algorithm")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SHARED_SECRET_FIELD_NUMBER: _ClassVar[int]
+    ENCAPSULATION_ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    shared_secret: bytes
+    encapsulation_algorithm: str
+    def __init__(self, key_id: _Optional[str] = ..., shared_secret: _Optional[bytes] = ..., encapsulation_algorithm: _Optional[str] = ...) -> None: ...
+
+class GetPublicKeyRequest(_message.Message):
+    __slots__ = ("key_id", "grant_tokens")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key_id: _Optional[str] = ..., grant_tokens: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetPublicKeyResponse(_message.Message):
+    __slots__ = ("key_id", "public_key", "key_spec", "key_usage")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    KEY_SPEC_FIELD_NUMBER: _ClassVar[int]
+    KEY_USAGE_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    public_key: bytes
+    key_spec: str
+    key_usage: str
+    def __init__(self, key_id: _Optional[str] = ..., public_key: _Optional[bytes] = ..., key_spec: _Optional[str] = ..., key_usage: _Optional[str] = ...) -> None: ...
+
+class GenerateDataKeyPairRequest(_message.Message):
+    __slots__ = ("encryption_context", "key_id", "key_pair_spec", "grant_tokens", "dry_run")
+    class EncryptionContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ENCRYPTION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_PAIR_SPEC_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    encryption_context: _containers.ScalarMap[str, str]
+    key_id: str
+    key_pair_spec: str
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    def __init__(self, encryption_context: _Optional[_Mapping[str, str]] = ..., key_id: _Optional[str] = ..., key_pair_spec: _Optional[str] = ..., grant_tokens: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class GenerateDataKeyPairResponse(_message.Message):
+    __slots__ = ("private_key_ciphertext_blob", "private_key_plaintext", "public_key", "key_id", "key_pair_spec")
+    PRIVATE_KEY_CIPHERTEXT_BLOB_FIELD_NUMBER: _ClassVar[int]
+    PRIVATE_KEY_PLAINTEXT_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_PAIR_SPEC_FIELD_NUMBER: _ClassVar[int]
+    private_key_ciphertext_blob: bytes
+    private_key_plaintext: bytes
+    public_key: bytes
+    key_id: str
+    key_pair_spec: str
+    def __init__(self, private_key_ciphertext_blob: _Optional[bytes] = ..., private_key_plaintext: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., key_id: _Optional[str] = ..., key_pair_spec: _Optional[str] = ...) -> None: ...
+
+class GenerateDataKeyPairWithoutPlaintextRequest(_message.Message):
+    __slots__ = ("encryption_context", "key_id", "key_pair_spec", "grant_tokens", "dry_run")
+    class EncryptionContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ENCRYPTION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_PAIR_SPEC_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    encryption_context: _containers.ScalarMap[str, str]
+    key_id: str
+    key_pair_spec: str
+    grant_tokens: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    def __init__(self, encryption_context: _Optional[_Mapping[str, str]] = ..., key_id: _Optional[str] = ..., key_pair_spec: _Optional[str] = ..., grant_tokens: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class GenerateDataKeyPairWithoutPlaintextResponse(_message.Message):
+    __slots__ = ("private_key_ciphertext_blob", "public_key", "key_id", "key_pair_spec")
+    PRIVATE_KEY_CIPHERTEXT_BLOB_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_PAIR_SPEC_FIELD_NUMBER: _ClassVar[int]
+    private_key_ciphertext_blob: bytes
+    public_key: bytes
+    key_id: str
+    key_pair_spec: str
+    def __init__(self, private_key_ciphertext_blob: _Optional[bytes] = ..., public_key: _Optional[bytes] = ..., key_id: _Optional[str] = ..., key_pair_spec: _Optional[str] = ...) -> None: ...
+
 class GrantConstraints(_message.Message):
     __slots__ = ("encryption_context_subset", "encryption_context_equals", "source_arn")
     class EncryptionContextSubsetEntry(_message.Message):

@@ -211,6 +211,81 @@ class KmsStub:
                 request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ImportKeyMaterialRequest.SerializeToString,
                 response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ImportKeyMaterialResponse.FromString,
                 _registered_method=True)
+        self.DeleteImportedKeyMaterial = channel.unary_unary(
+                '/kms.v1.Kms/DeleteImportedKeyMaterial',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.DeleteImportedKeyMaterialRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.DeleteImportedKeyMaterialResponse.FromString,
+                _registered_method=True)
+        self.RotateKeyOnDemand = channel.unary_unary(
+                '/kms.v1.Kms/RotateKeyOnDemand',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.RotateKeyOnDemandRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.RotateKeyOnDemandResponse.FromString,
+                _registered_method=True)
+        self.ListKeyRotations = channel.unary_unary(
+                '/kms.v1.Kms/ListKeyRotations',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListKeyRotationsRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListKeyRotationsResponse.FromString,
+                _registered_method=True)
+        self.ReplicateKey = channel.unary_unary(
+                '/kms.v1.Kms/ReplicateKey',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ReplicateKeyRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ReplicateKeyResponse.FromString,
+                _registered_method=True)
+        self.UpdatePrimaryRegion = channel.unary_unary(
+                '/kms.v1.Kms/UpdatePrimaryRegion',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.UpdatePrimaryRegionRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.UpdatePrimaryRegionResponse.FromString,
+                _registered_method=True)
+        self.Sign = channel.unary_unary(
+                '/kms.v1.Kms/Sign',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.SignRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.SignResponse.FromString,
+                _registered_method=True)
+        self.Verify = channel.unary_unary(
+                '/kms.v1.Kms/Verify',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.VerifyRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.VerifyResponse.FromString,
+                _registered_method=True)
+        self.GenerateMac = channel.unary_unary(
+                '/kms.v1.Kms/GenerateMac',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.GenerateMacRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.GenerateMacResponse.FromString,
+                _registered_method=True)
+        self.VerifyMac = channel.unary_unary(
+                '/kms.v1.Kms/VerifyMac',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.VerifyMacRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.VerifyMacResponse.FromString,
+                _registered_method=True)
+        self.DeriveSharedSecret = channel.unary_unary(
+                '/kms.v1.Kms/DeriveSharedSecret',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.DeriveSharedSecretRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.DeriveSharedSecretResponse.FromString,
+                _registered_method=True)
+        self.Encapsulate = channel.unary_unary(
+                '/kms.v1.Kms/Encapsulate',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.EncapsulateRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.EncapsulateResponse.FromString,
+                _registered_method=True)
+        self.Decapsulate = channel.unary_unary(
+                '/kms.v1.Kms/Decapsulate',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.DecapsulateRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.DecapsulateResponse.FromString,
+                _registered_method=True)
+        self.GetPublicKey = channel.unary_unary(
+                '/kms.v1.Kms/GetPublicKey',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.GetPublicKeyRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.GetPublicKeyResponse.FromString,
+                _registered_method=True)
+        self.GenerateDataKeyPair = channel.unary_unary(
+                '/kms.v1.Kms/GenerateDataKeyPair',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.GenerateDataKeyPairRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.GenerateDataKeyPairResponse.FromString,
+                _registered_method=True)
+        self.GenerateDataKeyPairWithoutPlaintext = channel.unary_unary(
+                '/kms.v1.Kms/GenerateDataKeyPairWithoutPlaintext',
+                request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.GenerateDataKeyPairWithoutPlaintextRequest.SerializeToString,
+                response_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.GenerateDataKeyPairWithoutPlaintextResponse.FromString,
+                _registered_method=True)
         self.CreateGrant = channel.unary_unary(
                 '/kms.v1.Kms/CreateGrant',
                 request_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.CreateGrantRequest.SerializeToString,
@@ -460,6 +535,98 @@ class KmsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteImportedKeyMaterial(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateKeyOnDemand(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeyRotations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplicateKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePrimaryRegion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Sign(self, request, context):
+        """not for symmetric keys: InvalidKeyUsageException (GetPublicKey and the data key pairs:
+        UnsupportedOperationException)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Verify(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateMac(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyMac(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeriveSharedSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Encapsulate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Decapsulate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPublicKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateDataKeyPair(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateDataKeyPairWithoutPlaintext(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateGrant(self, request, context):
         """grants
         """
@@ -668,6 +835,81 @@ def add_KmsServicer_to_server(servicer, server):
                     servicer.ImportKeyMaterial,
                     request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ImportKeyMaterialRequest.FromString,
                     response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ImportKeyMaterialResponse.SerializeToString,
+            ),
+            'DeleteImportedKeyMaterial': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteImportedKeyMaterial,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.DeleteImportedKeyMaterialRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.DeleteImportedKeyMaterialResponse.SerializeToString,
+            ),
+            'RotateKeyOnDemand': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateKeyOnDemand,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.RotateKeyOnDemandRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.RotateKeyOnDemandResponse.SerializeToString,
+            ),
+            'ListKeyRotations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeyRotations,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListKeyRotationsRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ListKeyRotationsResponse.SerializeToString,
+            ),
+            'ReplicateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplicateKey,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.ReplicateKeyRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.ReplicateKeyResponse.SerializeToString,
+            ),
+            'UpdatePrimaryRegion': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePrimaryRegion,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.UpdatePrimaryRegionRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.UpdatePrimaryRegionResponse.SerializeToString,
+            ),
+            'Sign': grpc.unary_unary_rpc_method_handler(
+                    servicer.Sign,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.SignRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.SignResponse.SerializeToString,
+            ),
+            'Verify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Verify,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.VerifyRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.VerifyResponse.SerializeToString,
+            ),
+            'GenerateMac': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateMac,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.GenerateMacRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.GenerateMacResponse.SerializeToString,
+            ),
+            'VerifyMac': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyMac,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.VerifyMacRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.VerifyMacResponse.SerializeToString,
+            ),
+            'DeriveSharedSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeriveSharedSecret,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.DeriveSharedSecretRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.DeriveSharedSecretResponse.SerializeToString,
+            ),
+            'Encapsulate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Encapsulate,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.EncapsulateRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.EncapsulateResponse.SerializeToString,
+            ),
+            'Decapsulate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Decapsulate,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.DecapsulateRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.DecapsulateResponse.SerializeToString,
+            ),
+            'GetPublicKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPublicKey,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.GetPublicKeyRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.GetPublicKeyResponse.SerializeToString,
+            ),
+            'GenerateDataKeyPair': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateDataKeyPair,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.GenerateDataKeyPairRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.GenerateDataKeyPairResponse.SerializeToString,
+            ),
+            'GenerateDataKeyPairWithoutPlaintext': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateDataKeyPairWithoutPlaintext,
+                    request_deserializer=protos_dot_kms_dot_v1_dot_kms__pb2.GenerateDataKeyPairWithoutPlaintextRequest.FromString,
+                    response_serializer=protos_dot_kms_dot_v1_dot_kms__pb2.GenerateDataKeyPairWithoutPlaintextResponse.SerializeToString,
             ),
             'CreateGrant': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateGrant,
@@ -1642,6 +1884,411 @@ class Kms:
             '/kms.v1.Kms/ImportKeyMaterial',
             protos_dot_kms_dot_v1_dot_kms__pb2.ImportKeyMaterialRequest.SerializeToString,
             protos_dot_kms_dot_v1_dot_kms__pb2.ImportKeyMaterialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteImportedKeyMaterial(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/DeleteImportedKeyMaterial',
+            protos_dot_kms_dot_v1_dot_kms__pb2.DeleteImportedKeyMaterialRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.DeleteImportedKeyMaterialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateKeyOnDemand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/RotateKeyOnDemand',
+            protos_dot_kms_dot_v1_dot_kms__pb2.RotateKeyOnDemandRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.RotateKeyOnDemandResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeyRotations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/ListKeyRotations',
+            protos_dot_kms_dot_v1_dot_kms__pb2.ListKeyRotationsRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.ListKeyRotationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplicateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/ReplicateKey',
+            protos_dot_kms_dot_v1_dot_kms__pb2.ReplicateKeyRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.ReplicateKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePrimaryRegion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/UpdatePrimaryRegion',
+            protos_dot_kms_dot_v1_dot_kms__pb2.UpdatePrimaryRegionRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.UpdatePrimaryRegionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Sign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/Sign',
+            protos_dot_kms_dot_v1_dot_kms__pb2.SignRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.SignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Verify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/Verify',
+            protos_dot_kms_dot_v1_dot_kms__pb2.VerifyRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.VerifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateMac(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/GenerateMac',
+            protos_dot_kms_dot_v1_dot_kms__pb2.GenerateMacRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.GenerateMacResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyMac(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/VerifyMac',
+            protos_dot_kms_dot_v1_dot_kms__pb2.VerifyMacRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.VerifyMacResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeriveSharedSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/DeriveSharedSecret',
+            protos_dot_kms_dot_v1_dot_kms__pb2.DeriveSharedSecretRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.DeriveSharedSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Encapsulate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/Encapsulate',
+            protos_dot_kms_dot_v1_dot_kms__pb2.EncapsulateRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.EncapsulateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Decapsulate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/Decapsulate',
+            protos_dot_kms_dot_v1_dot_kms__pb2.DecapsulateRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.DecapsulateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPublicKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/GetPublicKey',
+            protos_dot_kms_dot_v1_dot_kms__pb2.GetPublicKeyRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.GetPublicKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateDataKeyPair(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/GenerateDataKeyPair',
+            protos_dot_kms_dot_v1_dot_kms__pb2.GenerateDataKeyPairRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.GenerateDataKeyPairResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateDataKeyPairWithoutPlaintext(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kms.v1.Kms/GenerateDataKeyPairWithoutPlaintext',
+            protos_dot_kms_dot_v1_dot_kms__pb2.GenerateDataKeyPairWithoutPlaintextRequest.SerializeToString,
+            protos_dot_kms_dot_v1_dot_kms__pb2.GenerateDataKeyPairWithoutPlaintextResponse.FromString,
             options,
             channel_credentials,
             insecure,
