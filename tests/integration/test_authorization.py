@@ -203,6 +203,11 @@ async def test_a_principal_with_no_policy_is_denied_on_both_apis(env):
                                                             timeout=CALL_TIMEOUT))
     assert (name, message) == ("AccessDeniedException", why(arn("bob"), "kms:Encrypt", env.default_key,
                                                              no_identity("kms:Encrypt")))
+    # operations no key here can do are judged first, as AWS does: bob learns nothing of the key
+    assert denied(bob.sign, KeyId=env.default_key, Message=b"m", SigningAlgorithm="ECDSA_SHA_256") == why(
+        arn("bob"), "kms:Sign", env.default_key, no_identity("kms:Sign"))
+    assert denied(bob.rotate_key_on_demand, KeyId=env.default_key) == why(
+        arn("bob"), "kms:RotateKeyOnDemand", env.default_key, no_identity("kms:RotateKeyOnDemand"))
     # the default key policy delegates to IAM: alice's IAM policy allows, so alice may
     blob = env.kms("alice").encrypt(KeyId=env.default_key, Plaintext=b"x")["CiphertextBlob"]
     assert env.kms("alice").decrypt(CiphertextBlob=blob)["Plaintext"] == b"x"
