@@ -205,9 +205,9 @@ def _wrong_key_usage(name: str) -> Handler:
     return refuse
 
 
-def _not_for_custom_key_stores(name: str, why: str) -> Handler:
+def _not_for_custom_key_stores(name: str, why: str, *, aliases: bool = True) -> Handler:
     async def refuse(s: Services, p: Params, c: Caller) -> Shape:
-        key = s.catalog.resolve(p["KeyId"], allow_alias=name not in ("ReplicateKey", "UpdatePrimaryRegion"))
+        key = s.catalog.resolve(p["KeyId"], allow_alias=aliases)
         raise errors.UnsupportedOperationException(why.format(arn=key.arn, spec=key.key_spec, op=name))
     return refuse
 
@@ -221,7 +221,7 @@ for _name in ("GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext"):
         _name, "{arn} is in a custom key store; {op} does not support KMS keys in custom key stores."))
 for _name in ("ReplicateKey", "UpdatePrimaryRegion"):
     operation(_name, KEY)(_not_for_custom_key_stores(
-        _name, "{arn} is not a multi-Region key: keys in custom key stores are single-Region."))
+        _name, "{arn} is not a multi-Region key: keys in custom key stores are single-Region.", aliases=False))
 
 
 # ---------------------------------------------------------------- aliases, tags, key policies
