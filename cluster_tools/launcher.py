@@ -48,6 +48,7 @@ from kms_frontend.service.principals import load_principals_file
 from plumbing.addresses import split_endpoint
 from plumbing.envfile import EnvFileError, read_env_file
 from plumbing.files import harden_process, make_private, write_private
+from plumbing.options import positive_seconds, seconds
 from protos.kms.v1 import auth as kms_auth
 from protos.kms.v1 import kms_pb2 as kms
 from protos.kms.v1 import kms_pb2_grpc as kms_grpc
@@ -1046,7 +1047,7 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--nodes", type=int, default=env("KMS_CLUSTER_NODES", "3"), help="HSM nodes (default 3)")
     up.add_argument("--address-prefix", default="127.0",
                     help="the HSMs listen on <prefix>.<zone>.<n>:2225, one loopback address each (first run)")
-    up.add_argument("--hsm-replace-after", type=float, default=300.0,
+    up.add_argument("--hsm-replace-after", type=seconds, default=300.0,
                     help="seconds an HSM may not answer before the control plane replaces it; 0: never (first run)")
     up.add_argument("--port", type=int, default=7800, help="frontend gRPC port (first run)")
     up.add_argument("--aws-port", type=int, default=4599, help="AWS JSON endpoint port (first run)")
@@ -1054,7 +1055,7 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--metrics-port", type=int, default=9100,
                     help="frontend /metrics port (first run); nodes take the next ones")
     up.add_argument("--region", default="us-east-1")
-    up.add_argument("--backup-interval", type=float, default=None, help="seconds between periodic backups")
+    up.add_argument("--backup-interval", type=positive_seconds, default=None, help="seconds between periodic backups")
     up.add_argument("--workers", type=int, default=env("KMS_WORKERS") if env("KMS_WORKERS") else None,
                     help="frontend processes sharing its ports (kms-frontend --workers; kept for later runs)"
                          " [KMS_WORKERS]")

@@ -21,7 +21,7 @@ from plumbing.addresses import split_listen
 from plumbing.drain import add_port, new_server, run_main, running_loop_name, serve_until_signalled
 from plumbing.files import ensure_private
 from plumbing.metrics import MetricsServer
-from plumbing.options import add_process_options, seconds
+from plumbing.options import add_process_options, positive_seconds
 from protos.hsm.v1 import hsm_pb2_grpc as pb_grpc
 
 from .api.servicer import HsmServicer
@@ -134,9 +134,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hsm-id", default=env("HSM_ID", ""),
                    help="the HSM id to take when the data directory is new (the CloudHSM control plane's) [HSM_ID]")
     p.add_argument("--backup-dir", default=env("HSM_BACKUP_DIR", "./hsm-backups"), help="backup store [HSM_BACKUP_DIR]")
-    p.add_argument("--backup-interval", type=seconds, default=env("HSM_BACKUP_INTERVAL", "86400"),
+    p.add_argument("--backup-interval", type=positive_seconds, default=env("HSM_BACKUP_INTERVAL", "86400"),
                    help="seconds between periodic backups [HSM_BACKUP_INTERVAL]")
-    p.add_argument("--session-idle-timeout", type=seconds, default=env("HSM_SESSION_IDLE_TIMEOUT", "900"),
+    p.add_argument("--session-idle-timeout", type=positive_seconds, default=env("HSM_SESSION_IDLE_TIMEOUT", "900"),
                    help="seconds before an idle login session expires [HSM_SESSION_IDLE_TIMEOUT]")
     p.add_argument("--max-keys", type=int, default=env("HSM_MAX_KEYS", str(DEFAULT_MAX_KEYS)),
                    help="keys the HSM may hold, CloudHSM's limit per cluster by default; 0 = no limit,"

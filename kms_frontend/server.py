@@ -25,7 +25,7 @@ from plumbing.addresses import split_listen
 from plumbing.drain import Gate, add_port, new_server, run_main, running_loop_name, serve_until_signalled
 from plumbing.files import ensure_private, write_private
 from plumbing.metrics import MetricsServer
-from plumbing.options import add_process_options, seconds
+from plumbing.options import add_process_options, positive_seconds, seconds
 
 from .api.aws_json import AwsJsonEndpoint
 from .api.cloudhsm_forward import LeaderSocket, ToLeader
@@ -386,7 +386,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="serve the AWS endpoint over HTTPS with this certificate (PEM, chain after it); clients "
                         "trust its CA through AWS_CA_BUNDLE [KMS_AWS_TLS_CERT]")
     p.add_argument("--aws-tls-key", default=env("KMS_AWS_TLS_KEY"), help="its private key (PEM) [KMS_AWS_TLS_KEY]")
-    p.add_argument("--sweep-interval", type=seconds, default=env("KMS_SWEEP_INTERVAL", "1"),
+    p.add_argument("--sweep-interval", type=positive_seconds, default=env("KMS_SWEEP_INTERVAL", "1"),
                    help="seconds between key-deletion sweeps [KMS_SWEEP_INTERVAL]")
     cp = p.add_argument_group("CloudHSM control plane (cloudhsmv2 on the AWS endpoint)")
     cp.add_argument("--cloudhsm-provisioner", default=env("KMS_CLOUDHSM_PROVISIONER", "static"),

@@ -22,6 +22,15 @@ def seconds(text: str) -> float:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    """An argparse ``type``: seconds that must be more than 0 (an interval of periodic work, where 0
+    would run it back to back; a timeout, where 0 would end everything at once)."""
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
+    return value
+
+
 def add_process_options(p: argparse.ArgumentParser, env_prefix: str, *, grace_s: float, in_flight: str) -> None:
     """``--metrics-listen``, ``--shutdown-grace`` (default ``grace_s``), ``--log-level``, ``--log-file``
     and ``--event-loop``.

@@ -111,6 +111,7 @@ def sign_in(driver, url: str, key_id: str, secret: str) -> None:  # type: ignore
 def replaced(exc: Exception) -> bool:  # type: ignore[no-untyped-def]
     return isinstance(exc, StaleElementReferenceException) or "does not belong to the document" in str(exc)
 
+
 def text(driver, css: str) -> str:  # type: ignore[no-untyped-def]
     try:
         found = driver.find_elements(By.CSS_SELECTOR, css)

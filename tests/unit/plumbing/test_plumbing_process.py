@@ -229,6 +229,22 @@ def test_a_bad_number_of_seconds_from_the_environment_is_one_line_and_exit_2(
     assert frontend_args([]).cloudhsm_backup_copy_seconds == 0.5
 
 
+@pytest.mark.parametrize("name", ["KMS_SWEEP_INTERVAL", "HSM_BACKUP_INTERVAL", "HSM_SESSION_IDLE_TIMEOUT"])
+def test_an_interval_or_a_timeout_of_zero_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str], name: str) -> None:
+    """0 between two sweeps is a busy loop; 0 of idle time ends every session at once."""
+    from hsm_node.server import parse_args as node_args
+    from kms_frontend.server import parse_args as frontend_args
+
+    parse = frontend_args if name.startswith("KMS") else node_args
+    monkeypatch.setenv(name, "0")
+    with pytest.raises(SystemExit) as exit_:
+        parse([])
+    assert exit_.value.code == 2 and "'0' must be more than 0 seconds" in capsys.readouterr().err
+    monkeypatch.setenv(name, "0.25")
+    assert parse([]) is not None
+
+
 def test_the_event_loop_is_uvloop_unless_asked_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
     from plumbing.drain import run_on_loop, running_loop_name
 
